@@ -1,0 +1,8 @@
+//! Hardware tests: drm.
+
+use crate::harness::Test;
+
+/// The tests of this area.
+pub fn tests() -> Vec<Test> {
+    vec![]
+}

@@ -1,0 +1,24 @@
+//! All hardware tests, one module per area; each module owns its `tests()` list.
+
+use crate::harness::Test;
+
+mod backend;
+mod conformance;
+mod drm;
+mod env;
+mod ipc;
+mod v4l2;
+mod vfio;
+
+/// Every test, in run order: the environment first, so a broken VM shows before anything else.
+pub fn all() -> Vec<Test> {
+    let mut v = Vec::new();
+    v.extend(env::tests());
+    v.extend(conformance::tests());
+    v.extend(backend::tests());
+    v.extend(ipc::tests());
+    v.extend(v4l2::tests());
+    v.extend(drm::tests());
+    v.extend(vfio::tests());
+    v
+}

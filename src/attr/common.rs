@@ -1,0 +1,116 @@
+//! Small value types shared by attribute lists, reconciliation, backends and IPC.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Access permission of an accessor or of a handle to an object.
+///
+/// Ordered: `ReadOnly < ReadWrite`, so the reconciled permission is the maximum of what the lists
+/// require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read-only: no mutable CPU view, `PROT_READ` mappings, DMA-read-only IOMMU mappings.
+    ReadOnly,
+    /// Read-write.
+    ReadWrite,
+}
+
+impl Permission {
+    /// Whether a handle with `self` may be reduced to (or is at least) `other`.
+    pub fn allows(self, other: Permission) -> bool {
+        self >= other
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Permission::ReadOnly => "read-only",
+            Permission::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// What kind of engine an accessor is. It decides what memory the buffer needs: a `Vfio` accessor
+/// needs memory it can pin (memfd-backed), and any accessor other than `Cpu` needs a dma-buf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessorKind {
+    /// The CPU only.
+    Cpu,
+    /// A V4L2 capture or output device.
+    Camera,
+    /// A DRM/KMS display.
+    Display,
+    /// A GPU (importing through Vulkan/EGL/CUDA).
+    Gpu,
+    /// A PCIe device driven through VFIO (pins memory through the IOMMU).
+    Vfio,
+    /// Some other device that imports dma-bufs.
+    Device,
+}
+
+impl AccessorKind {
+    /// Whether this accessor is a device (anything but the CPU) and so needs a dma-buf.
+    pub fn is_device(self) -> bool {
+        self != AccessorKind::Cpu
+    }
+}
+
+impl fmt::Display for AccessorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessorKind::Cpu => "cpu",
+            AccessorKind::Camera => "camera",
+            AccessorKind::Display => "display",
+            AccessorKind::Gpu => "gpu",
+            AccessorKind::Vfio => "vfio",
+            AccessorKind::Device => "device",
+        })
+    }
+}
+
+/// A memory backend unibuf can allocate from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// The DMA-BUF system heap (`/dev/dma_heap/system`): scattered pages.
+    SystemHeap,
+    /// A contiguous (CMA) DMA-BUF heap, whatever its name.
+    CmaHeap,
+    /// A memfd turned into a dma-buf by `/dev/udmabuf`; the memfd can be pinned by VFIO.
+    Udmabuf,
+    /// A DRM dumb buffer exported by PRIME (a KMS card or vgem).
+    DrmDumb,
+    /// A plain memfd: CPU only, not a dma-buf.
+    Memfd,
+}
+
+impl BackendKind {
+    /// All backends, in the order of preference for a buffer with no special needs.
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::SystemHeap,
+        BackendKind::CmaHeap,
+        BackendKind::Udmabuf,
+        BackendKind::DrmDumb,
+        BackendKind::Memfd,
+    ];
+
+    /// Whether buffers from this backend are dma-bufs.
+    pub fn is_dma_buf(self) -> bool {
+        self != BackendKind::Memfd
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::SystemHeap => "system-heap",
+            BackendKind::CmaHeap => "cma-heap",
+            BackendKind::Udmabuf => "udmabuf",
+            BackendKind::DrmDumb => "drm-dumb",
+            BackendKind::Memfd => "memfd",
+        })
+    }
+}

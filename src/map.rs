@@ -1,0 +1,3 @@
+//! CPU mappings of objects, bracketed by `DMA_BUF_IOCTL_SYNC`.
+//!
+//! (Placeholder: the backend work fills this module.)
