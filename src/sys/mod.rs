@@ -6,6 +6,8 @@
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod udmabuf;
+pub mod v4l2;
+pub mod vfio;
 
 use rustix::fd::AsFd;
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
