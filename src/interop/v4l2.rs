@@ -1,0 +1,709 @@
+//! V4L2: a constraint provider for a video node and capture into imported dma-bufs.
+//!
+//! - [`VideoNode::open`] opens a node and picks its capture API (single- or multi-planar).
+//! - [`VideoNode::try_format`] asks the driver (`VIDIOC_TRY_FMT`) what a fourcc at a size needs:
+//!   per-plane `bytesperline` and `sizeimage` become pitch and size constraints
+//!   ([`V4l2Constraints`]); it also finds out whether the driver accepts a padded pitch.
+//! - [`VideoNode::set_format`] sets the format with unibuf's reconciled pitches and checks the
+//!   driver kept them.
+//! - [`DmabufCapture`] streams into unibuf buffers with `V4L2_MEMORY_DMABUF`: `REQBUFS`, `QBUF`
+//!   with our fds, `STREAMON`, `DQBUF`, and checks that every dequeued buffer is one of ours.
+
+use crate::attr::AccessorKind;
+use crate::error::{Error, Result};
+use crate::sys::{self, v4l2 as v};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// A fourcc code printed as four characters.
+pub fn fourcc_str(code: u32) -> String {
+    code.to_le_bytes()
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
+
+/// One plane's needs as the driver states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaneConstraint {
+    /// `bytesperline`: the minimum (and, unless the driver accepts padding, exact) pitch.
+    pub pitch: u32,
+    /// `sizeimage`: bytes the plane needs.
+    pub size: u32,
+}
+
+/// What a V4L2 node needs of a buffer for one format: the constraint provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V4l2Constraints {
+    /// Always [`AccessorKind::Camera`].
+    pub accessor: AccessorKind,
+    /// The node.
+    pub device: String,
+    /// The V4L2 fourcc the driver settled on (may differ from the one asked).
+    pub fourcc: u32,
+    /// Width the driver settled on.
+    pub width: u32,
+    /// Height the driver settled on.
+    pub height: u32,
+    /// Multi-planar API (one buffer per memory plane).
+    pub mplane: bool,
+    /// Per memory plane.
+    pub planes: Vec<PlaneConstraint>,
+    /// The driver accepted a padded `bytesperline` (a pitch aligned up to 256 bytes), so any pitch
+    /// at least `planes[i].pitch` is fine; when false, the pitch must equal it.
+    pub pitch_flexible: bool,
+}
+
+impl V4l2Constraints {
+    /// The DRM fourcc for this V4L2 fourcc, where the two name the same memory layout.
+    pub fn drm_fourcc(&self) -> Option<u32> {
+        v4l2_to_drm_fourcc(self.fourcc)
+    }
+
+    /// Total bytes over all planes.
+    pub fn total_size(&self) -> u64 {
+        self.planes.iter().map(|p| p.size as u64).sum()
+    }
+}
+
+/// Maps the V4L2 fourccs whose layout has a DRM twin.
+pub fn v4l2_to_drm_fourcc(code: u32) -> Option<u32> {
+    use drm_fourcc::DrmFourcc as D;
+    Some(match code {
+        v::V4L2_PIX_FMT_XBGR32 => D::Xrgb8888 as u32,
+        v::V4L2_PIX_FMT_ABGR32 => D::Argb8888 as u32,
+        v::V4L2_PIX_FMT_RGB565 => D::Rgb565 as u32,
+        v::V4L2_PIX_FMT_YUYV => D::Yuyv as u32,
+        v::V4L2_PIX_FMT_NV12 => D::Nv12 as u32,
+        _ => return None,
+    })
+}
+
+/// An open V4L2 video node.
+#[derive(Debug)]
+pub struct VideoNode {
+    path: String,
+    fd: OwnedFd,
+    caps: v::V4l2Capability,
+    buf_type: u32,
+}
+
+impl VideoNode {
+    /// Opens a capture node. Fails with [`Error::Unavailable`] when it cannot capture or stream.
+    pub fn open(path: impl AsRef<Path>) -> Result<VideoNode> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open", name.clone(), e))?;
+        let mut caps = v::V4l2Capability::default();
+        // SAFETY: VIDIOC_QUERYCAP fills a `struct v4l2_capability`.
+        unsafe { sys::ioctl_with(&fd, v::VIDIOC_QUERYCAP, &mut caps) }
+            .map_err(|e| Error::sys("VIDIOC_QUERYCAP", name.clone(), e))?;
+        let dc = if caps.capabilities & v::V4L2_CAP_DEVICE_CAPS != 0 {
+            caps.device_caps
+        } else {
+            caps.capabilities
+        };
+        let buf_type = if dc & v::V4L2_CAP_VIDEO_CAPTURE != 0 {
+            v::V4L2_BUF_TYPE_VIDEO_CAPTURE
+        } else if dc & v::V4L2_CAP_VIDEO_CAPTURE_MPLANE != 0 {
+            v::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE
+        } else {
+            return Err(Error::Unavailable {
+                what: format!("video capture on {name}"),
+                why: format!(
+                    "device caps {dc:#x} name neither VIDEO_CAPTURE nor VIDEO_CAPTURE_MPLANE"
+                ),
+            });
+        };
+        if dc & v::V4L2_CAP_STREAMING == 0 {
+            return Err(Error::Unavailable {
+                what: format!("streaming I/O on {name}"),
+                why: format!("device caps {dc:#x} lack V4L2_CAP_STREAMING"),
+            });
+        }
+        Ok(VideoNode {
+            path: name,
+            fd,
+            caps,
+            buf_type,
+        })
+    }
+
+    /// Capture nodes under `/dev` whose driver name is `driver` (any driver when `None`), sorted.
+    pub fn find(driver: Option<&str>) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/dev") {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !n.starts_with("video") {
+                    continue;
+                }
+                if let Ok(node) = VideoNode::open(e.path()) {
+                    if driver.is_none_or(|d| node.driver() == d) {
+                        out.push(e.path());
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|p| {
+            let s = p.to_string_lossy().into_owned();
+            let num: u32 = s
+                .trim_start_matches("/dev/video")
+                .parse()
+                .unwrap_or(u32::MAX);
+            num
+        });
+        out
+    }
+
+    /// The node's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The driver name (`"vivid"`).
+    pub fn driver(&self) -> String {
+        cstr(&self.caps.driver)
+    }
+
+    /// The card name.
+    pub fn card(&self) -> String {
+        cstr(&self.caps.card)
+    }
+
+    /// Whether the node uses the multi-planar API.
+    pub fn is_mplane(&self) -> bool {
+        self.buf_type == v::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE
+    }
+
+    /// The capture fourccs the node lists (`VIDIOC_ENUM_FMT`).
+    pub fn formats(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for index in 0..256 {
+            let mut d = v::V4l2FmtDesc {
+                index,
+                type_: self.buf_type,
+                ..Default::default()
+            };
+            // SAFETY: VIDIOC_ENUM_FMT takes a `struct v4l2_fmtdesc`.
+            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_ENUM_FMT, &mut d) } {
+                Ok(_) => out.push(d.pixelformat),
+                Err(rustix::io::Errno::INVAL) => break,
+                Err(e) => return Err(Error::sys("VIDIOC_ENUM_FMT", self.path.clone(), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn format_req(&self, fourcc: u32, width: u32, height: u32, pitches: &[u32]) -> v::V4l2Format {
+        let mut f = v::V4l2Format::new(self.buf_type);
+        if self.is_mplane() {
+            let mut mp = v::V4l2PixFormatMplane {
+                width,
+                height,
+                pixelformat: fourcc,
+                field: v::V4L2_FIELD_NONE,
+                num_planes: pitches.len().max(1) as u8,
+                ..Default::default()
+            };
+            for (i, p) in pitches.iter().take(v::VIDEO_MAX_PLANES).enumerate() {
+                mp.plane_fmt[i].bytesperline = *p;
+            }
+            f.fmt.pix_mp = mp;
+        } else {
+            f.fmt.pix = v::V4l2PixFormat {
+                width,
+                height,
+                pixelformat: fourcc,
+                field: v::V4L2_FIELD_NONE,
+                bytesperline: pitches.first().copied().unwrap_or(0),
+                ..Default::default()
+            };
+        }
+        f
+    }
+
+    fn constraints_from(&self, f: &v::V4l2Format, pitch_flexible: bool) -> V4l2Constraints {
+        let (fourcc, width, height, planes) = if self.is_mplane() {
+            let mp = f.pix_mp();
+            let n = (mp.num_planes as usize).min(v::VIDEO_MAX_PLANES);
+            let pf = mp.plane_fmt;
+            let planes = pf[..n]
+                .iter()
+                .map(|p| PlaneConstraint {
+                    pitch: p.bytesperline,
+                    size: p.sizeimage,
+                })
+                .collect();
+            (mp.pixelformat, mp.width, mp.height, planes)
+        } else {
+            let p = f.pix();
+            (
+                p.pixelformat,
+                p.width,
+                p.height,
+                vec![PlaneConstraint {
+                    pitch: p.bytesperline,
+                    size: p.sizeimage,
+                }],
+            )
+        };
+        V4l2Constraints {
+            accessor: AccessorKind::Camera,
+            device: self.path.clone(),
+            fourcc,
+            width,
+            height,
+            mplane: self.is_mplane(),
+            planes,
+            pitch_flexible,
+        }
+    }
+
+    fn try_raw(&self, f: &mut v::V4l2Format) -> Result<()> {
+        // SAFETY: VIDIOC_TRY_FMT takes a `struct v4l2_format`.
+        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_TRY_FMT, f) }
+            .map_err(|e| Error::sys("VIDIOC_TRY_FMT", self.path.clone(), e))?;
+        Ok(())
+    }
+
+    /// The constraint provider: what the driver needs for `fourcc` at `width`×`height`
+    /// (`VIDIOC_TRY_FMT`; nothing changes on the device). The driver may adjust the size or the
+    /// format: the answer says what it settled on, and the caller decides whether that will do.
+    pub fn try_format(&self, fourcc: u32, width: u32, height: u32) -> Result<V4l2Constraints> {
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: format of {width}x{height}",
+                self.path
+            )));
+        }
+        let mut f = self.format_req(fourcc, width, height, &[]);
+        self.try_raw(&mut f)?;
+        let base = self.constraints_from(&f, false);
+        // Probe whether a padded pitch is accepted: ask for each plane's pitch rounded up to 256
+        // bytes plus 256, and see whether the driver keeps it.
+        let padded: Vec<u32> = base
+            .planes
+            .iter()
+            .map(|p| (p.pitch.div_ceil(256) + 1) * 256)
+            .collect();
+        let mut g = self.format_req(base.fourcc, base.width, base.height, &padded);
+        let flexible = match self.try_raw(&mut g) {
+            Ok(()) => {
+                let c = self.constraints_from(&g, false);
+                c.planes.iter().map(|p| p.pitch).eq(padded.iter().copied())
+            }
+            Err(_) => false,
+        };
+        Ok(V4l2Constraints {
+            pitch_flexible: flexible,
+            ..base
+        })
+    }
+
+    /// The current format (`VIDIOC_G_FMT`).
+    pub fn current_format(&self) -> Result<V4l2Constraints> {
+        let mut f = v::V4l2Format::new(self.buf_type);
+        // SAFETY: VIDIOC_G_FMT takes a `struct v4l2_format`.
+        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_G_FMT, &mut f) }
+            .map_err(|e| Error::sys("VIDIOC_G_FMT", self.path.clone(), e))?;
+        Ok(self.constraints_from(&f, false))
+    }
+
+    /// Sets the format with unibuf's per-plane pitches (`VIDIOC_S_FMT`) and checks that the driver
+    /// kept the fourcc, the size and the pitches; returns what it set.
+    pub fn set_format(
+        &self,
+        fourcc: u32,
+        width: u32,
+        height: u32,
+        pitches: &[u32],
+    ) -> Result<V4l2Constraints> {
+        let mut f = self.format_req(fourcc, width, height, pitches);
+        // SAFETY: VIDIOC_S_FMT takes a `struct v4l2_format`.
+        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_S_FMT, &mut f) }
+            .map_err(|e| Error::sys("VIDIOC_S_FMT", self.path.clone(), e))?;
+        let c = self.constraints_from(&f, false);
+        let got: Vec<u32> = c.planes.iter().map(|p| p.pitch).collect();
+        if c.fourcc != fourcc || c.width != width || c.height != height || got != pitches {
+            return Err(Error::Device {
+                device: self.path.clone(),
+                what: format!(
+                    "S_FMT {} {width}x{height} pitches {pitches:?} came back as {} {}x{} pitches {got:?}",
+                    fourcc_str(fourcc),
+                    fourcc_str(c.fourcc),
+                    c.width,
+                    c.height
+                ),
+            });
+        }
+        Ok(c)
+    }
+
+    /// Finds a control by its name (`"Test Pattern"`), returning its id and description.
+    pub fn find_control(&self, name: &str) -> Result<Option<v::V4l2QueryCtrl>> {
+        let mut id = v::V4L2_CTRL_FLAG_NEXT_CTRL;
+        for _ in 0..4096 {
+            let mut q = v::V4l2QueryCtrl {
+                id,
+                ..Default::default()
+            };
+            // SAFETY: VIDIOC_QUERYCTRL takes a `struct v4l2_queryctrl`.
+            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_QUERYCTRL, &mut q) } {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INVAL) => return Ok(None),
+                Err(e) => return Err(Error::sys("VIDIOC_QUERYCTRL", self.path.clone(), e)),
+            }
+            if cstr(&q.name).eq_ignore_ascii_case(name) && q.flags & v::V4L2_CTRL_FLAG_DISABLED == 0
+            {
+                return Ok(Some(q));
+            }
+            id = q.id | v::V4L2_CTRL_FLAG_NEXT_CTRL;
+        }
+        Ok(None)
+    }
+
+    /// The item names of a menu control, by index.
+    pub fn menu_items(&self, ctrl: &v::V4l2QueryCtrl) -> Result<Vec<(u32, String)>> {
+        let mut out = Vec::new();
+        let (lo, hi) = (ctrl.minimum.max(0) as u32, ctrl.maximum.max(0) as u32);
+        for index in lo..=hi.min(lo + 255) {
+            let mut m = v::V4l2QueryMenu {
+                id: ctrl.id,
+                index,
+                ..Default::default()
+            };
+            // SAFETY: VIDIOC_QUERYMENU takes a `struct v4l2_querymenu`.
+            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_QUERYMENU, &mut m) } {
+                Ok(_) => {
+                    let name = m.name;
+                    out.push((index, cstr(&name)));
+                }
+                Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(Error::sys("VIDIOC_QUERYMENU", self.path.clone(), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a control by id (`VIDIOC_S_CTRL`).
+    pub fn set_control(&self, id: u32, value: i32) -> Result<()> {
+        let mut c = v::V4l2Control { id, value };
+        // SAFETY: VIDIOC_S_CTRL takes a `struct v4l2_control`.
+        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_S_CTRL, &mut c) }.map_err(|e| {
+            Error::sys("VIDIOC_S_CTRL", format!("{} control {id:#x}", self.path), e)
+        })?;
+        Ok(())
+    }
+
+    /// Sets a menu control, both named (`"Test Pattern"`, `"100% Colorbar"`).
+    pub fn set_menu_control(&self, control: &str, item: &str) -> Result<()> {
+        let q = self
+            .find_control(control)?
+            .ok_or_else(|| Error::Unavailable {
+                what: format!("control {control:?}"),
+                why: format!(
+                    "{} ({}) has no such enabled control",
+                    self.path,
+                    self.driver()
+                ),
+            })?;
+        if q.type_ != v::V4L2_CTRL_TYPE_MENU {
+            return Err(Error::InvalidArgument(format!(
+                "control {control:?} of {} is of type {}, not a menu",
+                self.path, q.type_
+            )));
+        }
+        let items = self.menu_items(&q)?;
+        let (index, _) = items
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(item))
+            .ok_or_else(|| Error::Unavailable {
+                what: format!("menu item {item:?} of {control:?}"),
+                why: format!(
+                    "{} offers {:?}",
+                    self.path,
+                    items.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>()
+                ),
+            })?;
+        self.set_control(q.id, *index as i32)
+    }
+
+    /// The node's fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One memory plane of a capture buffer: a dma-buf and the bytes of it the driver may fill.
+#[derive(Debug, Clone, Copy)]
+pub struct CapturePlane<'a> {
+    /// The dma-buf.
+    pub fd: BorrowedFd<'a>,
+    /// Its length in bytes (at least the plane's `sizeimage`).
+    pub length: u32,
+}
+
+/// A dequeued frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Index of the buffer (into the list given to [`DmabufCapture::new`]).
+    pub index: usize,
+    /// The driver's frame sequence number.
+    pub sequence: u32,
+    /// Bytes used in the first plane.
+    pub bytesused: u32,
+    /// The driver flagged the frame as corrupted (`V4L2_BUF_FLAG_ERROR`).
+    pub error: bool,
+}
+
+/// Streaming capture into caller-owned dma-bufs (`V4L2_MEMORY_DMABUF`). Stops streaming and
+/// releases the driver's buffer slots on drop.
+#[derive(Debug)]
+pub struct DmabufCapture<'a> {
+    node: &'a VideoNode,
+    buffers: Vec<Vec<CapturePlane<'a>>>,
+    queued: Vec<bool>,
+    streaming: bool,
+}
+
+impl<'a> DmabufCapture<'a> {
+    /// Requests `buffers.len()` DMABUF slots (`VIDIOC_REQBUFS`) for buffers of one plane each
+    /// (single-planar) or of as many planes as the format has (multi-planar).
+    pub fn new(node: &'a VideoNode, buffers: Vec<Vec<CapturePlane<'a>>>) -> Result<Self> {
+        if buffers.is_empty() || buffers.len() > 32 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} capture buffers (1..=32)",
+                node.path,
+                buffers.len()
+            )));
+        }
+        let nplanes = buffers[0].len();
+        if nplanes == 0
+            || buffers.iter().any(|b| b.len() != nplanes)
+            || (!node.is_mplane() && nplanes != 1)
+            || nplanes > v::VIDEO_MAX_PLANES
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{}: every buffer needs the same number of planes (1 for the single-planar API)",
+                node.path
+            )));
+        }
+        let mut rb = v::V4l2RequestBuffers {
+            count: buffers.len() as u32,
+            type_: node.buf_type,
+            memory: v::V4L2_MEMORY_DMABUF,
+            ..Default::default()
+        };
+        // SAFETY: VIDIOC_REQBUFS takes a `struct v4l2_requestbuffers`.
+        unsafe { sys::ioctl_with(&node.fd, v::VIDIOC_REQBUFS, &mut rb) }
+            .map_err(|e| Error::sys("VIDIOC_REQBUFS(DMABUF)", node.path.clone(), e))?;
+        let n = buffers.len();
+        let cap = DmabufCapture {
+            node,
+            buffers,
+            queued: vec![false; n],
+            streaming: false,
+        };
+        if rb.count as usize != n {
+            return Err(Error::Device {
+                device: node.path.clone(),
+                what: format!("REQBUFS gave {} DMABUF slots, {n} were asked", rb.count),
+            });
+        }
+        Ok(cap)
+    }
+
+    /// Number of buffers.
+    pub fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// Whether there are no buffers (never: `new` refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    /// Queues buffer `index` (`VIDIOC_QBUF` with our dma-buf fds).
+    pub fn queue(&mut self, index: usize) -> Result<()> {
+        let planes = self.buffers.get(index).ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: no capture buffer {index}", self.node.path))
+        })?;
+        if self.queued[index] {
+            return Err(Error::InvalidArgument(format!(
+                "{}: capture buffer {index} is queued already",
+                self.node.path
+            )));
+        }
+        let mut b = v::V4l2Buffer::new(self.node.buf_type, v::V4L2_MEMORY_DMABUF, index as u32);
+        b.field = v::V4L2_FIELD_NONE;
+        let mut vp = [v::V4l2Plane::default(); v::VIDEO_MAX_PLANES];
+        if self.node.is_mplane() {
+            for (i, p) in planes.iter().enumerate() {
+                vp[i].m.fd = p.fd.as_raw_fd();
+                vp[i].length = p.length;
+            }
+            b.m.planes = vp.as_mut_ptr();
+            b.length = planes.len() as u32;
+        } else {
+            b.m.fd = planes[0].fd.as_raw_fd();
+            b.length = planes[0].length;
+        }
+        // SAFETY: VIDIOC_QBUF takes a `struct v4l2_buffer`; for multi-planar types `m.planes`
+        // points to `length` live `struct v4l2_plane`s (`vp` outlives the call).
+        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_QBUF, &mut b) }.map_err(|e| {
+            Error::sys(
+                "VIDIOC_QBUF(DMABUF)",
+                format!("{} buffer {index}", self.node.path),
+                e,
+            )
+        })?;
+        self.queued[index] = true;
+        Ok(())
+    }
+
+    /// Starts streaming (`VIDIOC_STREAMON`).
+    pub fn start(&mut self) -> Result<()> {
+        let mut t = self.node.buf_type as i32;
+        // SAFETY: VIDIOC_STREAMON takes a pointer to the buffer type (int).
+        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_STREAMON, &mut t) }
+            .map_err(|e| Error::sys("VIDIOC_STREAMON", self.node.path.clone(), e))?;
+        self.streaming = true;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a filled buffer and dequeues it (`VIDIOC_DQBUF`), checking that
+    /// the driver returned one of our buffers: a known index, queued by us, with our fd(s).
+    pub fn dequeue(&mut self, timeout: Duration) -> Result<Frame> {
+        let mut pfd = [PollFd::new(&self.node.fd, PollFlags::IN)];
+        let ts = rustix::event::Timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let n = loop {
+            match rustix::event::poll(&mut pfd, Some(&ts)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r.map_err(|e| Error::sys("poll", self.node.path.clone(), e))?,
+            }
+        };
+        if n == 0 {
+            return Err(Error::Device {
+                device: self.node.path.clone(),
+                what: format!("no frame within {timeout:?}"),
+            });
+        }
+        let mut b = v::V4l2Buffer::new(self.node.buf_type, v::V4L2_MEMORY_DMABUF, 0);
+        let mut vp = [v::V4l2Plane::default(); v::VIDEO_MAX_PLANES];
+        if self.node.is_mplane() {
+            b.m.planes = vp.as_mut_ptr();
+            b.length = v::VIDEO_MAX_PLANES as u32;
+        }
+        // SAFETY: VIDIOC_DQBUF takes a `struct v4l2_buffer`; for multi-planar types `m.planes`
+        // points to `length` writable `struct v4l2_plane`s.
+        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_DQBUF, &mut b) }
+            .map_err(|e| Error::sys("VIDIOC_DQBUF", self.node.path.clone(), e))?;
+        let index = b.index as usize;
+        let ours = self.buffers.get(index).ok_or_else(|| Error::Device {
+            device: self.node.path.clone(),
+            what: format!(
+                "DQBUF returned index {index}, we own {}",
+                self.buffers.len()
+            ),
+        })?;
+        if !self.queued[index] {
+            return Err(Error::Device {
+                device: self.node.path.clone(),
+                what: format!("DQBUF returned buffer {index}, which was not queued"),
+            });
+        }
+        self.queued[index] = false;
+        let (fds, bytesused): (Vec<i32>, u32) = if self.node.is_mplane() {
+            let n = (b.length as usize).min(v::VIDEO_MAX_PLANES);
+            // SAFETY: the planes' `m` union holds the fd for DMABUF memory; any bits are valid.
+            (
+                vp[..n].iter().map(|p| unsafe { p.m.fd }).collect(),
+                vp[0].bytesused,
+            )
+        } else {
+            // SAFETY: the `m` union holds the fd for DMABUF memory; any bits are valid i32.
+            (vec![unsafe { b.m.fd }], b.bytesused)
+        };
+        let want: Vec<i32> = ours.iter().map(|p| p.fd.as_raw_fd()).collect();
+        if b.memory != v::V4L2_MEMORY_DMABUF || fds != want {
+            return Err(Error::Device {
+                device: self.node.path.clone(),
+                what: format!(
+                    "DQBUF buffer {index}: memory {} fds {fds:?}, we queued DMABUF fds {want:?}",
+                    b.memory
+                ),
+            });
+        }
+        Ok(Frame {
+            index,
+            sequence: b.sequence,
+            bytesused,
+            error: b.flags & v::V4L2_BUF_FLAG_ERROR != 0,
+        })
+    }
+
+    /// Stops streaming (`VIDIOC_STREAMOFF`); every buffer returns to us.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.streaming {
+            let mut t = self.node.buf_type as i32;
+            // SAFETY: VIDIOC_STREAMOFF takes a pointer to the buffer type (int).
+            unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_STREAMOFF, &mut t) }
+                .map_err(|e| Error::sys("VIDIOC_STREAMOFF", self.node.path.clone(), e))?;
+            self.streaming = false;
+            self.queued.iter_mut().for_each(|q| *q = false);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DmabufCapture<'_> {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let mut rb = v::V4l2RequestBuffers {
+            count: 0,
+            type_: self.node.buf_type,
+            memory: v::V4L2_MEMORY_DMABUF,
+            ..Default::default()
+        };
+        // SAFETY: VIDIOC_REQBUFS takes a `struct v4l2_requestbuffers`; count 0 frees the slots.
+        let _ = unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_REQBUFS, &mut rb) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fourcc_mapping() {
+        assert_eq!(fourcc_str(v::V4L2_PIX_FMT_XBGR32), "XR24");
+        assert_eq!(
+            v4l2_to_drm_fourcc(v::V4L2_PIX_FMT_XBGR32),
+            Some(drm_fourcc::DrmFourcc::Xrgb8888 as u32)
+        );
+        assert_eq!(v4l2_to_drm_fourcc(v::fourcc(b"ZZZZ")), None);
+    }
+
+    #[test]
+    fn open_missing_node_names_path() {
+        let e = VideoNode::open("/nonexistent/video9").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/video9"), "{e}");
+    }
+}
