@@ -15,7 +15,7 @@ use crate::attr::AccessorKind;
 use crate::error::{Error, Result};
 use drm::control::{
     atomic::AtomicModeReq, connector, crtc, framebuffer, plane, property, AtomicCommitFlags,
-    Device as ControlDevice, FbCmd2Flags, Mode, PlaneType,
+    Device as ControlDevice, FbCmd2Flags, Mode,
 };
 use drm::{ClientCapability, Device as DrmDevice};
 use rustix::event::{PollFd, PollFlags};
@@ -24,6 +24,9 @@ use rustix::fs::{Mode as FileMode, OFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use drm::control::PlaneType;
+pub use drm_fourcc::DrmFourcc;
 
 /// `DRM_FORMAT_MOD_LINEAR`.
 pub const MOD_LINEAR: u64 = 0;
