@@ -1,0 +1,1 @@
+//! Loading lists from TOML/JSON files and dumping lists as text or JSON.
