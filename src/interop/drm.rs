@@ -11,7 +11,7 @@
 //!   and [`Output::commit`] scans a framebuffer out with an atomic commit, optionally capturing the
 //!   composed frame into a writeback framebuffer; [`WritebackFence::wait`] waits for it.
 
-use crate::attr::AccessorKind;
+use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
 use drm::control::{
     atomic::AtomicModeReq, connector, crtc, framebuffer, plane, property, AtomicCommitFlags,
@@ -143,6 +143,30 @@ impl DrmConstraints {
     pub fn supports_linear(&self, fourcc: u32) -> bool {
         self.modifiers(fourcc).contains(&MOD_LINEAR)
     }
+
+    /// The display's attribute list for a linear `fourcc` image of `width`×`height`: the
+    /// plane's pitch alignment, the linear modifier, accessor kind `Display` (scanout only
+    /// reads: read-only). Fails when the plane does not take the format linear.
+    pub fn attr_list(&self, fourcc: u32, width: u32, height: u32) -> Result<AttrList> {
+        if !self.supports_linear(fourcc) {
+            return Err(Error::Device {
+                device: format!("{} plane {}", self.device, self.plane),
+                what: format!(
+                    "does not scan out fourcc {fourcc:#x} with the linear modifier (it offers {:?})",
+                    self.modifiers(fourcc)
+                ),
+            });
+        }
+        let mut l = AttrList::with_types(&[BufferType::Image])?;
+        l.set_image_drm_fourcc(fourcc)?
+            .set_image_size(width, height)?
+            .set_image_modifier(MOD_LINEAR)?
+            .set_pitch_align(self.pitch_alignment as u64)?
+            .set_accessor_kind(AccessorKind::Display)?
+            .set_accessor_name(&format!("drm:{}:plane{}", self.device, self.plane))?
+            .set_required_perm(Permission::ReadOnly)?;
+        Ok(l)
+    }
 }
 
 /// A framebuffer made from an imported dma-buf; removed (and its GEM handle closed) on drop.
@@ -198,6 +222,20 @@ impl drm::buffer::PlanarBuffer for Planar {
     }
     fn offsets(&self) -> [u32; 4] {
         self.offsets
+    }
+}
+
+impl From<&crate::layout::DrmFramebuffer> for FbLayout {
+    fn from(f: &crate::layout::DrmFramebuffer) -> FbLayout {
+        let n = f.plane_count.min(4);
+        FbLayout {
+            width: f.width,
+            height: f.height,
+            fourcc: f.fourcc,
+            modifier: Some(f.modifier),
+            pitches: f.pitches[..n].to_vec(),
+            offsets: f.offsets[..n].to_vec(),
+        }
     }
 }
 

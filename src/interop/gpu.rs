@@ -14,7 +14,7 @@
 //! A test on a real GPU follows in a later issue; the shapes here are checked against the
 //! extension texts by unit tests.
 
-use crate::attr::AccessorKind;
+use crate::attr::{AccessorKind, AttrList, BufferType};
 use crate::error::{Error, Result};
 use rustix::fd::{AsRawFd, BorrowedFd};
 use std::fmt;
@@ -77,6 +77,25 @@ pub struct GpuConstraints {
 }
 
 impl GpuConstraints {
+    /// Adds this GPU's needs to an accessor's list (the list states the buffer type and the
+    /// permission): accessor kind `Gpu`, the GPU id, and the alignments that apply to its types.
+    pub fn fill(&self, list: &mut AttrList) -> Result<()> {
+        list.set_accessor_kind(AccessorKind::Gpu)?
+            .set_gpu_ids(&[self.gpu.to_string()])?;
+        let types = list.types();
+        if types.contains(BufferType::Image) || types.contains(BufferType::ImagePyramid) {
+            list.set_base_align(self.alignment)?
+                .set_pitch_align(self.pitch_alignment as u64)?;
+        }
+        if types.contains(BufferType::RawBuffer) {
+            list.set_raw_align(self.alignment)?;
+        }
+        if types.contains(BufferType::Tensor) {
+            list.set_tensor_base_align(self.alignment)?;
+        }
+        Ok(())
+    }
+
     /// A GPU's constraints, with the alignments checked to be powers of two. Typical values: 4096
     /// and 256 (Vulkan's `optimalBufferCopyRowPitchAlignment` and linear-image row pitch on most
     /// desktop GPUs; Tegra's are 512 and 64).

@@ -16,3 +16,90 @@ pub mod gpu;
 pub mod png;
 pub mod v4l2;
 pub mod vfio;
+
+#[cfg(test)]
+mod tests {
+    use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
+    use crate::interop::drm::{DrmConstraints, MOD_LINEAR};
+    use crate::interop::v4l2::{PlaneConstraint, V4l2Constraints};
+    use crate::interop::vfio::VfioConstraints;
+    use crate::sys::v4l2::V4L2_PIX_FMT_XBGR32;
+
+    fn camera() -> V4l2Constraints {
+        V4l2Constraints {
+            accessor: AccessorKind::Camera,
+            device: "/dev/video0".into(),
+            fourcc: V4L2_PIX_FMT_XBGR32,
+            width: 636,
+            height: 480,
+            mplane: false,
+            planes: vec![PlaneConstraint {
+                pitch: 2544,
+                size: 2544 * 480,
+            }],
+            pitch_flexible: true,
+        }
+    }
+
+    fn display() -> DrmConstraints {
+        DrmConstraints {
+            accessor: AccessorKind::Display,
+            device: "/dev/dri/card1".into(),
+            plane: 31,
+            formats: vec![(drm_fourcc::DrmFourcc::Xrgb8888 as u32, vec![MOD_LINEAR])],
+            pitch_alignment: 256,
+        }
+    }
+
+    #[test]
+    fn camera_and_display_reconcile_to_one_layout() {
+        let cam = camera().attr_list().unwrap();
+        let disp = display()
+            .attr_list(drm_fourcc::DrmFourcc::Xrgb8888 as u32, 636, 480)
+            .unwrap();
+        let r = crate::reconcile::reconcile([&cam, &disp]).unwrap();
+        let img = r.image().expect("image layout");
+        let pitch = img.planes[0].pitch;
+        assert!(pitch >= 2544 && pitch % 256 == 0, "pitch {pitch}");
+        assert_eq!(r.permission(), Permission::ReadWrite);
+        let fb = img.drm_framebuffer().unwrap();
+        assert_eq!(fb.pitches[0] as u64, pitch);
+        assert!(r.memory().device_access);
+        // Order independent.
+        let r2 = crate::reconcile::reconcile([&disp, &cam]).unwrap();
+        assert_eq!(r2.image(), r.image());
+    }
+
+    #[test]
+    fn display_refuses_unsupported_format() {
+        assert!(display()
+            .attr_list(drm_fourcc::DrmFourcc::Nv12 as u32, 64, 64)
+            .is_err());
+    }
+
+    #[test]
+    fn vfio_accessor_asks_for_pinnable_memory() {
+        let v = VfioConstraints {
+            accessor: AccessorKind::Vfio,
+            bdf: "0000:00:03.0".into(),
+            contiguous: false,
+            alignment: 4096,
+            iova_limit: 1 << 28,
+        };
+        let mut l = AttrList::with_types(&[BufferType::RawBuffer]).unwrap();
+        l.set_raw_size(8192).unwrap();
+        v.fill(&mut l, Permission::ReadOnly).unwrap();
+        let mut cpu = AttrList::with_types(&[BufferType::RawBuffer]).unwrap();
+        cpu.set_raw_size(8192)
+            .unwrap()
+            .set_accessor_kind(AccessorKind::Cpu)
+            .unwrap()
+            .set_need_cpu_access(true)
+            .unwrap()
+            .set_required_perm(Permission::ReadWrite)
+            .unwrap();
+        let r = crate::reconcile::reconcile([&l, &cpu]).unwrap();
+        assert!(r.memory().pinnable);
+        assert!(r.alignment() >= 4096);
+    }
+}

@@ -9,7 +9,7 @@
 //! - [`DmabufCapture`] streams into unibuf buffers with `V4L2_MEMORY_DMABUF`: `REQBUFS`, `QBUF`
 //!   with our fds, `STREAMON`, `DQBUF`, and checks that every dequeued buffer is one of ours.
 
-use crate::attr::AccessorKind;
+use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
 use crate::sys::{self, v4l2 as v};
 use rustix::event::{PollFd, PollFlags};
@@ -71,6 +71,30 @@ impl V4l2Constraints {
     /// Total bytes over all planes.
     pub fn total_size(&self) -> u64 {
         self.planes.iter().map(|p| p.size as u64).sum()
+    }
+
+    /// The camera's attribute list: an image of the driver's format and size, `bytesperline` as
+    /// the minimum pitch, `sizeimage` as the minimum size, accessor kind `Camera` (it writes the
+    /// buffer: read-write). One unibuf buffer holds all planes, so a format with several
+    /// memory planes (`NV12M`) is refused: use its single-memory-plane twin (`NV12`).
+    pub fn attr_list(&self) -> Result<AttrList> {
+        if self.planes.len() != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} has {} memory planes; unibuf puts all planes in one buffer, use a single-memory-plane format",
+                self.device,
+                fourcc_str(self.fourcc),
+                self.planes.len()
+            )));
+        }
+        let mut l = AttrList::with_types(&[BufferType::Image])?;
+        l.set_image_v4l2_fourcc(self.fourcc)?
+            .set_image_size(self.width, self.height)?
+            .set_accessor_kind(AccessorKind::Camera)?
+            .set_accessor_name(&format!("v4l2:{}", self.device))?
+            .set_required_perm(Permission::ReadWrite)?
+            .set_min_pitch(self.planes[0].pitch as u64)?
+            .set_min_size(self.planes[0].size as u64)?;
+        Ok(l)
     }
 }
 

@@ -11,7 +11,7 @@
 //!   [`DmaMapping`] unmaps on drop.
 //! - [`Edu`] drives QEMU's `edu` device's DMA engine, which makes a real test of the mappings.
 
-use crate::attr::{AccessorKind, Permission};
+use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
 use crate::sys::{self, vfio as v};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -147,6 +147,29 @@ pub struct VfioConstraints {
 }
 
 impl VfioConstraints {
+    /// Adds this device's needs to an accessor's list (the list states the buffer type): accessor
+    /// kind `Vfio` (so reconciliation asks for pinnable, memfd-backed memory), contiguity when
+    /// the device has no IOMMU, the base alignment, and the DMA permission `permission`.
+    pub fn fill(&self, list: &mut AttrList, permission: Permission) -> Result<()> {
+        list.set_accessor_kind(AccessorKind::Vfio)?
+            .set_accessor_name(&format!("vfio:{}", self.bdf))?
+            .set_required_perm(permission)?;
+        if self.contiguous {
+            list.set_contiguous(true)?;
+        }
+        let types = list.types();
+        if types.contains(BufferType::Image) || types.contains(BufferType::ImagePyramid) {
+            list.set_base_align(self.alignment)?;
+        }
+        if types.contains(BufferType::RawBuffer) {
+            list.set_raw_align(self.alignment)?;
+        }
+        if types.contains(BufferType::Tensor) {
+            list.set_tensor_base_align(self.alignment)?;
+        }
+        Ok(())
+    }
+
     /// Asks sysfs about `bdf`. `dma_mask_bits` is the device's DMA addressing width, which only
     /// its driver knows (QEMU's `edu`: 28).
     pub fn probe(bdf: &str, dma_mask_bits: u32) -> Result<VfioConstraints> {

@@ -195,27 +195,27 @@ fn pipeline() -> anyhow::Result<Outcome> {
     if out.writeback.is_none() {
         return harness::skip("vkms has no writeback connector");
     }
-    let align = disp.pitch_alignment.max(1);
-    let pitch = if cam.pitch_flexible {
-        cam.planes[0].pitch.div_ceil(align) * align
-    } else {
-        cam.planes[0].pitch
-    };
-    if pitch % align != 0 {
-        bail!("camera needs pitch {pitch} exactly, display alignment {align}");
-    }
-    let size = (pitch as u64 * h as u64).max(cam.planes[0].size as u64);
+    // Reconcile the camera's and the display's lists into one layout.
+    let lists = [cam.attr_list()?, disp.attr_list(XRGB8888, w, h)?];
+    let r = unibuf::reconcile::reconcile(&lists).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let img = r.image().context("reconciled list has no image layout")?;
+    let fbl: FbLayout = (&img
+        .drm_framebuffer()
+        .context("layout not expressible for ADDFB2")?)
+        .into();
+    let pitch = fbl.pitches[0];
+    let size = r.size();
     node.set_format(cam.fourcc, w, h, &[pitch])?;
     let mut bufs: Vec<Buf> = Vec::new();
     for _ in 0..4 {
         bufs.push(alloc_dmabuf(size)?.context("no dma-buf backend")?);
     }
-    let wbbuf = alloc_dmabuf(pitch as u64 * h as u64)?.context("no dma-buf backend")?;
+    let wbbuf = alloc_dmabuf(size)?.context("no dma-buf backend")?;
     let fbs = bufs
         .iter()
-        .map(|b| card.import_framebuffer(b.fd.as_fd(), &layout(w, h, pitch)))
+        .map(|b| card.import_framebuffer(b.fd.as_fd(), &fbl))
         .collect::<Result<Vec<_>, _>>()?;
-    let wb = card.import_framebuffer(wbbuf.fd.as_fd(), &layout(w, h, pitch))?;
+    let wb = card.import_framebuffer(wbbuf.fd.as_fd(), &fbl)?;
     let planes = bufs
         .iter()
         .map(|b| {
