@@ -1,5 +1,6 @@
-//! A minimal PNG writer (8-bit RGB, zlib "stored" blocks, no compression) for frames seen through
-//! a pipeline. Small enough to carry without a dependency; any PNG reader opens its output.
+//! A minimal PNG writer (8-bit RGB; Sub/Up row filters and a run-length-only fixed-Huffman
+//! deflate) for frames seen through a pipeline. Small enough to carry without a dependency; any PNG
+//! reader opens its output, and flat test patterns compress to a few kilobytes.
 
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -46,7 +47,99 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
 }
 
-/// Encodes `rgb` (`width * height * 3` bytes, rows top to bottom) as a PNG file.
+/// Bit writer for deflate: bits go out least-significant first.
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u32, count: u32) {
+        self.acc |= (value as u64) << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// A Huffman code: written most-significant bit first.
+    fn code(&mut self, code: u32, len: u32) {
+        let mut r = 0;
+        for i in 0..len {
+            r |= ((code >> i) & 1) << (len - 1 - i);
+        }
+        self.put(r, len);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+/// Fixed-Huffman literal/length symbol (RFC 1951 3.2.6).
+fn fixed_lit(bits: &mut Bits, sym: u32) {
+    match sym {
+        0..=143 => bits.code(0x30 + sym, 8),
+        144..=255 => bits.code(0x190 + sym - 144, 9),
+        256..=279 => bits.code(sym - 256, 7),
+        _ => bits.code(0xc0 + sym - 280, 8),
+    }
+}
+
+const LEN_BASE: [u32; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEN_EXTRA: [u32; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+
+/// Deflate with one fixed-Huffman block whose only matches are byte runs (distance 1): enough
+/// for filtered frames of test patterns, where rows repeat and bars are flat.
+fn deflate_runs(data: &[u8]) -> Vec<u8> {
+    let mut bits = Bits {
+        out: Vec::new(),
+        acc: 0,
+        n: 0,
+    };
+    bits.put(1, 1); // BFINAL
+    bits.put(1, 2); // BTYPE = fixed Huffman
+    let mut i = 0;
+    while i < data.len() {
+        let mut run = 0;
+        if i > 0 {
+            while run < 258 && i + run < data.len() && data[i + run] == data[i - 1] {
+                run += 1;
+            }
+        }
+        if run >= 3 {
+            let idx = LEN_BASE
+                .iter()
+                .rposition(|&b| b as usize <= run)
+                .unwrap_or(0);
+            let idx = if run == 258 { 28 } else { idx.min(27) };
+            fixed_lit(&mut bits, 257 + idx as u32);
+            bits.put(run as u32 - LEN_BASE[idx], LEN_EXTRA[idx]);
+            bits.code(0, 5); // distance code 0: distance 1
+            i += run;
+        } else {
+            fixed_lit(&mut bits, data[i] as u32);
+            i += 1;
+        }
+    }
+    fixed_lit(&mut bits, 256);
+    bits.finish()
+}
+
+/// Encodes `rgb` (`width * height * 3` bytes, rows top to bottom) as a PNG file. Rows are
+/// filtered (first row "Sub", the others "Up") and deflated with run-length matches, so flat
+/// test patterns come out small.
 pub fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>> {
     let row = (width as usize)
         .checked_mul(3)
@@ -58,21 +151,22 @@ pub fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>> {
             rgb.len()
         )));
     }
-    // Raw scanlines, each prefixed with filter type 0.
     let mut raw = Vec::with_capacity((row + 1) * height as usize);
-    for line in rgb.chunks(row) {
-        raw.push(0);
-        raw.extend_from_slice(line);
+    for (y, line) in rgb.chunks(row).enumerate() {
+        if y == 0 {
+            raw.push(1); // Sub: minus the pixel to the left
+            for x in 0..row {
+                let left = if x >= 3 { line[x - 3] } else { 0 };
+                raw.push(line[x].wrapping_sub(left));
+            }
+        } else {
+            raw.push(2); // Up: minus the pixel above
+            let above = &rgb[(y - 1) * row..y * row];
+            raw.extend(line.iter().zip(above).map(|(a, b)| a.wrapping_sub(*b)));
+        }
     }
     let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        let len = b.len() as u16;
-        z.extend_from_slice(&len.to_le_bytes());
-        z.extend_from_slice(&(!len).to_le_bytes());
-        z.extend_from_slice(b);
-    }
+    z.extend_from_slice(&deflate_runs(&raw));
     z.extend_from_slice(&adler32(&raw).to_be_bytes());
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
@@ -134,6 +228,23 @@ mod tests {
     fn checksums_match_known_values() {
         assert_eq!(crc32(&[b"IEND"]), 0xae42_6082);
         assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+
+    #[test]
+    fn writes_a_decodable_file_for_inspection() {
+        // A colorbar-like image; the file is checked by an external decoder in development.
+        let (w, h) = (64u32, 8u32);
+        let mut rgb = Vec::new();
+        for _ in 0..h {
+            for x in 0..w {
+                rgb.extend_from_slice(if x < 32 { &[255, 255, 0] } else { &[0, 0, 255] });
+            }
+        }
+        let png = encode_rgb(w, h, &rgb).unwrap();
+        assert!(png.len() < 300, "{} bytes", png.len());
+        if let Some(p) = std::env::var_os("UNIBUF_PNG_TEST_OUT") {
+            std::fs::write(p, &png).unwrap();
+        }
     }
 
     #[test]

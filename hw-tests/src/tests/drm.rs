@@ -255,11 +255,32 @@ fn pipeline() -> anyhow::Result<Outcome> {
     cap.stop()?;
     out.disable(&card)?;
     let png = png.context("no PNG")?;
-    println!("PIPELINE-PNG {}", png.display());
+    // The VM's file system goes away with it: also print the file, base64, so the host can
+    // recover it from the results log.
+    let bytes = std::fs::read(&png)?;
+    println!("PIPELINE-PNG {} ({} bytes)", png.display(), bytes.len());
+    println!("PIPELINE-PNG-BASE64 {}", base64(&bytes));
     harness::pass(format!(
         "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {pitch}, colorbar {seen}; PNG {}",
         node.path(),
         card.path(),
         png.display()
     ))
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
