@@ -777,10 +777,12 @@ impl Edu {
         if count == 0
             || offset
                 .checked_add(count)
-                .is_none_or(|e| e > EDU_BUFFER_SIZE)
+                .is_none_or(|e| e >= EDU_BUFFER_SIZE)
         {
+            // QEMU's range check (`edu_check_range`) treats the end of the buffer as outside
+            // it, and a transfer it refuses aborts the whole VM: keep transfers strictly inside.
             return Err(Error::InvalidArgument(format!(
-                "edu DMA of {count} bytes at buffer offset {offset}: the buffer is {EDU_BUFFER_SIZE} bytes"
+                "edu DMA of {count} bytes at buffer offset {offset}: must end before byte {EDU_BUFFER_SIZE} of the device buffer"
             )));
         }
         if iova
