@@ -148,12 +148,20 @@ fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
     if changed != 0 {
         bail!("device wrote {changed} bytes into a read-only IOMMU mapping");
     }
-    let fault = kmsg
-        .as_ref()
-        .map(kmsg_lines)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|l| l.contains("DMAR") || l.contains("fault"));
+    // The IOMMU's fault report reaches the kernel log through the DMAR fault interrupt, a little
+    // after the transfer: look for it for up to a second (informational; the bytes are the proof).
+    let mut fault = None;
+    if let Some(k) = kmsg.as_ref() {
+        for _ in 0..20 {
+            fault = kmsg_lines(k)
+                .into_iter()
+                .find(|l| l.contains("DMAR") || l.contains("fault"));
+            if fault.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
     // Unmap on drop: the same IOVA can be mapped again afterwards.
     drop(m_ro);
