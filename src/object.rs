@@ -48,9 +48,6 @@ fn list_cpu_access(l: &List) -> bool {
 fn list_device_access(l: &List) -> bool {
     l.memory.device_access
 }
-fn list_request(l: &List) -> backend::AllocRequest {
-    l.clone()
-}
 
 /// What kind of file backs an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,8 +186,7 @@ impl Object {
 
     /// Allocates `n` objects for `list` (one backend choice for all).
     pub fn allocate_n(list: &Arc<List>, n: usize) -> Result<Vec<Object>> {
-        let req = list_request(list);
-        let allocs = backend::global().allocate_n(&req, n)?;
+        let allocs = backend::global().allocate_n(list, n)?;
         allocs
             .into_iter()
             .map(|a| Object::from_allocation(a, list))
@@ -199,7 +195,7 @@ impl Object {
 
     /// Allocates one object for `list` from `backends`.
     pub fn allocate_from(backends: &Backends, list: &Arc<List>) -> Result<Object> {
-        let a = backends.allocate(&list_request(list))?;
+        let a = backends.allocate(list)?;
         Object::from_allocation(a, list)
     }
 

@@ -92,11 +92,16 @@ unsafe fn own(fd: i32) -> OwnedFd {
 
 /// A memfd of `len` bytes named `unibuf:<name>`, sealable.
 pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
-    let memfd = rustix::fs::memfd_create(
-        format!("unibuf:{name}"),
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
+    // "unibuf:" + a name of at most 31 bytes + NUL, built on the stack (this is on the hot path).
+    const PREFIX: &[u8] = b"unibuf:";
+    let name = fit_name(name)?;
+    let mut buf = [0u8; PREFIX.len() + MAX_NAME_LEN + 1];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    buf[PREFIX.len()..PREFIX.len() + name.len()].copy_from_slice(name.as_bytes());
+    let cname = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| Error::InvalidArgument(format!("buffer name {name:?} has a NUL")))?;
+    let memfd = rustix::fs::memfd_create(cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
     rustix::fs::ftruncate(&memfd, len)
         .map_err(|e| Error::sys("ftruncate", format!("memfd unibuf:{name}"), e))?;
     Ok(memfd)
