@@ -31,22 +31,19 @@ use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::sync::Arc;
 
-/// The reconciled list an object was allocated for.
-///
-/// (Until reconciliation lands this is the [`backend::AllocRequest`] it produces.)
-pub type List = backend::AllocRequest;
+use crate::reconcile::Reconciled;
 
-fn list_size(l: &List) -> u64 {
-    l.size
+fn list_size(l: &Reconciled) -> u64 {
+    l.size()
 }
-fn list_permission(l: &List) -> Permission {
-    l.permission
+fn list_permission(l: &Reconciled) -> Permission {
+    l.permission()
 }
-fn list_cpu_access(l: &List) -> bool {
-    l.cpu_access
+fn list_cpu_access(l: &Reconciled) -> bool {
+    l.need_cpu_access()
 }
-fn list_device_access(l: &List) -> bool {
-    l.memory.device_access
+fn list_device_access(l: &Reconciled) -> bool {
+    l.memory().device_access
 }
 
 /// What kind of file backs an object.
@@ -75,7 +72,7 @@ struct Info {
 pub struct Object {
     fd: OwnedFd,
     memfd: Option<OwnedFd>,
-    list: Arc<List>,
+    list: Arc<Reconciled>,
     permission: Permission,
     info: Arc<Info>,
 }
@@ -178,29 +175,49 @@ fn backend_of_exporter(exp: &str) -> Option<BackendKind> {
 }
 
 impl Object {
-    /// Allocates one object for `list` from the process-wide backends ([`backend::global`]).
-    /// The handle holds the list's permission.
-    pub fn allocate(list: &Arc<List>) -> Result<Object> {
-        Object::allocate_from(backend::global(), list)
+    /// Allocates one object for `list` from the process-wide backends ([`backend::global`]),
+    /// named after the list's accessors. The handle holds the list's permission.
+    pub fn allocate(list: &Arc<Reconciled>) -> Result<Object> {
+        Object::allocate_from(backend::global(), list, None)
     }
 
-    /// Allocates `n` objects for `list` (one backend choice for all).
-    pub fn allocate_n(list: &Arc<List>, n: usize) -> Result<Vec<Object>> {
-        let allocs = backend::global().allocate_n(list, n)?;
+    /// Like [`Object::allocate`], with the buffer named `name` (cut to 31 bytes).
+    pub fn allocate_named(list: &Arc<Reconciled>, name: &str) -> Result<Object> {
+        Object::allocate_from(backend::global(), list, Some(name))
+    }
+
+    /// Allocates `n` objects for `list` (one backend choice for all; names get `-<i>`).
+    pub fn allocate_n(list: &Arc<Reconciled>, n: usize) -> Result<Vec<Object>> {
+        let allocs = backend::global().allocate_n(&list.alloc_request(None), n)?;
         allocs
             .into_iter()
             .map(|a| Object::from_allocation(a, list))
             .collect()
     }
 
-    /// Allocates one object for `list` from `backends`.
-    pub fn allocate_from(backends: &Backends, list: &Arc<List>) -> Result<Object> {
-        let a = backends.allocate(list)?;
+    /// Allocates one object for `list` from `backends`, named `name` (or after the list's
+    /// accessors).
+    pub fn allocate_from(
+        backends: &Backends,
+        list: &Arc<Reconciled>,
+        name: Option<&str>,
+    ) -> Result<Object> {
+        let a = backends.allocate(&list.alloc_request(name))?;
         Object::from_allocation(a, list)
     }
 
+    /// Reconciles `lists` and allocates one object for the result: the shortcut for a single
+    /// process that holds every accessor's list. A conflict is returned as [`Error::Conflict`].
+    pub fn reconcile_and_allocate<'a, I>(lists: I) -> Result<Object>
+    where
+        I: IntoIterator<Item = &'a crate::attr::AttrList>,
+    {
+        let r = crate::reconcile::reconcile(lists).map_err(|c| Error::Conflict(Box::new(c)))?;
+        Object::allocate(&Arc::new(r))
+    }
+
     /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
-    pub fn from_allocation(a: Allocation, list: &Arc<List>) -> Result<Object> {
+    pub fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
                 "allocation of {} bytes is smaller than the list's {} bytes",
@@ -236,7 +253,7 @@ impl Object {
     }
 
     /// Imports a foreign dma-buf fd for `list` with `permission`: see [`Object::import_parts`].
-    pub fn import(fd: OwnedFd, list: &Arc<List>, permission: Permission) -> Result<Object> {
+    pub fn import(fd: OwnedFd, list: &Arc<Reconciled>, permission: Permission) -> Result<Object> {
         Object::import_parts(
             ImportParts {
                 fd,
@@ -258,7 +275,7 @@ impl Object {
     /// and drops the writable one.
     pub fn import_parts(
         parts: ImportParts,
-        list: &Arc<List>,
+        list: &Arc<Reconciled>,
         permission: Permission,
     ) -> Result<Object> {
         let id = identify_fd(parts.fd.as_fd())?;
@@ -421,7 +438,7 @@ impl Object {
     }
 
     /// The reconciled list the object was allocated or imported for.
-    pub fn list(&self) -> &Arc<List> {
+    pub fn list(&self) -> &Arc<Reconciled> {
         &self.list
     }
 

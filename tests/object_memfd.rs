@@ -4,27 +4,38 @@
 use rustix::fd::{AsFd, AsRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::sync::Arc;
-use unibuf::attr::{BackendKind, Permission};
-use unibuf::backend::{AllocRequest, Backends, MemoryRequirement};
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
+use unibuf::backend::Backends;
 use unibuf::object::{identify_fd, FdKind, ImportParts, Object};
+use unibuf::reconcile::{reconcile, Reconciled};
 use unibuf::Error;
 
-fn cpu_list(size: u64, permission: Permission, cpu: bool) -> Arc<AllocRequest> {
-    Arc::new(AllocRequest {
-        size,
-        alignment: 4096,
-        permission,
-        cpu_access: cpu,
-        cpu_cache: true,
-        memory: MemoryRequirement::default(),
-        name: "host-test".into(),
-    })
+/// A reconciled CPU-only list (accessor kind Cpu: no device, so memfd is allowed).
+fn cpu_list(size: u64, permission: Permission, cpu: bool) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(size).unwrap();
+    l.set_need_cpu_access(cpu)
+        .unwrap()
+        .set_required_perm(permission)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_accessor_name("host-test")
+        .unwrap();
+    Arc::new(reconcile([&l]).unwrap())
+}
+
+/// The same as a device list (no accessor kind stated counts as a device).
+fn device_list(size: u64) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(size).unwrap();
+    l.set_need_cpu_access(true).unwrap();
+    Arc::new(reconcile([&l]).unwrap())
 }
 
 fn memfd_obj(size: u64) -> Object {
     Object::allocate_from(
         &Backends::memfd_only(),
         &cpu_list(size, Permission::ReadWrite, true),
+        None,
     )
     .expect("memfd allocation")
 }
@@ -120,6 +131,7 @@ fn cpu_access_must_be_requested() {
     let mut o = Object::allocate_from(
         &Backends::memfd_only(),
         &cpu_list(4096, Permission::ReadWrite, false),
+        None,
     )
     .unwrap();
     let e = o.map_read().unwrap_err().to_string();
@@ -132,6 +144,7 @@ fn read_only_list_gives_read_only_allocation() {
     let o = Object::allocate_from(
         &Backends::memfd_only(),
         &cpu_list(4096, Permission::ReadOnly, true),
+        None,
     )
     .unwrap();
     assert_eq!(o.permission(), Permission::ReadOnly);
@@ -141,9 +154,7 @@ fn read_only_list_gives_read_only_allocation() {
 
 #[test]
 fn device_lists_cannot_use_memfd_only_backends() {
-    let mut l = (*cpu_list(4096, Permission::ReadWrite, true)).clone();
-    l.memory.device_access = true;
-    let e = Object::allocate_from(&Backends::memfd_only(), &Arc::new(l))
+    let e = Object::allocate_from(&Backends::memfd_only(), &device_list(4096), None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("dma-buf provider"), "{e}");
@@ -192,10 +203,8 @@ fn import_checks_kind_size_and_permission() {
     assert!(e.contains("not a dma-buf"), "{e}");
 
     // A memfd for a device list: refused.
-    let mut dl = (*list).clone();
-    dl.memory.device_access = true;
     let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
-    assert!(Object::import(fd, &Arc::new(dl), Permission::ReadOnly).is_err());
+    assert!(Object::import(fd, &device_list(8192), Permission::ReadOnly).is_err());
 
     // A "memfd" part that is not a memfd: refused.
     let (r, _w) = rustix::pipe::pipe().unwrap();
@@ -219,7 +228,7 @@ fn identify_names_memfds() {
 #[test]
 fn allocate_n_gives_distinct_named_buffers() {
     let b = Backends::memfd_only();
-    let mut l = (*cpu_list(4096, Permission::ReadWrite, true)).clone();
+    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
     l.name = "a-very-long-buffer-name-that-will-be-cut".into();
     let v = b.allocate_n(&l, 3).unwrap();
     assert_eq!(v.len(), 3);
@@ -233,7 +242,8 @@ fn allocate_n_gives_distinct_named_buffers() {
 #[test]
 fn bad_requests_change_nothing() {
     let b = Backends::memfd_only();
-    let mut l = (*cpu_list(0, Permission::ReadWrite, true)).clone();
+    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
+    l.size = 0;
     assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
     l.size = 4096;
     l.alignment = 3000;
@@ -254,7 +264,7 @@ fn fd_count_is_stable_over_many_cycles() {
     if pid == 0 {
         let before = count();
         for _ in 0..2000 {
-            let mut o = Object::allocate_from(&b, &list).unwrap();
+            let mut o = Object::allocate_from(&b, &list, None).unwrap();
             let ro = o.dup_with(Permission::ReadOnly).unwrap();
             {
                 let mut w = o.map_write().unwrap();
@@ -285,4 +295,42 @@ fn object_fd_is_borrowable_for_ipc() {
         raw,
         "a memfd object's memfd is its fd"
     );
+}
+
+#[test]
+fn reconcile_and_allocate_shortcut_and_named_allocation() {
+    let mut cam = AttrList::raw(5000).unwrap();
+    cam.set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap()
+        .set_accessor_name("writer")
+        .unwrap();
+    let mut reader = AttrList::raw(5000).unwrap();
+    reader
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadOnly)
+        .unwrap()
+        .set_accessor_name("reader")
+        .unwrap()
+        .set_preferred_backend(BackendKind::Memfd)
+        .unwrap();
+    let o = Object::reconcile_and_allocate([&cam, &reader]).unwrap();
+    assert_eq!(o.backend(), Some(BackendKind::Memfd));
+    assert!(o.size() >= 5000);
+    // The buffer is named after the accessors.
+    let id = identify_fd(o.fd()).unwrap();
+    assert!(id.name.unwrap().starts_with("unibuf:"), "memfd name");
+    // A conflict comes back as Error::Conflict.
+    let mut other = AttrList::raw(6000).unwrap();
+    other
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_preferred_backend(BackendKind::SystemHeap)
+        .unwrap();
+    match Object::reconcile_and_allocate([&reader, &other]) {
+        Err(Error::Conflict(_)) => {}
+        r => panic!("expected a conflict, got {r:?}"),
+    }
 }

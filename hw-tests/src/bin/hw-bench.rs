@@ -15,10 +15,11 @@ use rustix::fd::{AsFd, FromRawFd, OwnedFd};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use unibuf::attr::{BackendKind, Permission};
-use unibuf::backend::{AllocRequest, Backends, HeapClass, MemoryRequirement};
+use unibuf::attr::{AccessorKind, AttrList, BackendKind};
+use unibuf::backend::{Backends, HeapClass};
 use unibuf::map::{sync_end, sync_start, SyncDir};
 use unibuf::object::Object;
+use unibuf::reconcile::{reconcile, Reconciled};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -63,20 +64,19 @@ fn batches(rounds: usize, batch: Duration, mut a: impl FnMut(), mut b: impl FnMu
     (median(ta), median(tb))
 }
 
-fn list(size: u64, kind: BackendKind) -> Arc<AllocRequest> {
-    Arc::new(AllocRequest {
-        size,
-        alignment: 4096,
-        permission: Permission::ReadWrite,
-        cpu_access: true,
-        cpu_cache: true,
-        memory: MemoryRequirement {
-            device_access: kind != BackendKind::Memfd,
-            preferred: Some(kind),
-            ..Default::default()
-        },
-        name: "bench".into(),
-    })
+fn list(size: u64, kind: BackendKind) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(size).expect("raw list");
+    let accessor = if kind == BackendKind::Memfd {
+        AccessorKind::Cpu
+    } else {
+        AccessorKind::Device
+    };
+    l.set_need_cpu_access(true)
+        .and_then(|l| l.set_accessor_kind(accessor))
+        .and_then(|l| l.set_accessor_name("bench"))
+        .and_then(|l| l.set_preferred_backend(kind))
+        .expect("bench list");
+    Arc::new(reconcile([&l]).expect("bench list reconciles"))
 }
 
 fn size_name(s: u64) -> String {
@@ -125,7 +125,11 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                 let (ub, bare) = batches(
                     rounds,
                     Duration::from_millis(2),
-                    || drop(black_box(Object::allocate_from(b, &l).expect("allocate"))),
+                    || {
+                        drop(black_box(
+                            Object::allocate_from(b, &l, None).expect("allocate"),
+                        ))
+                    },
                     || bare_heap_alloc(h, size),
                 );
                 report_alloc("system-heap", size, ub, bare, "DMA_HEAP_IOCTL_ALLOC+close");
@@ -135,7 +139,11 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                 let (ub, bare) = batches(
                     rounds,
                     Duration::from_millis(2),
-                    || drop(black_box(Object::allocate_from(b, &l).expect("allocate"))),
+                    || {
+                        drop(black_box(
+                            Object::allocate_from(b, &l, None).expect("allocate"),
+                        ))
+                    },
                     || bare_memfd_alloc(size),
                 );
                 report_alloc("memfd", size, ub, bare, "memfd_create+ftruncate+close");
@@ -157,7 +165,7 @@ fn report_alloc(what: &str, size: u64, ub: f64, bare: f64, base: &str) {
 
 fn bench_memcpy(b: &Backends, kind: BackendKind, rounds: usize) {
     let size = 8u64 << 20;
-    let mut o = match Object::allocate_from(b, &list(size, kind)) {
+    let mut o = match Object::allocate_from(b, &list(size, kind), None) {
         Ok(o) => o,
         Err(e) => {
             println!("BENCH memcpy {kind}: not run: {e}");
@@ -194,7 +202,7 @@ fn bench_memcpy(b: &Backends, kind: BackendKind, rounds: usize) {
 }
 
 fn bench_sync(b: &Backends, kind: BackendKind, rounds: usize) {
-    let o = match Object::allocate_from(b, &list(1 << 20, kind)) {
+    let o = match Object::allocate_from(b, &list(1 << 20, kind), None) {
         Ok(o) => o,
         Err(e) => {
             println!("BENCH sync {kind}: not run: {e}");

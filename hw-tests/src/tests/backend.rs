@@ -8,9 +8,10 @@ use anyhow::{bail, ensure, Context};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::sync::Arc;
-use unibuf::attr::{BackendKind, Permission};
-use unibuf::backend::{self, AllocRequest, HeapClass, MemoryRequirement};
-use unibuf::object::{List, Object};
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
+use unibuf::backend::{self, HeapClass, MemoryRequirement};
+use unibuf::object::Object;
+use unibuf::reconcile::{reconcile, Reconciled};
 
 /// The tests of this area.
 pub fn tests() -> Vec<Test> {
@@ -85,24 +86,30 @@ const DMA_BUF_KINDS: [BackendKind; 4] = [
     BackendKind::DrmDumb,
 ];
 
-/// A list for `size` bytes of device + CPU memory, preferring `kind`.
-fn list(size: u64, kind: Option<BackendKind>, name: &str) -> Arc<List> {
-    let contiguous = kind == Some(BackendKind::CmaHeap);
-    let pinnable = kind == Some(BackendKind::Udmabuf);
-    Arc::new(AllocRequest {
-        size,
-        alignment: 4096,
-        permission: Permission::ReadWrite,
-        cpu_access: true,
-        cpu_cache: true,
-        memory: MemoryRequirement {
-            contiguous,
-            pinnable,
-            device_access: true,
-            preferred: kind,
-        },
-        name: name.into(),
-    })
+/// A reconciled list for `size` bytes of device + CPU memory that leads to `kind`: contiguous
+/// for the CMA heap, a VFIO accessor for udmabuf, the preferred-backend hint otherwise. The
+/// accessor's name becomes the buffer's name.
+fn list(size: u64, kind: Option<BackendKind>, name: &str) -> Arc<Reconciled> {
+    let build = || -> Result<Reconciled, String> {
+        let mut l = AttrList::raw(size).map_err(|e| e.to_string())?;
+        l.set_need_cpu_access(true)
+            .and_then(|l| l.set_accessor_name(name))
+            .map_err(|e| e.to_string())?;
+        let r = match kind {
+            Some(BackendKind::CmaHeap) => l
+                .set_contiguous(true)
+                .and_then(|l| l.set_accessor_kind(AccessorKind::Device)),
+            Some(BackendKind::Udmabuf) => l.set_accessor_kind(AccessorKind::Vfio),
+            Some(k) => l
+                .set_accessor_kind(AccessorKind::Device)
+                .and_then(|l| l.set_preferred_backend(k)),
+            None => l.set_accessor_kind(AccessorKind::Device),
+        };
+        r.map_err(|e| e.to_string())?;
+        reconcile([&l]).map_err(|e| e.to_string())
+    };
+    // The inputs are fixed and valid; a failure here is a bug in this file.
+    Arc::new(build().expect("test list reconciles"))
 }
 
 /// Why `kind` cannot run here, with the kernel option a Debian kernel lacks.
