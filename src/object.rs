@@ -68,13 +68,28 @@ struct Info {
 }
 
 /// An allocated or imported buffer: its fd, its reconciled list and this handle's permission.
-#[derive(Debug)]
 pub struct Object {
     fd: OwnedFd,
     memfd: Option<OwnedFd>,
     list: Arc<Reconciled>,
     permission: Permission,
     info: Arc<Info>,
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The reconciled list is left out: it is long, and `list()` gives it.
+        f.debug_struct("Object")
+            .field("fd", &self.fd)
+            .field("memfd", &self.memfd)
+            .field("permission", &self.permission)
+            .field("kind", &self.info.kind)
+            .field("backend", &self.info.backend)
+            .field("size", &self.info.size)
+            .field("name", &self.info.name)
+            .field("exporter", &self.info.exporter)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The fds of an object received from elsewhere (for [`Object::import_parts`]).

@@ -239,9 +239,13 @@ impl Backends {
             .find(|h| h.class == class && h.access.is_usable())
     }
 
-    /// The first DRM node that made and exported a probe dumb buffer.
+    /// The DRM node dumb buffers come from: vgem when usable (a render-only driver that no
+    /// display path needs), else the first card that made and exported a probe dumb buffer.
     pub fn drm_dumb(&self) -> Option<&DrmInfo> {
-        self.drm.iter().find(|d| d.access.is_usable())
+        self.drm
+            .iter()
+            .find(|d| d.access.is_usable() && d.driver.as_deref() == Some("vgem"))
+            .or_else(|| self.drm.iter().find(|d| d.access.is_usable()))
     }
 
     /// Whether `kind` can be allocated from here.
@@ -418,6 +422,10 @@ fn probe_drm(path: &Path) -> DrmInfo {
         }
     };
     let card = DrmCard(fd);
+    // The first opener of a primary node becomes DRM master; unibuf only makes buffers, so it
+    // gives master up at once rather than keep a compositor or a KMS test from taking it. (Not
+    // being master is the normal case, and the error then is expected.)
+    let _ = card.release_master_lock();
     let driver = card
         .get_driver()
         .ok()
