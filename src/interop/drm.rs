@@ -148,6 +148,32 @@ impl DrmConstraints {
     /// plane's pitch alignment, the linear modifier, accessor kind `Display` (scanout only
     /// reads: read-only). Fails when the plane does not take the format linear.
     pub fn attr_list(&self, fourcc: u32, width: u32, height: u32) -> Result<AttrList> {
+        self.list(fourcc, width, height, Permission::ReadOnly, "plane")
+    }
+
+    /// The attribute list of a writeback target for a `fourcc` image of `width`×`height`: like
+    /// [`DrmConstraints::attr_list`], but the display writes the buffer (read-write). The
+    /// writeback connector's formats are not those of the plane; the caller checks them.
+    pub fn writeback_attr_list(&self, fourcc: u32, width: u32, height: u32) -> Result<AttrList> {
+        let mut l = AttrList::with_types(&[BufferType::Image])?;
+        l.set_image_drm_fourcc(fourcc)?
+            .set_image_size(width, height)?
+            .set_image_modifier(MOD_LINEAR)?
+            .set_pitch_align(self.pitch_alignment as u64)?
+            .set_accessor_kind(AccessorKind::Display)?
+            .set_accessor_name(&format!("drm:{}:writeback", self.device))?
+            .set_required_perm(Permission::ReadWrite)?;
+        Ok(l)
+    }
+
+    fn list(
+        &self,
+        fourcc: u32,
+        width: u32,
+        height: u32,
+        perm: Permission,
+        what: &str,
+    ) -> Result<AttrList> {
         if !self.supports_linear(fourcc) {
             return Err(Error::Device {
                 device: format!("{} plane {}", self.device, self.plane),
@@ -163,8 +189,8 @@ impl DrmConstraints {
             .set_image_modifier(MOD_LINEAR)?
             .set_pitch_align(self.pitch_alignment as u64)?
             .set_accessor_kind(AccessorKind::Display)?
-            .set_accessor_name(&format!("drm:{}:plane{}", self.device, self.plane))?
-            .set_required_perm(Permission::ReadOnly)?;
+            .set_accessor_name(&format!("drm:{}:{what}{}", self.device, self.plane))?
+            .set_required_perm(perm)?;
         Ok(l)
     }
 }

@@ -564,6 +564,24 @@ impl VfioDevice {
         })
     }
 
+    /// Maps a unibuf object at `iova` with the object's permission (read-only handles get a
+    /// DMA-read-only mapping). The object must be memfd-backed (udmabuf or memfd: what
+    /// reconciliation picks when a list has accessor kind `Vfio`); a heap or DRM dma-buf is
+    /// refused, because its mapping is `VM_PFNMAP` and VFIO cannot pin it. The whole object
+    /// (its size rounded up to pages) is mapped.
+    pub fn map_object(&self, obj: &crate::object::Object, iova: u64) -> Result<DmaMapping<'_>> {
+        let memfd = obj.memfd().ok_or_else(|| Error::Unavailable {
+            what: format!("pinnable memory for VFIO in object {:?}", obj.name()),
+            why: format!(
+                "it comes from {} (a dma-buf mapping is VM_PFNMAP, which VFIO cannot pin); allocate it with a Vfio accessor list so it is memfd-backed",
+                obj.backend().map(|b| b.to_string()).unwrap_or_else(|| "an import".into())
+            ),
+        })?;
+        let page = rustix::param::page_size() as u64;
+        let len = obj.size().div_ceil(page) * page;
+        self.map_fd(memfd, len, iova, obj.permission())
+    }
+
     fn unmap(&self, iova: u64, len: u64) -> Result<()> {
         match &self.iommu {
             Iommu::Type1 { container, .. } => {

@@ -3,15 +3,16 @@
 //! pipeline (vivid → vkms → writeback) checked against vivid's colorbar, with one frame saved as a
 //! PNG.
 
-use super::v4l2::{
-    alloc_dmabuf, check_colorbar, dma_buf_sync, vivid_colorbar, vivid_node, Buf, CpuMap,
-};
+use super::v4l2::{check_colorbar, vivid_colorbar, vivid_node};
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
-use rustix::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
-use unibuf::interop::drm::{Card, FbLayout, Output, MOD_LINEAR};
+use unibuf::attr::{AccessorKind, AttrList, BufferType, Permission};
+use unibuf::interop::drm::{Card, FbLayout, Output};
 use unibuf::interop::v4l2::{CapturePlane, DmabufCapture};
+use unibuf::object::Object;
+use unibuf::reconcile::Reconciled;
 use unibuf::sys::v4l2::V4L2_PIX_FMT_XBGR32;
 
 /// The tests of this area.
@@ -81,26 +82,28 @@ fn vkms_plane_constraints() -> anyhow::Result<Outcome> {
     ))
 }
 
-fn layout(w: u32, h: u32, pitch: u32) -> FbLayout {
-    FbLayout {
-        width: w,
-        height: h,
-        fourcc: XRGB8888,
-        modifier: Some(MOD_LINEAR),
-        pitches: vec![pitch],
-        offsets: vec![0],
-    }
+fn reconcile<'a>(lists: impl IntoIterator<Item = &'a AttrList>) -> anyhow::Result<Arc<Reconciled>> {
+    Ok(Arc::new(
+        unibuf::reconcile::reconcile(lists).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
 }
 
-fn compare_rgb(a: &[u8], b: &[u8], w: u32, h: u32, pitch: usize) -> anyhow::Result<()> {
+fn compare_rgb(
+    a: &[u8],
+    b: &[u8],
+    w: u32,
+    h: u32,
+    pitch_a: usize,
+    pitch_b: usize,
+) -> anyhow::Result<()> {
     for y in 0..h as usize {
         for x in 0..w as usize {
-            let o = y * pitch + x * 4;
-            if a[o..o + 3] != b[o..o + 3] {
+            let (oa, ob) = (y * pitch_a + x * 4, y * pitch_b + x * 4);
+            if a[oa..oa + 3] != b[ob..ob + 3] {
                 bail!(
                     "pixel ({x},{y}) differs: scanned out {:02x?}, written back {:02x?}",
-                    &a[o..o + 3],
-                    &b[o..o + 3]
+                    &a[oa..oa + 3],
+                    &b[ob..ob + 3]
                 );
             }
         }
@@ -108,8 +111,7 @@ fn compare_rgb(a: &[u8], b: &[u8], w: u32, h: u32, pitch: usize) -> anyhow::Resu
     Ok(())
 }
 
-fn draw_colorbar(map: &mut CpuMap, w: u32, h: u32, pitch: usize) {
-    let bytes = map.bytes_mut();
+fn draw_colorbar(bytes: &mut [u8], w: u32, h: u32, pitch: usize) {
     for y in 0..h as usize {
         for x in 0..w as usize {
             let (_, rgb) = super::v4l2::COLORBAR[x * 8 / w as usize];
@@ -132,35 +134,72 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
     if out.writeback.is_none() {
         return harness::skip("vkms has no writeback connector (enable_writeback=0?)");
     }
-    let align = card.pitch_alignment(32)?.max(64);
-    let pitch = (w * 4).div_ceil(align) * align;
-    let size = pitch as u64 * h as u64;
-    let (Some(src), Some(dst)) = (alloc_dmabuf(size)?, alloc_dmabuf(size)?) else {
-        return harness::skip("no dma-buf backend");
+    let disp = card.plane_constraints(out.plane)?;
+    // Source: the display reads it, the CPU draws into it. Target: the writeback writes it, the
+    // CPU reads it.
+    let mut cpu_w = AttrList::with_types(&[BufferType::Image])?;
+    cpu_w
+        .set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadWrite)?;
+    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
+    cpu_r
+        .set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?;
+    let rs = reconcile([&disp.attr_list(XRGB8888, w, h)?, &cpu_w])?;
+    let rd = reconcile([&disp.writeback_attr_list(XRGB8888, w, h)?, &cpu_r])?;
+    let (mut src, dst) = match (
+        Object::allocate_named(&rs, "vkms-src"),
+        Object::allocate_named(&rd, "vkms-wb"),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(unibuf::Error::Unavailable { what, why }), _)
+        | (_, Err(unibuf::Error::Unavailable { what, why })) => {
+            return harness::skip(format!("no dma-buf backend: {what}: {why}"))
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
-    let mut sm = CpuMap::new(src.fd.as_fd(), src.size as usize, true)?;
-    dma_buf_sync(src.fd.as_fd(), true, true)?;
-    draw_colorbar(&mut sm, w, h, pitch as usize);
-    dma_buf_sync(src.fd.as_fd(), false, true)?;
-    let dm = CpuMap::new(dst.fd.as_fd(), dst.size as usize, true)?;
-    dm.fill(0x11);
-    let fb = card.import_framebuffer(src.fd.as_fd(), &layout(w, h, pitch))?;
-    let wb = card.import_framebuffer(dst.fd.as_fd(), &layout(w, h, pitch))?;
+    let fbl: FbLayout = (&rs
+        .image()
+        .context("no image")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into();
+    let pitch = fbl.pitches[0];
+    {
+        let mut m = src.map_write()?;
+        let mut g = m.write()?;
+        draw_colorbar(&mut g, w, h, pitch as usize);
+        g.end()?;
+    }
+    let fb = card.import_framebuffer(src.fd(), &fbl)?;
+    let wbl: FbLayout = (&rd
+        .image()
+        .context("no image")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into();
+    let wb = card.import_framebuffer(dst.fd(), &wbl)?;
     let fence = out
         .commit(&card, &fb, Some(&wb))?
         .context("no writeback fence")?;
     fence.wait(Duration::from_secs(10))?;
-    dma_buf_sync(dst.fd.as_fd(), true, false)?;
-    let r = compare_rgb(sm.bytes(), dm.bytes(), w, h, pitch as usize);
-    let seen = check_colorbar(dm.bytes(), w, h, pitch as usize);
-    dma_buf_sync(dst.fd.as_fd(), false, false)?;
+    let sm = src.map_read()?;
+    let sg = sm.read()?;
+    let dm = dst.map_read()?;
+    let dg = dm.read()?;
+    let r = compare_rgb(&sg, &dg, w, h, pitch as usize, wbl.pitches[0] as usize);
+    let seen = check_colorbar(&dg, w, h, wbl.pitches[0] as usize);
+    drop((sg, dg));
     out.disable(&card)?;
     r?;
     let seen = seen?;
     harness::pass(format!(
-        "{} {w}x{h} XRGB8888 pitch {pitch}: scanout of a {} buffer written back pixel-exact ({seen})",
+        "{} {w}x{h} XRGB8888 pitch {pitch}: scanout of a {} object written back pixel-exact into a {} object ({seen})",
         card.path(),
-        src.backend
+        src.backend().map(|b| b.to_string()).unwrap_or_default(),
+        dst.backend().map(|b| b.to_string()).unwrap_or_default(),
     ))
 }
 
@@ -188,40 +227,58 @@ fn pipeline() -> anyhow::Result<Outcome> {
     let cam = node.try_format(V4L2_PIX_FMT_XBGR32, 640, 480)?;
     let (w, h) = (cam.width, cam.height);
     let mut out = Output::find(&card, w, h)?;
-    let disp = card.plane_constraints(out.plane)?;
-    if !disp.supports_linear(XRGB8888) {
-        bail!("plane lacks XRGB8888/linear");
-    }
     if out.writeback.is_none() {
         return harness::skip("vkms has no writeback connector");
     }
-    // Reconcile the camera's and the display's lists into one layout.
-    let lists = [cam.attr_list()?, disp.attr_list(XRGB8888, w, h)?];
-    let r = unibuf::reconcile::reconcile(&lists).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let disp = card.plane_constraints(out.plane)?;
+    // Reconcile the camera's and the display's lists into one layout; allocate four buffers.
+    let r = reconcile([&cam.attr_list()?, &disp.attr_list(XRGB8888, w, h)?])?;
+    let bufs = match Object::allocate_n(&r, 4) {
+        Ok(o) => o,
+        Err(unibuf::Error::Unavailable { what, why }) => {
+            return harness::skip(format!("no dma-buf backend: {what}: {why}"))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let img = r.image().context("reconciled list has no image layout")?;
     let fbl: FbLayout = (&img
         .drm_framebuffer()
         .context("layout not expressible for ADDFB2")?)
         .into();
-    let pitch = fbl.pitches[0];
-    let size = r.size();
-    node.set_format(cam.fourcc, w, h, &[pitch])?;
-    let mut bufs: Vec<Buf> = Vec::new();
-    for _ in 0..4 {
-        bufs.push(alloc_dmabuf(size)?.context("no dma-buf backend")?);
-    }
-    let wbbuf = alloc_dmabuf(size)?.context("no dma-buf backend")?;
-    let fbs = bufs
+    let v4l = img
+        .v4l2_format()
+        .context("layout not expressible as a V4L2 format")?;
+    node.set_format(cam.fourcc, w, h, &[v4l.bytesperline])?;
+    // The writeback target: written by the display, read by the CPU.
+    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
+    cpu_r
+        .set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?;
+    let rw = reconcile([&disp.writeback_attr_list(XRGB8888, w, h)?, &cpu_r])?;
+    let wbobj = Object::allocate_named(&rw, "vkms-writeback")?;
+    let wbl: FbLayout = (&rw
+        .image()
+        .context("no image")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into();
+    // The display side holds the capture buffers read-only.
+    let ro: Vec<Object> = bufs
         .iter()
-        .map(|b| card.import_framebuffer(b.fd.as_fd(), &fbl))
+        .map(|b| b.dup_with(Permission::ReadOnly))
+        .collect::<Result<_, _>>()?;
+    let fbs = ro
+        .iter()
+        .map(|b| card.import_framebuffer(b.fd(), &fbl))
         .collect::<Result<Vec<_>, _>>()?;
-    let wb = card.import_framebuffer(wbbuf.fd.as_fd(), &fbl)?;
+    let wb = card.import_framebuffer(wbobj.fd(), &wbl)?;
     let planes = bufs
         .iter()
         .map(|b| {
             vec![CapturePlane {
-                fd: b.fd.as_fd(),
-                length: b.size as u32,
+                fd: b.fd(),
+                length: b.size() as u32,
             }]
         })
         .collect();
@@ -230,24 +287,25 @@ fn pipeline() -> anyhow::Result<Outcome> {
         cap.queue(i)?;
     }
     cap.start()?;
-    let wm = CpuMap::new(wbbuf.fd.as_fd(), wbbuf.size as usize, false)?;
+    let wm = wbobj.map_read()?;
     let frames = 5;
     let mut seen = String::new();
     let mut png = None;
+    let wpitch = wbl.pitches[0] as usize;
     for n in 0..frames {
         let f = cap.dequeue(Duration::from_secs(10))?;
         let fence = out
             .commit(&card, &fbs[f.index], Some(&wb))?
             .context("no fence")?;
         fence.wait(Duration::from_secs(10))?;
-        dma_buf_sync(wbbuf.fd.as_fd(), true, false)?;
-        let r = check_colorbar(wm.bytes(), w, h, pitch as usize);
+        let g = wm.read()?;
+        let r = check_colorbar(&g, w, h, wpitch);
         if n == frames - 1 {
             let p = artifact_dir().join("unibuf-pipeline-frame.png");
-            unibuf::interop::png::write_xrgb8888(&p, w, h, pitch as usize, wm.bytes())?;
+            unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g)?;
             png = Some(p);
         }
-        dma_buf_sync(wbbuf.fd.as_fd(), false, false)?;
+        g.end()?;
         seen =
             r.with_context(|| format!("written-back frame {} (capture seq {})", n, f.sequence))?;
         cap.queue(f.index)?;
@@ -261,9 +319,12 @@ fn pipeline() -> anyhow::Result<Outcome> {
     println!("PIPELINE-PNG {} ({} bytes)", png.display(), bytes.len());
     println!("PIPELINE-PNG-BASE64 {}", base64(&bytes));
     harness::pass(format!(
-        "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {pitch}, colorbar {seen}; PNG {}",
+        "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {}, {} {} buffers, colorbar {seen}; PNG {}",
         node.path(),
         card.path(),
+        fbl.pitches[0],
+        bufs.len(),
+        bufs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
         png.display()
     ))
 }

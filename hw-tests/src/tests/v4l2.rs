@@ -4,10 +4,13 @@
 
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::mm::{MapFlags, ProtFlags};
+use std::sync::Arc;
 use std::time::Duration;
+use unibuf::attr::{AccessorKind, AttrList, BufferType, Permission};
 use unibuf::interop::v4l2::{fourcc_str, CapturePlane, DmabufCapture, VideoNode};
+use unibuf::object::Object;
 use unibuf::sys::v4l2::V4L2_PIX_FMT_XBGR32;
 
 /// The tests of this area.
@@ -148,26 +151,6 @@ pub fn vivid_colorbar(node: &VideoNode) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Begins or ends a CPU access to a dma-buf (`DMA_BUF_IOCTL_SYNC`).
-pub fn dma_buf_sync(fd: BorrowedFd<'_>, start: bool, write: bool) -> anyhow::Result<()> {
-    use unibuf::sys::dma_buf as d;
-    let mut s = d::DmaBufSync {
-        flags: (if start {
-            d::DMA_BUF_SYNC_START
-        } else {
-            d::DMA_BUF_SYNC_END
-        }) | if write {
-            d::DMA_BUF_SYNC_RW
-        } else {
-            d::DMA_BUF_SYNC_READ
-        },
-    };
-    // SAFETY: DMA_BUF_IOCTL_SYNC takes a `struct dma_buf_sync`.
-    unsafe { unibuf::sys::ioctl_with(fd, d::DMA_BUF_IOCTL_SYNC, &mut s) }
-        .context("DMA_BUF_IOCTL_SYNC")?;
-    Ok(())
-}
-
 fn vivid_try_fmt() -> anyhow::Result<Outcome> {
     let Some(node) = vivid_node() else {
         return harness::skip("no vivid capture node (vivid not loaded / not built)");
@@ -214,19 +197,9 @@ fn vivid_try_fmt() -> anyhow::Result<Outcome> {
     ))
 }
 
-/// A dma-buf for a test: the fd, its size and where it came from.
-pub struct Buf {
-    /// The dma-buf.
-    pub fd: OwnedFd,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The backend that made it.
-    pub backend: &'static str,
-}
-
-/// Allocates a dma-buf of `size` bytes (page-rounded) from the system heap; `None` when this
-/// kernel has none. (Interim until the object API is merged.)
-pub fn alloc_dmabuf(size: u64) -> anyhow::Result<Option<Buf>> {
+/// Allocates a dma-buf of `size` bytes (page-rounded) straight from the system heap, bypassing
+/// unibuf (to show what the kernel does with one); `None` when this kernel has no system heap.
+pub fn raw_heap_dmabuf(size: u64) -> anyhow::Result<Option<OwnedFd>> {
     use unibuf::sys::dma_heap as h;
     let page = rustix::param::page_size() as u64;
     let size = size.div_ceil(page) * page;
@@ -250,11 +223,7 @@ pub fn alloc_dmabuf(size: u64) -> anyhow::Result<Option<Buf>> {
         .context("DMA_HEAP_IOCTL_ALLOC")?;
     // SAFETY: the ioctl returned a new fd that nothing else owns.
     let fd = unsafe { harness::own_fd(a.fd as i32) };
-    Ok(Some(Buf {
-        fd,
-        size,
-        backend: "system-heap",
-    }))
+    Ok(Some(fd))
 }
 
 fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
@@ -263,21 +232,34 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
     };
     vivid_colorbar(&node)?;
     let c = node.try_format(V4L2_PIX_FMT_XBGR32, 640, 480)?;
-    let pitch = c.planes[0].pitch;
-    let mut objs = Vec::new();
-    for _ in 0..4 {
-        match alloc_dmabuf(c.planes[0].size as u64)? {
-            Some(b) => objs.push(b),
-            None => return harness::skip("no dma-buf backend (/dev/dma_heap/system missing)"),
+    // Camera list + a CPU reader, reconciled; four objects from the chosen backend.
+    let mut cpu = AttrList::with_types(&[BufferType::Image])?;
+    cpu.set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?;
+    let r = Arc::new(
+        unibuf::reconcile::reconcile([&c.attr_list()?, &cpu])
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let objs = match Object::allocate_n(&r, 4) {
+        Ok(o) => o,
+        Err(unibuf::Error::Unavailable { what, why }) => {
+            return harness::skip(format!("no dma-buf backend: {what}: {why}"))
         }
-    }
+        Err(e) => return Err(e.into()),
+    };
+    let img = r.image().context("no image layout")?;
+    let v = img
+        .v4l2_format()
+        .context("layout not expressible as a V4L2 format")?;
+    let pitch = v.bytesperline;
     node.set_format(c.fourcc, c.width, c.height, &[pitch])?;
     let planes: Vec<Vec<CapturePlane<'_>>> = objs
         .iter()
         .map(|o| {
             vec![CapturePlane {
-                fd: o.fd.as_fd(),
-                length: o.size as u32,
+                fd: o.fd(),
+                length: o.size() as u32,
             }]
         })
         .collect();
@@ -307,10 +289,10 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
     }
     let idx = last.context("no frame")?;
     let obj = &objs[idx];
-    let map = CpuMap::new(obj.fd.as_fd(), obj.size as usize, false)?;
-    dma_buf_sync(obj.fd.as_fd(), true, false)?;
-    let seen = check_colorbar(map.bytes(), c.width, c.height, pitch as usize);
-    dma_buf_sync(obj.fd.as_fd(), false, false)?;
+    let map = obj.map_read()?;
+    let g = map.read()?;
+    let seen = check_colorbar(&g, c.width, c.height, pitch as usize);
+    g.end()?;
     let seen = seen?;
     cap.stop()?;
     if seqs.windows(2).any(|w| w[1] <= w[0]) {
@@ -323,6 +305,6 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
         c.height,
         pitch,
         objs.len(),
-        objs[0].backend,
+        objs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
     ))
 }

@@ -6,9 +6,11 @@ use super::v4l2::CpuMap;
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
 use rustix::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
-use unibuf::attr::Permission;
+use unibuf::attr::{AccessorKind, AttrList, Permission};
 use unibuf::interop::vfio::{self as ivfio, Edu, EduDirection, VfioDevice};
+use unibuf::object::Object;
 
 /// The tests of this area.
 pub fn tests() -> Vec<Test> {
@@ -91,63 +93,142 @@ fn kmsg_lines(fd: &OwnedFd) -> Vec<String> {
 
 const T: Duration = Duration::from_secs(10);
 
+/// One test buffer: a unibuf object reconciled from the edu's VFIO list and a CPU list (so it is
+/// udmabuf, memfd-backed), or — on kernels without udmabuf (Debian 6.1), where no object can
+/// serve a VFIO accessor — a plain memfd.
+enum EduBuf {
+    Object(Object),
+    Memfd(OwnedFd, CpuMap),
+}
+
+impl EduBuf {
+    fn new(c: &ivfio::VfioConstraints, size: u64, name: &str) -> anyhow::Result<EduBuf> {
+        let mut dev = AttrList::raw(size)?;
+        c.fill(&mut dev, Permission::ReadWrite)?;
+        let mut cpu = AttrList::raw(size)?;
+        cpu.set_accessor_kind(AccessorKind::Cpu)?
+            .set_need_cpu_access(true)?
+            .set_required_perm(Permission::ReadWrite)?;
+        let r = Arc::new(
+            unibuf::reconcile::reconcile([&dev, &cpu]).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        match Object::allocate_named(&r, name) {
+            Ok(o) => Ok(EduBuf::Object(o)),
+            Err(unibuf::Error::Unavailable { .. }) => {
+                let (fd, map) = pinnable(size as usize, 0, name)?;
+                Ok(EduBuf::Memfd(fd, map))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn what(&self) -> String {
+        match self {
+            EduBuf::Object(o) => format!("{:?} object", o.backend()),
+            EduBuf::Memfd(..) => "plain memfd (no udmabuf)".into(),
+        }
+    }
+
+    fn write(&mut self, f: impl FnOnce(&mut [u8])) -> anyhow::Result<()> {
+        match self {
+            EduBuf::Object(o) => {
+                let mut m = o.map_write()?;
+                let mut g = m.write()?;
+                f(&mut g);
+                g.end()?;
+            }
+            EduBuf::Memfd(_, m) => f(m.bytes_mut()),
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(match self {
+            EduBuf::Object(o) => {
+                let m = o.map_read()?;
+                let g = m.read()?;
+                let v = g.to_vec();
+                g.end()?;
+                v
+            }
+            EduBuf::Memfd(_, m) => m.bytes().to_vec(),
+        })
+    }
+
+    /// Maps it for the device with `perm` (a read-only object handle for `ReadOnly`).
+    fn map<'d>(
+        &self,
+        d: &'d VfioDevice,
+        iova: u64,
+        perm: Permission,
+    ) -> anyhow::Result<ivfio::DmaMapping<'d>> {
+        Ok(match self {
+            EduBuf::Object(o) => {
+                if perm == Permission::ReadOnly {
+                    let ro = o.dup_with(Permission::ReadOnly)?;
+                    d.map_object(&ro, iova)?
+                } else {
+                    d.map_object(o, iova)?
+                }
+            }
+            EduBuf::Memfd(fd, _) => {
+                let page = rustix::param::page_size() as u64;
+                d.map_fd(fd.as_fd(), page, iova, perm)?
+            }
+        })
+    }
+}
+
 fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
     let iface = dev.interface();
+    let bdf = dev.bdf().to_string();
     let edu = Edu::new(dev).context("edu init")?;
-    let page = rustix::param::page_size();
+    let c = ivfio::VfioConstraints::probe(&bdf, ivfio::EDU_DMA_BITS)?;
+    let page = rustix::param::page_size() as u64;
     // Half the device buffer: QEMU aborts on a transfer that touches the buffer's last byte.
     let n = ivfio::EDU_BUFFER_SIZE as usize / 2;
-    let (src_fd, mut src) = pinnable(page, 0, "edu-src")?;
-    for (i, b) in src.bytes_mut().iter_mut().enumerate().take(n) {
-        *b = (i as u8).wrapping_mul(7).wrapping_add(3);
-    }
-    let (dst_fd, dst) = pinnable(page, 0, "edu-dst")?;
-    let (ro_fd, ro) = pinnable(page, 0x5a, "edu-ro")?;
+    let mut src = EduBuf::new(&c, page, "edu-src")?;
+    src.write(|b| {
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(7).wrapping_add(3);
+        }
+    })?;
+    let src_bytes = src.read()?;
+    let mut dst = EduBuf::new(&c, page, "edu-dst")?;
+    let mut ro = EduBuf::new(&c, page, "edu-ro")?;
+    ro.write(|b| b.fill(0x5a))?;
     let d = edu.device();
-    let m_src = d.map_fd(
-        src_fd.as_fd(),
-        page as u64,
-        0x10_0000,
-        Permission::ReadWrite,
-    )?;
-    let m_dst = d.map_fd(
-        dst_fd.as_fd(),
-        page as u64,
-        0x20_0000,
-        Permission::ReadWrite,
-    )?;
-    let m_ro = d.map_fd(ro_fd.as_fd(), page as u64, 0x30_0000, Permission::ReadOnly)?;
+    let m_src = src.map(d, 0x10_0000, Permission::ReadWrite)?;
+    let m_dst = dst.map(d, 0x20_0000, Permission::ReadWrite)?;
+    let m_ro = ro.map(d, 0x30_0000, Permission::ReadOnly)?;
+    if m_ro.permission() != Permission::ReadOnly {
+        bail!("read-only handle mapped {:?}", m_ro.permission());
+    }
 
     // RAM -> device -> RAM through read-write mappings.
     edu.dma(EduDirection::RamToDevice, m_src.iova(), 0, n as u64, T)?;
     edu.dma(EduDirection::DeviceToRam, m_dst.iova(), 0, n as u64, T)?;
-    if dst.bytes()[..n] != src.bytes()[..n] {
-        let first = (0..n)
-            .find(|&i| dst.bytes()[i] != src.bytes()[i])
-            .unwrap_or(0);
+    let got = dst.read()?;
+    if got[..n] != src_bytes[..n] {
+        let first = (0..n).find(|&i| got[i] != src_bytes[i]).unwrap_or(0);
         bail!(
             "RAM->edu->RAM copy differs at byte {first}: {:#x} != {:#x}",
-            dst.bytes()[first],
-            src.bytes()[first]
+            got[first],
+            src_bytes[first]
         );
     }
 
     // The read-only mapping can be read by the device...
     edu.dma(EduDirection::RamToDevice, m_ro.iova(), 0, n as u64, T)?;
-    dst.fill(0);
+    dst.write(|b| b.fill(0))?;
     edu.dma(EduDirection::DeviceToRam, m_dst.iova(), 0, n as u64, T)?;
-    if dst.bytes()[..n].iter().any(|&b| b != 0x5a) {
+    if dst.read()?[..n].iter().any(|&b| b != 0x5a) {
         bail!("DMA read through the read-only mapping did not see the buffer's bytes");
     }
     // ...but not written: put the source pattern in the device and DMA it into the RO buffer.
     edu.dma(EduDirection::RamToDevice, m_src.iova(), 0, n as u64, T)?;
     let kmsg = kmsg_open();
     edu.dma(EduDirection::DeviceToRam, m_ro.iova(), 0, n as u64, T)?;
-    std::thread::sleep(Duration::from_millis(50));
-    let changed = ro.bytes()[..n].iter().filter(|&&b| b != 0x5a).count();
-    if changed != 0 {
-        bail!("device wrote {changed} bytes into a read-only IOMMU mapping");
-    }
     // The IOMMU's fault report reaches the kernel log through the DMAR fault interrupt, a little
     // after the transfer: look for it for up to a second (informational; the bytes are the proof).
     let mut fault = None;
@@ -162,16 +243,37 @@ fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    let changed = ro.read()?[..n].iter().filter(|&&b| b != 0x5a).count();
+    if changed != 0 {
+        bail!("device wrote {changed} bytes into a read-only IOMMU mapping");
+    }
+
+    // A heap dma-buf's own mapping cannot be pinned (VM_PFNMAP): the kernel refuses it.
+    let pfnmap = match super::v4l2::raw_heap_dmabuf(page)? {
+        Some(b) => match d.map_fd(b.as_fd(), page, 0x40_0000, Permission::ReadWrite) {
+            Ok(_) => {
+                bail!("VFIO pinned a system-heap dma-buf mapping (expected VM_PFNMAP refusal)")
+            }
+            Err(e) => format!(
+                "heap dma-buf map refused: {}",
+                e.errno()
+                    .map(|x| format!("{x:?}"))
+                    .unwrap_or_else(|| e.to_string())
+            ),
+        },
+        None => "no system heap to try a dma-buf map".into(),
+    };
 
     // Unmap on drop: the same IOVA can be mapped again afterwards.
     drop(m_ro);
-    let again = d
-        .map_fd(ro_fd.as_fd(), page as u64, 0x30_0000, Permission::ReadWrite)
+    let again = ro
+        .map(d, 0x30_0000, Permission::ReadWrite)
         .context("re-mapping the IOVA of a dropped mapping (was it unmapped?)")?;
     again.unmap()?;
     drop((m_src, m_dst));
     harness::pass(format!(
-        "{iface:?}: RAM->edu->RAM {n} bytes verified; RO mapping readable, DMA write left it unchanged; kernel log: {}",
+        "{iface:?}, {} buffers: RAM->edu->RAM {n} bytes verified; RO mapping readable, DMA write left it unchanged; {pfnmap}; kernel log: {}",
+        src.what(),
         fault.unwrap_or_else(|| "no DMAR fault line (QEMU's intel-iommu model refuses the write silently)".into())
     ))
 }
