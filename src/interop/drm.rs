@@ -499,6 +499,7 @@ pub struct Output {
     pub mode: Mode,
     mode_blob: Option<u64>,
     modeset_done: bool,
+    writeback_only: bool,
 }
 
 /// The out-fence of a writeback job: a sync_file that signals when the frame is in the buffer.
@@ -617,12 +618,19 @@ impl Output {
             mode,
             mode_blob: None,
             modeset_done: false,
+            writeback_only: false,
         })
     }
 
     /// Scans `fb` out on the primary plane (full screen, no scaling) with a blocking atomic commit
     /// (the first one also sets the mode). With `writeback`, the composed frame is also written
     /// into that framebuffer; the returned fence signals when it is there.
+    ///
+    /// Some drivers cannot drive the connector and the writeback connector from one CRTC at once
+    /// (vkms in 6.12 leaves its encoders' `possible_clones` at themselves, so the clone check
+    /// refuses the pair). The first commit with a writeback job tests the pair with
+    /// `DRM_MODE_ATOMIC_TEST_ONLY`; when it is refused, the CRTC drives the writeback connector
+    /// alone ([`Output::writeback_only`]) — the plane is still scanned out and composed.
     pub fn commit(
         &mut self,
         card: &Card,
@@ -637,11 +645,20 @@ impl Output {
                 fb.width, fb.height
             )));
         }
-        let mut req = AtomicModeReq::new();
-        let pp = card.props(self.plane)?;
-        let cp = card.props(self.crtc)?;
-        let conp = card.props(self.connector)?;
-        let mut flags = AtomicCommitFlags::empty();
+        if let Some(wb_fb) = writeback {
+            if self.writeback.is_none() {
+                return Err(Error::Unavailable {
+                    what: format!("a writeback connector on {}", card.path),
+                    why: "the card has none (or the writeback client cap is off)".into(),
+                });
+            }
+            if wb_fb.width != w || wb_fb.height != h {
+                return Err(Error::InvalidArgument(format!(
+                    "writeback framebuffer {}x{} differs from the {w}x{h} mode",
+                    wb_fb.width, wb_fb.height
+                )));
+            }
+        }
         if !self.modeset_done {
             let blob = card
                 .create_property_blob(&self.mode)
@@ -649,67 +666,29 @@ impl Output {
             if let property::Value::Blob(id) = blob {
                 self.mode_blob = Some(id);
             }
-            req.add_property(self.crtc, prop_of(&cp, "MODE_ID", "CRTC")?, blob);
-            req.add_property(
-                self.crtc,
-                prop_of(&cp, "ACTIVE", "CRTC")?,
-                property::Value::Boolean(true),
-            );
-            req.add_property(
-                self.connector,
-                prop_of(&conp, "CRTC_ID", "connector")?,
-                property::Value::CRTC(Some(self.crtc)),
-            );
-            flags |= AtomicCommitFlags::ALLOW_MODESET;
-        }
-        let plane_set = [
-            ("FB_ID", u64::from(u32::from(fb.fb))),
-            ("CRTC_ID", u64::from(u32::from(self.crtc))),
-            ("SRC_X", 0),
-            ("SRC_Y", 0),
-            ("SRC_W", (w as u64) << 16),
-            ("SRC_H", (h as u64) << 16),
-            ("CRTC_X", 0),
-            ("CRTC_Y", 0),
-            ("CRTC_W", w as u64),
-            ("CRTC_H", h as u64),
-        ];
-        for (name, val) in plane_set {
-            req.add_raw_property(self.plane.into(), prop_of(&pp, name, "plane")?, val);
+            if writeback.is_some() {
+                let probe = self.request(card, fb, None, true, true, None)?;
+                let test = AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::ALLOW_MODESET;
+                if card.atomic_commit(test, probe).is_err() {
+                    self.writeback_only = true;
+                }
+            }
         }
         let mut fence_fd: i32 = -1;
-        if let Some(wb_fb) = writeback {
-            let wb = self.writeback.ok_or_else(|| Error::Unavailable {
-                what: format!("a writeback connector on {}", card.path),
-                why: "the card has none (or the writeback client cap is off)".into(),
-            })?;
-            if wb_fb.width != w || wb_fb.height != h {
-                return Err(Error::InvalidArgument(format!(
-                    "writeback framebuffer {}x{} differs from the {w}x{h} mode",
-                    wb_fb.width, wb_fb.height
-                )));
-            }
-            let wp = card.props(wb)?;
-            req.add_raw_property(
-                wb.into(),
-                prop_of(&wp, "CRTC_ID", "writeback connector")?,
-                u64::from(u32::from(self.crtc)),
-            );
-            req.add_raw_property(
-                wb.into(),
-                prop_of(&wp, "WRITEBACK_FB_ID", "writeback connector")?,
-                u64::from(u32::from(wb_fb.fb)),
-            );
-            // The kernel writes the out-fence fd through this user pointer during the ioctl.
-            req.add_raw_property(
-                wb.into(),
-                prop_of(&wp, "WRITEBACK_OUT_FENCE_PTR", "writeback connector")?,
-                &mut fence_fd as *mut i32 as u64,
-            );
-            if !self.modeset_done {
-                flags |= AtomicCommitFlags::ALLOW_MODESET;
-            }
-        }
+        let fence_ptr = writeback.map(|_| &mut fence_fd as *mut i32 as u64);
+        let req = self.request(
+            card,
+            fb,
+            writeback,
+            !self.writeback_only,
+            writeback.is_some(),
+            fence_ptr,
+        )?;
+        let flags = if self.modeset_done {
+            AtomicCommitFlags::empty()
+        } else {
+            AtomicCommitFlags::ALLOW_MODESET
+        };
         card.atomic_commit(flags, req)
             .map_err(|e| io_err("DRM_IOCTL_MODE_ATOMIC", card.path.clone(), e))?;
         self.modeset_done = true;
@@ -726,6 +705,86 @@ impl Output {
             return Ok(Some(WritebackFence(fd)));
         }
         Ok(None)
+    }
+
+    /// Whether the CRTC drives the writeback connector alone (see [`Output::commit`]).
+    pub fn writeback_only(&self) -> bool {
+        self.writeback_only
+    }
+
+    /// Builds one atomic request: the mode (until the first commit), the plane, the connector
+    /// (`with_connector`), the writeback connector's routing (`with_wb_route`) and its job.
+    fn request(
+        &self,
+        card: &Card,
+        fb: &ImportedFb<'_>,
+        writeback: Option<&ImportedFb<'_>>,
+        with_connector: bool,
+        with_wb_route: bool,
+        fence_ptr: Option<u64>,
+    ) -> Result<AtomicModeReq> {
+        let (w, h) = self.mode.size();
+        let (w, h) = (w as u64, h as u64);
+        let mut req = AtomicModeReq::new();
+        let pp = card.props(self.plane)?;
+        let cp = card.props(self.crtc)?;
+        let crtc_id = u64::from(u32::from(self.crtc));
+        if !self.modeset_done {
+            let blob = self.mode_blob.ok_or_else(|| Error::Device {
+                device: card.path.clone(),
+                what: "no mode blob".into(),
+            })?;
+            req.add_raw_property(self.crtc.into(), prop_of(&cp, "MODE_ID", "CRTC")?, blob);
+            req.add_raw_property(self.crtc.into(), prop_of(&cp, "ACTIVE", "CRTC")?, 1);
+            // Without the connector, detach it explicitly: the kernel's fbdev client may have
+            // put it on this CRTC at boot.
+            let conp = card.props(self.connector)?;
+            req.add_raw_property(
+                self.connector.into(),
+                prop_of(&conp, "CRTC_ID", "connector")?,
+                if with_connector { crtc_id } else { 0 },
+            );
+        }
+        let plane_set = [
+            ("FB_ID", u64::from(u32::from(fb.fb))),
+            ("CRTC_ID", crtc_id),
+            ("SRC_X", 0),
+            ("SRC_Y", 0),
+            ("SRC_W", w << 16),
+            ("SRC_H", h << 16),
+            ("CRTC_X", 0),
+            ("CRTC_Y", 0),
+            ("CRTC_W", w),
+            ("CRTC_H", h),
+        ];
+        for (name, val) in plane_set {
+            req.add_raw_property(self.plane.into(), prop_of(&pp, name, "plane")?, val);
+        }
+        if let Some(wb) = self.writeback.filter(|_| with_wb_route) {
+            let wp = card.props(wb)?;
+            req.add_raw_property(
+                wb.into(),
+                prop_of(&wp, "CRTC_ID", "writeback connector")?,
+                crtc_id,
+            );
+            if let Some(wb_fb) = writeback {
+                req.add_raw_property(
+                    wb.into(),
+                    prop_of(&wp, "WRITEBACK_FB_ID", "writeback connector")?,
+                    u64::from(u32::from(wb_fb.fb)),
+                );
+                if let Some(ptr) = fence_ptr {
+                    // The kernel writes the out-fence fd through this user pointer during the
+                    // ioctl.
+                    req.add_raw_property(
+                        wb.into(),
+                        prop_of(&wp, "WRITEBACK_OUT_FENCE_PTR", "writeback connector")?,
+                        ptr,
+                    );
+                }
+            }
+        }
+        Ok(req)
     }
 
     /// Turns the CRTC off and detaches the plane and connectors (so framebuffers can go).

@@ -181,9 +181,7 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
         .context("no ADDFB2 layout")?)
         .into();
     let wb = card.import_framebuffer(dst.fd(), &wbl)?;
-    let fence = out
-        .commit(&card, &fb, Some(&wb))?
-        .context("no writeback fence")?;
+    let fence = commit_debug(&mut out, &card, &fb, &wb)?;
     fence.wait(Duration::from_secs(10))?;
     let sm = src.map_read()?;
     let sg = sm.read()?;
@@ -192,14 +190,16 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
     let r = compare_rgb(&sg, &dg, w, h, pitch as usize, wbl.pitches[0] as usize);
     let seen = check_colorbar(&dg, w, h, wbl.pitches[0] as usize);
     drop((sg, dg));
+    let wb_only = out.writeback_only();
     out.disable(&card)?;
     r?;
     let seen = seen?;
     harness::pass(format!(
-        "{} {w}x{h} XRGB8888 pitch {pitch}: scanout of a {} object written back pixel-exact into a {} object ({seen})",
+        "{} {w}x{h} XRGB8888 pitch {pitch}: scanout of a {} object written back pixel-exact into a {} object ({seen}){}",
         card.path(),
         src.backend().map(|b| b.to_string()).unwrap_or_default(),
         dst.backend().map(|b| b.to_string()).unwrap_or_default(),
+        if wb_only { "; CRTC drove the writeback connector alone (driver refuses it cloned with Virtual-1)" } else { "" },
     ))
 }
 
@@ -294,9 +294,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
     let wpitch = wbl.pitches[0] as usize;
     for n in 0..frames {
         let f = cap.dequeue(Duration::from_secs(10))?;
-        let fence = out
-            .commit(&card, &fbs[f.index], Some(&wb))?
-            .context("no fence")?;
+        let fence = commit_debug(&mut out, &card, &fbs[f.index], &wb)?;
         fence.wait(Duration::from_secs(10))?;
         let g = wm.read()?;
         let r = check_colorbar(&g, w, h, wpitch);
@@ -311,6 +309,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
         cap.queue(f.index)?;
     }
     cap.stop()?;
+    let wb_only = out.writeback_only();
     out.disable(&card)?;
     let png = png.context("no PNG")?;
     // The VM's file system goes away with it: also print the file, base64, so the host can
@@ -319,13 +318,14 @@ fn pipeline() -> anyhow::Result<Outcome> {
     println!("PIPELINE-PNG {} ({} bytes)", png.display(), bytes.len());
     println!("PIPELINE-PNG-BASE64 {}", base64(&bytes));
     harness::pass(format!(
-        "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {}, {} {} buffers, colorbar {seen}; PNG {}",
+        "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {}, {} {} buffers, colorbar {seen}; PNG {}{}",
         node.path(),
         card.path(),
         fbl.pitches[0],
         bufs.len(),
         bufs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
-        png.display()
+        png.display(),
+        if wb_only { "; CRTC drove the writeback connector alone (driver refuses it cloned with Virtual-1)" } else { "" },
     ))
 }
 
@@ -344,4 +344,39 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Commits; on failure turns on DRM's atomic debug messages, retries once, and fails with what
+/// the kernel said.
+fn commit_debug(
+    out: &mut Output,
+    card: &Card,
+    fb: &unibuf::interop::drm::ImportedFb<'_>,
+    wb: &unibuf::interop::drm::ImportedFb<'_>,
+) -> anyhow::Result<unibuf::interop::drm::WritebackFence> {
+    match out.commit(card, fb, Some(wb)) {
+        Ok(f) => f.context("no writeback fence"),
+        Err(e) => {
+            let _ = std::fs::write("/sys/module/drm/parameters/debug", "0x1e");
+            let k = super::vfio::kmsg_open();
+            let again = out.commit(card, fb, Some(wb));
+            let _ = std::fs::write("/sys/module/drm/parameters/debug", "0");
+            let lines: Vec<String> = k
+                .as_ref()
+                .map(super::vfio::kmsg_lines)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| {
+                    !l.contains("drm_ioctl")
+                        && !l.contains("OBJ_GETPROPERTIES")
+                        && !l.contains("GETPROPERTY")
+                })
+                .collect();
+            let tail = lines[lines.len().saturating_sub(12)..].join(" | ");
+            Err(anyhow::anyhow!(
+                "{e} (retry: {:?}); kernel: {tail}",
+                again.err()
+            ))
+        }
+    }
 }

@@ -62,7 +62,7 @@ fn pinnable(size: usize, fill: u8, name: &str) -> anyhow::Result<(OwnedFd, CpuMa
 }
 
 /// Reads the kernel log records written since `start` (a /dev/kmsg fd positioned at the end).
-fn kmsg_open() -> Option<OwnedFd> {
+pub fn kmsg_open() -> Option<OwnedFd> {
     let fd = rustix::fs::open(
         "/dev/kmsg",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
@@ -73,7 +73,7 @@ fn kmsg_open() -> Option<OwnedFd> {
     Some(fd)
 }
 
-fn kmsg_lines(fd: &OwnedFd) -> Vec<String> {
+pub fn kmsg_lines(fd: &OwnedFd) -> Vec<String> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 8192];
     loop {
