@@ -112,6 +112,7 @@ macro_rules! keys {
             pub const COUNT: usize = Key::ALL.len();
 
             /// The stable wire code of this key.
+            #[inline]
             pub const fn code(self) -> u16 {
                 match self { $( Key::$name => $code, )* }
             }
@@ -138,6 +139,7 @@ macro_rules! keys {
             }
 
             /// How reconciliation merges this key.
+            #[inline]
             pub const fn merge_policy(self) -> MergePolicy {
                 match self { $( Key::$name => MergePolicy::$merge, )* }
             }
@@ -274,6 +276,9 @@ keys! {
     /// Output: size of each pyramid level.
     OutPyramidLevelSizes = 0x8502, "out.pyramid_level_sizes", Pyramid, U64List, Output;
 }
+
+// Positions in an AttrList are stored in a u8.
+const _: () = assert!(Key::COUNT < 255);
 
 impl Key {
     /// Index of this key in a per-list slot array (`0..Key::COUNT`).

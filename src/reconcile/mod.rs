@@ -19,6 +19,7 @@ use crate::layout::{
 };
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// What went wrong with one key.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,9 +147,12 @@ pub struct Accessor {
 /// Export/import (IPC): send [`Reconciled::inputs`] and [`Reconciled::iter_outputs`]; the
 /// receiver rebuilds it with [`Reconciled::from_parts`] (which recomputes and compares every
 /// output) and checks its own needs with [`Reconciled::validate`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Reconciled {
+    /// Merged input keys.
     list: AttrList,
+    /// Output keys, built on first use (the typed fields are the source of truth).
+    outputs: OnceLock<AttrList>,
     inputs: Vec<AttrList>,
     accessors: Vec<Accessor>,
     types: BufferTypes,
@@ -201,6 +205,7 @@ where
     ls.dedup_by(|a, b| cmp_lists(a.1, b.1) == Ordering::Equal);
 
     let mut merged = AttrList::new();
+    merged.reserve(Key::COUNT);
     let mut items = Vec::new();
     for &key in Key::ALL {
         let policy = key.merge_policy();
@@ -237,7 +242,7 @@ where
                 values: values_of(&ls, key),
             });
         } else if let Some(v) = acc {
-            merged.slots_mut()[key.index()] = Some(v);
+            merged.put(key, v);
         }
     }
     if !items.is_empty() {
@@ -417,7 +422,7 @@ fn u64_list(v: impl Iterator<Item = u64>) -> Value {
 
 /// Validates the merged list and computes the outputs.
 fn compute(
-    mut merged: AttrList,
+    merged: AttrList,
     inputs: Vec<AttrList>,
     ls: &[(usize, &AttrList)],
 ) -> Result<Reconciled, Conflict> {
@@ -586,65 +591,9 @@ fn compute(
         })
         .collect();
     accessors.sort();
-    let mut names: Vec<String> = accessors.iter().filter_map(|a| a.name.clone()).collect();
-    names.sort();
-    names.dedup();
-
-    let slots = merged.slots_mut();
-    let mut put = |k: Key, v: Value| slots[k.index()] = Some(v);
-    put(Key::OutSize, Value::U64(size));
-    put(Key::OutAlign, Value::U64(alignment));
-    put(Key::OutPermission, Value::Permission(permission));
-    put(Key::OutCpuAccess, Value::Bool(cpu_access));
-    put(Key::OutCpuCache, Value::Bool(cpu_cache));
-    put(Key::OutContiguous, Value::Bool(memory.contiguous));
-    put(Key::OutPinnable, Value::Bool(memory.pinnable));
-    put(Key::OutDeviceAccess, Value::Bool(memory.device_access));
-    put(Key::OutAccessors, Value::StrList(names));
-    if let Some(img) = &image {
-        let pl = &img.planes;
-        put(Key::OutPlaneCount, Value::U32(pl.len() as u32));
-        put(Key::OutPlanePitch, u64_list(pl.iter().map(|p| p.pitch)));
-        put(Key::OutPlaneOffset, u64_list(pl.iter().map(|p| p.offset)));
-        put(
-            Key::OutPlaneAlignedHeight,
-            u64_list(pl.iter().map(|p| p.aligned_height)),
-        );
-        put(Key::OutPlaneSize, u64_list(pl.iter().map(|p| p.size)));
-        put(
-            Key::OutPlaneBpp,
-            u64_list(pl.iter().map(|p| u64::from(p.bpp))),
-        );
-        put(
-            Key::OutPlaneChannels,
-            u64_list(pl.iter().map(|p| u64::from(p.channels))),
-        );
-        put(
-            Key::OutPlaneSecondFieldOffset,
-            u64_list(pl.iter().map(|p| p.second_field_offset)),
-        );
-    }
-    if let Some(t) = &tensor {
-        put(Key::OutTensorStrides, Value::U64List(t.strides.clone()));
-        put(Key::OutTensorSize, Value::U64(t.size));
-    }
-    if let Some(a) = &array {
-        put(Key::OutArraySize, Value::U64(a.size));
-        put(Key::OutArrayAlign, Value::U64(a.alignment));
-    }
-    if let Some(py) = &pyramid {
-        put(
-            Key::OutPyramidLevelOffsets,
-            u64_list(py.levels.iter().map(|l| l.offset)),
-        );
-        put(
-            Key::OutPyramidLevelSizes,
-            u64_list(py.levels.iter().map(|l| l.size)),
-        );
-    }
-
     Ok(Reconciled {
         list: merged,
+        outputs: OnceLock::new(),
         inputs,
         accessors,
         types,
@@ -659,6 +608,96 @@ fn compute(
         array,
         pyramid,
     })
+}
+
+impl PartialEq for Reconciled {
+    fn eq(&self, o: &Self) -> bool {
+        self.list == o.list
+            && self.inputs == o.inputs
+            && self.accessors == o.accessors
+            && self.types == o.types
+            && self.size == o.size
+            && self.alignment == o.alignment
+            && self.permission == o.permission
+            && self.cpu_access == o.cpu_access
+            && self.cpu_cache == o.cpu_cache
+            && self.memory == o.memory
+            && self.image == o.image
+            && self.tensor == o.tensor
+            && self.array == o.array
+            && self.pyramid == o.pyramid
+    }
+}
+
+impl Reconciled {
+    fn outputs(&self) -> &AttrList {
+        self.outputs.get_or_init(|| self.build_outputs())
+    }
+
+    fn build_outputs(&self) -> AttrList {
+        let mut names: Vec<String> = self
+            .accessors
+            .iter()
+            .filter_map(|a| a.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+
+        let mut out = AttrList::new();
+        out.reserve(24);
+        let mut put = |k: Key, v: Value| out.put(k, v);
+        put(Key::OutSize, Value::U64(self.size));
+        put(Key::OutAlign, Value::U64(self.alignment));
+        put(Key::OutPermission, Value::Permission(self.permission));
+        put(Key::OutCpuAccess, Value::Bool(self.cpu_access));
+        put(Key::OutCpuCache, Value::Bool(self.cpu_cache));
+        put(Key::OutContiguous, Value::Bool(self.memory.contiguous));
+        put(Key::OutPinnable, Value::Bool(self.memory.pinnable));
+        put(Key::OutDeviceAccess, Value::Bool(self.memory.device_access));
+        put(Key::OutAccessors, Value::StrList(names));
+        if let Some(img) = &self.image {
+            let pl = &img.planes;
+            put(Key::OutPlaneCount, Value::U32(pl.len() as u32));
+            put(Key::OutPlanePitch, u64_list(pl.iter().map(|p| p.pitch)));
+            put(Key::OutPlaneOffset, u64_list(pl.iter().map(|p| p.offset)));
+            put(
+                Key::OutPlaneAlignedHeight,
+                u64_list(pl.iter().map(|p| p.aligned_height)),
+            );
+            put(Key::OutPlaneSize, u64_list(pl.iter().map(|p| p.size)));
+            put(
+                Key::OutPlaneBpp,
+                u64_list(pl.iter().map(|p| u64::from(p.bpp))),
+            );
+            put(
+                Key::OutPlaneChannels,
+                u64_list(pl.iter().map(|p| u64::from(p.channels))),
+            );
+            put(
+                Key::OutPlaneSecondFieldOffset,
+                u64_list(pl.iter().map(|p| p.second_field_offset)),
+            );
+        }
+        if let Some(t) = &self.tensor {
+            put(Key::OutTensorStrides, Value::U64List(t.strides.clone()));
+            put(Key::OutTensorSize, Value::U64(t.size));
+        }
+        if let Some(a) = &self.array {
+            put(Key::OutArraySize, Value::U64(a.size));
+            put(Key::OutArrayAlign, Value::U64(a.alignment));
+        }
+        if let Some(py) = &self.pyramid {
+            put(
+                Key::OutPyramidLevelOffsets,
+                u64_list(py.levels.iter().map(|l| l.offset)),
+            );
+            put(
+                Key::OutPyramidLevelSizes,
+                u64_list(py.levels.iter().map(|l| l.size)),
+            );
+        }
+        out
+    }
 }
 
 /// Image + Tensor: an NHWC tensor (N = 1) over a one-plane pitch-linear image.
@@ -844,17 +883,21 @@ impl Reconciled {
 
     /// The value of a merged input key or an output key. Allocation-free.
     pub fn get(&self, key: Key) -> Option<&Value> {
-        self.list.get(key)
+        if key.is_output() {
+            self.outputs().get(key)
+        } else {
+            self.list.get(key)
+        }
     }
 
     /// Merged input keys then outputs, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
-        self.list.iter()
+        self.list.iter().chain(self.outputs().iter())
     }
 
     /// The output keys and values.
     pub fn iter_outputs(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
-        self.list.iter().filter(|(k, _)| k.is_output())
+        self.outputs().iter()
     }
 
     /// What a backend needs to allocate the buffer. The name is `name` if given, else the
@@ -899,7 +942,7 @@ impl Reconciled {
         for (i, l) in lists.into_iter().enumerate() {
             let who = label(i, l);
             for (key, v) in l.iter() {
-                let got = self.list.get(key);
+                let got = self.get(key);
                 let ok = match key.merge_policy() {
                     MergePolicy::PerList => true,
                     MergePolicy::Output => false,
