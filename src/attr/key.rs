@@ -201,6 +201,10 @@ keys! {
     ImageMinPitch = 0x020d, "image.min_pitch", Image, U64, Max;
     /// Minimum size of the image in bytes (e.g. V4L2 `sizeimage`); maximum.
     ImageMinSize = 0x020e, "image.min_size", Image, U64, Max;
+    /// Exact pitch of plane 0 in bytes, for a device that cannot take any other (a V4L2 driver
+    /// that does not accept a padded `bytesperline`); every list that gives one must agree,
+    /// and it must satisfy every other list's alignment and minimum; equal.
+    ImageExactPitch = 0x020f, "image.exact_pitch", Image, U64, Equal;
 
     /// Tensor element data type; equal.
     TensorDataType = 0x0301, "tensor.data_type", Tensor, DataType, Equal;

@@ -556,6 +556,8 @@ impl AttrList {
         set_size_align, ImageSizeAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.min_pitch` (e.g. V4L2 `bytesperline`).
         set_min_pitch, ImageMinPitch, u64, |v| Value::U64(v));
+    setter!(/// Sets `image.exact_pitch` (a device that accepts no other pitch).
+        set_exact_pitch, ImageExactPitch, u64, |v| Value::U64(v));
     setter!(/// Sets `image.min_size` (e.g. V4L2 `sizeimage`).
         set_min_size, ImageMinSize, u64, |v| Value::U64(v));
     setter!(/// Sets `tensor.align_per_dim`.

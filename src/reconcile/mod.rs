@@ -412,6 +412,7 @@ impl Ctx<'_> {
         p.size_align = self.u64(Key::ImageSizeAlign).unwrap_or(1);
         p.min_pitch = self.u64(Key::ImageMinPitch).unwrap_or(0);
         p.min_size = self.u64(Key::ImageMinSize).unwrap_or(0);
+        p.exact_pitch = self.u64(Key::ImageExactPitch).unwrap_or(0);
         Some(p)
     }
 }
@@ -460,7 +461,7 @@ fn compute(
                     alignment = l.alignment;
                     image = Some(l);
                 }
-                Err(e) => cx.invalid(Key::ImageFormat, e),
+                Err(e) => cx.invalid(e.key, e.reason),
             }
         }
     }
@@ -499,7 +500,7 @@ fn compute(
                         alignment = t.alignment;
                         tensor = Some(t);
                     }
-                    Err(e) => cx.invalid(Key::TensorSizes, e),
+                    Err(e) => cx.invalid(e.key, e.reason),
                 }
             }
         }
@@ -547,7 +548,7 @@ fn compute(
                     image = Some(py.levels[0].image.clone());
                     pyramid = Some(py);
                 }
-                Err(e) => cx.invalid(Key::ImageFormat, e),
+                Err(e) => cx.invalid(e.key, e.reason),
             }
         }
     }
@@ -787,7 +788,7 @@ fn image_tensor(cx: &mut Ctx<'_>) -> Option<(ImageLayout, TensorLayout)> {
     let img = match ImageLayout::compute(&p) {
         Ok(i) => i,
         Err(e) => {
-            cx.invalid(Key::ImageFormat, e);
+            cx.invalid(e.key, e.reason);
             return None;
         }
     };

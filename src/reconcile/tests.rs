@@ -408,6 +408,7 @@ fn every_input_key_merge_policy() {
             Value::U64(1),
             Some(Value::U64(10_000)),
         ),
+        (Key::ImageExactPitch, Value::U64(64), Value::U64(128), None),
         (
             Key::TensorDataType,
             Value::DataType(DataType::Uint8),
