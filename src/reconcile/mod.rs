@@ -8,6 +8,35 @@
 //! (and identical lists merged) before anything else, and every merge policy is commutative.
 //! (Only the fallback label `list #N` of an unnamed list in a conflict message refers to input
 //! positions.)
+//!
+//! ```
+//! use unibuf::attr::{AccessorKind, AttrList, Permission};
+//! use unibuf::layout::PixelFormat;
+//! use unibuf::reconcile::reconcile;
+//!
+//! let mut camera = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
+//! camera.set_accessor_name("camera")?.set_accessor_kind(AccessorKind::Camera)?.set_pitch_align(64)?;
+//! let mut display = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
+//! display
+//!     .set_accessor_name("display")?
+//!     .set_accessor_kind(AccessorKind::Display)?
+//!     .set_required_perm(Permission::ReadOnly)?
+//!     .set_pitch_align(256)?;
+//!
+//! let r = reconcile([&camera, &display])?;
+//! let image = r.image().expect("an image layout");
+//! assert_eq!(image.planes[0].pitch, 2048); // 1920 rounded up to 256
+//! assert_eq!(image.planes[1].offset, 2048 * 1080);
+//! assert_eq!(r.permission(), Permission::ReadWrite);
+//! let request = r.alloc_request(None); // what a backend allocates
+//! assert_eq!(request.name, "camera+display");
+//!
+//! let mut rgb = AttrList::image(PixelFormat::Xrgb8888, 1920, 1080)?;
+//! rgb.set_accessor_name("scaler")?;
+//! let conflict = reconcile([&camera, &rgb]).unwrap_err();
+//! assert!(conflict.to_string().contains("image.format: lists disagree: camera = NV12, scaler = XRGB8888"));
+//! # Ok::<(), unibuf::Error>(())
+//! ```
 
 use crate::attr::{
     AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, DataType, Key, LayoutKind,
