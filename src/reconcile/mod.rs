@@ -39,7 +39,7 @@
 //! ```
 
 use crate::attr::{
-    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, DataType, Key, LayoutKind,
+    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key, LayoutKind,
     MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
 use crate::backend::{AllocRequest, MemoryRequirement};
@@ -423,6 +423,14 @@ impl Ctx<'_> {
             Some(Value::Scan(s)) => *s,
             _ => ScanType::Progressive,
         };
+        if let (Some(f), Some(Value::ColorStd(c))) = (format, self.merged.get(Key::ImageColorStd)) {
+            if !color_std_fits(f, *c) {
+                self.invalid(
+                    Key::ImageColorStd,
+                    format!("{c} does not describe {f} ({:?} data)", f.info().family),
+                );
+            }
+        }
         let padding = match self.merged.get(Key::ImagePadding) {
             Some(Value::Padding(p)) => *p,
             _ => Padding::default(),
@@ -443,6 +451,21 @@ impl Ctx<'_> {
         p.min_size = self.u64(Key::ImageMinSize).unwrap_or(0);
         p.exact_pitch = self.u64(Key::ImageExactPitch).unwrap_or(0);
         Some(p)
+    }
+}
+
+/// Whether a color standard can describe a format's data: Y'CbCr needs a BT.* matrix, RGB is
+/// sRGB or BT.709/BT.2020 primaries, Bayer data is raw, grey takes any but raw.
+fn color_std_fits(f: PixelFormat, c: ColorStd) -> bool {
+    use crate::layout::ColorFamily as F;
+    match f.info().family {
+        F::Yuv => matches!(
+            c,
+            ColorStd::Bt601 | ColorStd::Bt601Full | ColorStd::Bt709 | ColorStd::Bt2020
+        ),
+        F::Rgb => matches!(c, ColorStd::Srgb | ColorStd::Bt709 | ColorStd::Bt2020),
+        F::Bayer => c == ColorStd::Raw,
+        F::Grey => c != ColorStd::Raw,
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::attr::{BackendKind, ColorStd, Padding};
+use crate::attr::{BackendKind, Padding};
 
 fn camera() -> AttrList {
     let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
@@ -489,4 +489,18 @@ fn every_input_key_merge_policy() {
             }
         }
     }
+}
+
+#[test]
+fn color_standard_must_fit_the_format() {
+    let mut l = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
+    l.set_color_std(ColorStd::Srgb).unwrap();
+    let c = reconcile([&l]).unwrap_err();
+    assert_eq!(c.keys().collect::<Vec<_>>(), vec![Key::ImageColorStd]);
+    let mut b = AttrList::image(PixelFormat::Srggb10, 64, 64).unwrap();
+    b.set_color_std(ColorStd::Raw).unwrap();
+    assert!(reconcile([&b]).is_ok());
+    let mut x = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
+    x.set_color_std(ColorStd::Bt709).unwrap();
+    assert!(reconcile([&x]).is_ok());
 }
