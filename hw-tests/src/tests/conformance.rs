@@ -311,11 +311,14 @@ fn expect_err(
             "{what}: accepted (fd {}), must be refused",
             raw(&fd)
         )),
-        Err(e) if want.is_some_and(|w| w != e) => Err(anyhow!(
-            "{what}: refused with {e:?}, expected {:?}",
-            want.unwrap_or(e)
-        )),
-        Err(e) => Ok(format!("{what}: {e:?}")),
+        Err(e) => match want {
+            Some(w) if w != e => Err(anyhow!(
+                "{what}: refused with {}, expected {}",
+                unibuf::Errno(e),
+                unibuf::Errno(w)
+            )),
+            _ => Ok(format!("{what}: {}", unibuf::Errno(e))),
+        },
     }
 }
 
