@@ -257,7 +257,7 @@ fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
             Err(e) => format!(
                 "heap dma-buf map refused: {}",
                 e.errno()
-                    .map(|x| format!("{x:?}"))
+                    .map(|x| unibuf::Errno(x).to_string())
                     .unwrap_or_else(|| e.to_string())
             ),
         },
