@@ -16,6 +16,11 @@ use unibuf::object::Object;
 pub fn tests() -> Vec<Test> {
     vec![
         Test {
+            name: "vfio::bind_driver_override",
+            needs: "QEMU edu (1234:11e8) in an IOMMU group, vfio-pci",
+            run: bind_driver_override,
+        },
+        Test {
             name: "vfio::edu_type1_rw_ro",
             needs: "QEMU edu (1234:11e8) in an IOMMU group, vfio-pci, /dev/vfio/vfio (type1)",
             run: edu_type1,
@@ -312,6 +317,41 @@ fn edu_iommufd() -> anyhow::Result<Outcome> {
         Err(e) => return Err(e).context("open through iommufd"),
     };
     run_edu(dev)
+}
+
+/// Unbinds edu from whatever holds it (vfio-pci, bound by the VM's init) and binds it again
+/// through unibuf's `bind_vfio_pci` (driver_override + drivers_probe).
+fn bind_driver_override() -> anyhow::Result<Outcome> {
+    let devs = ivfio::find_pci_devices(ivfio::EDU_VENDOR, ivfio::EDU_DEVICE);
+    let Some(bdf) = devs.first().cloned() else {
+        return harness::skip("no edu device (1234:11e8)");
+    };
+    if ivfio::iommu_group(&bdf).is_none() {
+        return harness::skip(format!("{bdf} has no IOMMU group"));
+    }
+    if !std::path::Path::new("/sys/bus/pci/drivers/vfio-pci").exists() {
+        return harness::skip("no vfio-pci driver");
+    }
+    let dev = std::path::Path::new("/sys/bus/pci/devices").join(&bdf);
+    let before = ivfio::bound_driver(&bdf);
+    if before.is_some() {
+        std::fs::write(dev.join("driver/unbind"), &bdf).context("unbind")?;
+    }
+    std::fs::write(dev.join("driver_override"), "\n").context("clearing driver_override")?;
+    if let Some(d) = ivfio::bound_driver(&bdf) {
+        bail!("{bdf} still bound to {d} after unbind");
+    }
+    ivfio::bind_vfio_pci(&bdf)?;
+    let after = ivfio::bound_driver(&bdf);
+    if after.as_deref() != Some("vfio-pci") {
+        bail!("{bdf} bound to {after:?} after bind_vfio_pci");
+    }
+    // Idempotent when already bound.
+    ivfio::bind_vfio_pci(&bdf)?;
+    harness::pass(format!(
+        "{bdf}: {before:?} -> unbound -> vfio-pci via driver_override; group /dev/vfio/{}",
+        ivfio::iommu_group(&bdf).unwrap_or(0)
+    ))
 }
 
 fn constraints() -> anyhow::Result<Outcome> {
