@@ -63,7 +63,7 @@ pub fn tests() -> Vec<Test> {
         },
         Test {
             name: "backend::prot_write_on_rdonly_fd",
-            needs: "a DMA-BUF heap or udmabuf",
+            needs: "a DMA-BUF heap, udmabuf or a DRM dumb-buffer device",
             run: prot_write_on_rdonly_fd,
         },
         Test {
@@ -470,11 +470,57 @@ fn prot_write_on_rdonly_fd() -> anyhow::Result<Outcome> {
         );
         notes.push("udmabuf RO memfd: EACCES".into());
     }
+    if let Some(d) = b.drm_dumb() {
+        // A dumb buffer exported by PRIME without DRM_RDWR is an O_RDONLY dma-buf.
+        let card = Card(rustix::fs::open(
+            &d.path,
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?);
+        use drm::control::Device as _;
+        let _ = drm::Device::release_master_lock(&card);
+        let dumb = card.create_dumb_buffer((1024, 1), drm::buffer::DrmFourcc::Xrgb8888, 32)?;
+        let fd = card.buffer_to_prime_fd(
+            drm::buffer::Buffer::handle(&dumb),
+            unibuf::sys::drm::DRM_CLOEXEC,
+        );
+        card.destroy_dumb_buffer(dumb)?;
+        let fd = fd?;
+        let e = mmap_rw(fd.as_fd(), 4096).err();
+        ensure!(
+            e == Some(rustix::io::Errno::ACCESS),
+            "PROT_WRITE on an O_RDONLY PRIME export of {}: {e:?}",
+            d.path.display()
+        );
+        let l = list(4096, None, "hwtest-rdonly");
+        ensure!(
+            matches!(
+                Object::import(fd, &l, Permission::ReadWrite),
+                Err(unibuf::Error::PermissionDenied(_))
+            ),
+            "RW import of an O_RDONLY PRIME export was not refused"
+        );
+        notes.push(format!(
+            "{} ({}) O_RDONLY PRIME export: EACCES",
+            d.path.display(),
+            d.driver.as_deref().unwrap_or("?")
+        ));
+    }
     if notes.is_empty() {
-        return skip("no DMA-BUF heap and no udmabuf here");
+        return skip("no DMA-BUF heap, udmabuf or DRM dumb-buffer device here");
     }
     pass(notes.join("; "))
 }
+
+/// A DRM node for the `drm` crate's traits.
+struct Card(OwnedFd);
+impl AsFd for Card {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+impl drm::Device for Card {}
+impl drm::control::Device for Card {}
 
 fn undersized_import_refused() -> anyhow::Result<Outcome> {
     let Some(kind) = any_dma_buf() else {
