@@ -241,6 +241,8 @@ mod tests {
                 card: None,
             }],
             memfd: usable(BackendKind::Memfd),
+            heap_dir: Access::Usable,
+            dri_dir: Access::Usable,
         }
     }
 

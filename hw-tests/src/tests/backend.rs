@@ -72,6 +72,11 @@ pub fn tests() -> Vec<Test> {
             run: undersized_import_refused,
         },
         Test {
+            name: "backend::eacces_names_udev_rules",
+            needs: "a root-only heap or /dev/udmabuf (the default modes)",
+            run: eacces_names_udev_rules,
+        },
+        Test {
             name: "backend::fd_count_10000_cycles",
             needs: "any dma-buf backend",
             run: fd_count_cycles,
@@ -562,5 +567,78 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
     pass(format!(
         "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",
         t.elapsed().as_secs_f64()
+    ))
+}
+
+fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
+    use std::os::unix::fs::PermissionsExt;
+    // Nodes only root can open (the kernel's default 0600).
+    let mut root_only: Vec<std::path::PathBuf> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/dev/dma_heap") {
+        for e in rd.flatten() {
+            root_only.push(e.path());
+        }
+    }
+    root_only.push("/dev/udmabuf".into());
+    root_only.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o066 == 0));
+    if root_only.is_empty() {
+        return skip("no root-only heap or udmabuf node (udev rules installed, or none present)");
+    }
+    // The VM's initramfs root may be 0700 (a mktemp directory packed by cpio): then nobody cannot
+    // reach /dev at all and every open fails with EACCES for the wrong reason. Make `/`
+    // traversable so the nodes' own modes decide.
+    let mut note = String::new();
+    let root_mode = std::fs::metadata("/")?.permissions().mode();
+    if root_mode & 0o001 == 0 {
+        std::fs::set_permissions("/", std::fs::Permissions::from_mode(root_mode | 0o055))?;
+        note = format!(" (made / traversable: it was {:o})", root_mode & 0o7777);
+    }
+    // This test runs in its own forked child: drop to nobody for good.
+    // SAFETY: plain syscalls on this process's credentials.
+    let r = unsafe {
+        (
+            libc::setgroups(0, std::ptr::null()),
+            libc::setgid(65534),
+            libc::setuid(65534),
+        )
+    };
+    ensure!(r == (0, 0, 0), "could not drop to uid/gid 65534: {r:?}");
+    let b = unibuf::backend::Backends::discover();
+    let mut seen = Vec::new();
+    for p in &root_only {
+        let access = if p.starts_with("/dev/dma_heap") {
+            b.heaps
+                .iter()
+                .find(|h| &h.path == p)
+                .map(|h| h.access.clone())
+                .with_context(|| format!("heap missing from discovery: {b}"))?
+        } else {
+            b.udmabuf.access.clone()
+        };
+        let unibuf::backend::Access::Denied(msg) = &access else {
+            bail!("{}: {access} (want denied)", p.display());
+        };
+        ensure!(
+            msg.contains("EACCES") && msg.contains("udev-rules/60-unibuf.rules"),
+            "{}: message does not name EACCES and the rules: {msg}",
+            p.display()
+        );
+        seen.push(p.display().to_string());
+    }
+    // A device allocation that has nothing else says why, naming the rules.
+    let l = list(4096, Some(BackendKind::Udmabuf), "hwtest-eacces");
+    if !b.has(BackendKind::Udmabuf) {
+        let e = Object::allocate_from(&b, &l, None)
+            .err()
+            .context("udmabuf allocation as nobody succeeded")?
+            .to_string();
+        ensure!(
+            e.contains("udev-rules"),
+            "error does not name the rules: {e}"
+        );
+    }
+    pass(format!(
+        "as uid 65534: denied with the udev hint: {}{note}",
+        seen.join(", ")
     ))
 }
