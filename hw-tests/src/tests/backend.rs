@@ -72,6 +72,16 @@ pub fn tests() -> Vec<Test> {
             run: undersized_import_refused,
         },
         Test {
+            name: "backend::allocate_n_and_shortcut",
+            needs: "any dma-buf backend",
+            run: allocate_n_and_shortcut,
+        },
+        Test {
+            name: "backend::udmabuf_read_only_handle",
+            needs: "/dev/udmabuf",
+            run: udmabuf_read_only_handle,
+        },
+        Test {
             name: "backend::eacces_names_udev_rules",
             needs: "a root-only heap or /dev/udmabuf (the default modes)",
             run: eacces_names_udev_rules,
@@ -641,4 +651,80 @@ fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
         "as uid 65534: denied with the udev hint: {}{note}",
         seen.join(", ")
     ))
+}
+
+fn allocate_n_and_shortcut() -> anyhow::Result<Outcome> {
+    let Some(kind) = any_dma_buf() else {
+        return skip("no dma-buf backend here");
+    };
+    let l = list(65536, Some(kind), "hwtest-n");
+    let objs = Object::allocate_n(&l, 4)?;
+    ensure!(objs.len() == 4, "{} objects", objs.len());
+    for (i, o) in objs.iter().enumerate() {
+        let info = fdinfo(o.fd())?;
+        let name = fdinfo_field(&info, "name").unwrap_or_default();
+        ensure!(
+            name == format!("hwtest-n-{i}"),
+            "object {i} is named {name:?}"
+        );
+        ensure!(
+            o.backend() == Some(kind),
+            "object {i} from {:?}",
+            o.backend()
+        );
+    }
+    // Distinct buffers: a write to one is not seen in another.
+    let mut objs = objs;
+    objs[0].map_write()?.write()?[0] = 0x11;
+    ensure!(objs[1].map_read()?.read()?[0] == 0, "buffers alias");
+    // The shortcut: a camera (device, writes) and a CPU reader (read-only), one call.
+    let mut cam = AttrList::raw(100_000)?;
+    cam.set_accessor_kind(AccessorKind::Camera)?
+        .set_accessor_name("cam")?;
+    let mut cpu = AttrList::raw(100_000)?;
+    cpu.set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?
+        .set_accessor_name("cpu")?;
+    let o = Object::reconcile_and_allocate([&cam, &cpu])?;
+    ensure!(o.is_dma_buf(), "a camera list got a non-dma-buf");
+    ensure!(o.size() >= 100_000, "size {}", o.size());
+    let name = fdinfo_field(&fdinfo(o.fd())?, "name").unwrap_or_default();
+    pass(format!(
+        "4 x 64 KiB from {kind} named hwtest-n-0..3; shortcut: {} named {name:?}",
+        o.choice().map(|c| c.to_string()).unwrap_or_default()
+    ))
+}
+
+fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
+    if let Some(why) = missing(BackendKind::Udmabuf) {
+        return skip(why);
+    }
+    let mut rw = Object::allocate(&list(8192, Some(BackendKind::Udmabuf), "hwtest-ro-udmabuf"))?;
+    let ro = rw.dup_with(Permission::ReadOnly)?;
+    {
+        let mut w = rw.map_write()?;
+        let mut g = w.write()?;
+        g[..5].copy_from_slice(b"hello");
+        g[8191] = 0x42;
+    }
+    // The read-only handle maps its O_RDONLY memfd and sees the writes.
+    let m = ro.memfd().context("RO udmabuf handle keeps a memfd")?;
+    let fl = rustix::fs::fcntl_getfl(m)?;
+    ensure!(
+        fl & rustix::fs::OFlags::RWMODE == rustix::fs::OFlags::RDONLY,
+        "RO handle's memfd is {fl:?}"
+    );
+    let r = ro.map_read()?;
+    let g = r.read()?;
+    ensure!(
+        &g[..5] == b"hello" && g[8191] == 0x42,
+        "RO view does not see the writes"
+    );
+    // Its dma-buf is the same buffer (same exporter, same size).
+    ensure!(
+        backend::fd_size(ro.fd(), "dma-buf")? == backend::fd_size(rw.fd(), "dma-buf")?,
+        "sizes differ"
+    );
+    pass("writes through the RW map are seen through the RO handle's O_RDONLY memfd map")
 }
