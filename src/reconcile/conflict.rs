@@ -13,8 +13,8 @@ pub enum ConflictKind {
     Missing,
     /// The merged values are inconsistent or cannot be laid out; the text says why.
     Invalid(String),
-    /// A reconciled list does not satisfy an unreconciled list ([`Reconciled::validate`]), or an
-    /// imported output differs from the recomputed one ([`Reconciled::from_parts`]).
+    /// A reconciled list does not satisfy an unreconciled list ([`Reconciled::validate`](super::Reconciled::validate)), or an
+    /// imported output differs from the recomputed one ([`Reconciled::from_parts`](super::Reconciled::from_parts)).
     NotSatisfied,
     /// No lists were given.
     NoLists,
