@@ -21,7 +21,7 @@ if [ -f "$CACHE/kernels/custom-last" ]; then
     fi
 fi
 
-trixie_update
+suite_update trixie
 ver=$(pkg_version trixie linux-source-6.12)
 [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "linux-source-6.12 not found in trixie"
 out="$CACHE/kernels/custom-$ver-$hash"

@@ -23,7 +23,7 @@ if [ -f "$CACHE/kernels/debian-$series-last" ] && [ "${UNIBUF_REFRESH:-0}" != 1 
     [ -f "$d/vmlinuz" ] && [ -f "$d/modules/load-order" ] && { echo "$d"; exit 0; }
 fi
 
-[ "$suite" = trixie ] && trixie_update
+suite_update "$suite"
 pkg=$(resolve_image_pkg "$suite" linux-image-amd64)
 # The -unsigned package holds the same kernel without the signed-EFI wrapper; prefer it.
 if [ -n "$(pkg_version "$suite" "$pkg-unsigned" 2>/dev/null)" ] && [ "$(pkg_version "$suite" "$pkg-unsigned")" != "(none)" ]; then
