@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+lock_cache
 
 frags=("$repo"/hw-tests/kernel/*.config)
 hash=$(cat "${frags[@]}" | sha256sum | cut -c1-12)

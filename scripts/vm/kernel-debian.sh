@@ -8,6 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+lock_cache
 
 series=${1:?usage: kernel-debian.sh 6.12|6.1}
 case "$series" in

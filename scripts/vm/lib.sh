@@ -8,7 +8,7 @@
 #   kernels/debian-6.12-V/, kernels/debian-6.1-V/
 #                       vmlinuz + modules/ (decompressed .ko, only what the tests need and their
 #                       dependencies) + modules/load-order (insmod order)
-#   runs/               per-run initramfs and serial logs (the last run of each kernel)
+#   runs/DATE.XXXX/     one directory per run (initramfs, serial logs); runs/latest links the last one
 
 CACHE="${UNIBUF_CACHE:-$HOME/.cache/unibuf}"
 mkdir -p "$CACHE"
@@ -126,4 +126,13 @@ download_deb() {
     fi
     [ -n "$deb" ] || die "downloaded $pkg but cannot find its .deb"
     echo "$deb"
+}
+
+# Serialises kernel fetches/builds between runs that share the cache (held until the script exits).
+lock_cache() {
+    exec 9>"$CACHE/.kernels.lock"
+    if ! flock -n 9; then
+        log "waiting for another hw-test run to finish fetching/building kernels"
+        flock 9
+    fi
 }
