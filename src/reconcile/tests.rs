@@ -1,0 +1,506 @@
+use super::*;
+use crate::attr::{BackendKind, Padding};
+
+fn camera() -> AttrList {
+    let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    l.set_accessor_name("camera")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Camera)
+        .unwrap()
+        .set_pitch_align(64)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
+        .unwrap();
+    l
+}
+
+fn display() -> AttrList {
+    let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    l.set_accessor_name("display")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Display)
+        .unwrap()
+        .set_pitch_align(256)
+        .unwrap()
+        .set_base_align(4096)
+        .unwrap()
+        .set_required_perm(Permission::ReadOnly)
+        .unwrap();
+    l
+}
+
+#[test]
+fn camera_display_nv12() {
+    let r = reconcile([&camera(), &display()]).unwrap();
+    let img = r.image().unwrap();
+    // 1920 rounded up to the display's 256: 2048 on both planes.
+    assert_eq!(img.planes[0].pitch, 2048);
+    assert_eq!(img.planes[1].pitch, 2048);
+    assert_eq!(img.planes[1].offset, 2048 * 1080);
+    assert_eq!(r.size(), 2048 * 1080 * 3 / 2);
+    assert_eq!(r.alignment(), 4096);
+    assert_eq!(r.permission(), Permission::ReadWrite);
+    assert!(r.memory().device_access);
+    assert!(!r.memory().pinnable);
+    let req = r.alloc_request(None);
+    assert_eq!(req.name, "camera+display");
+    assert_eq!(req.size, r.size());
+    assert_eq!(
+        r.get(Key::OutPlanePitch),
+        Some(&Value::U64List(vec![2048, 2048]))
+    );
+    assert!(r.validate([&camera(), &display()]).is_ok());
+}
+
+#[test]
+fn order_independent_and_idempotent() {
+    let a = reconcile([&camera(), &display()]).unwrap();
+    let b = reconcile([&display(), &camera()]).unwrap();
+    assert_eq!(a, b);
+    let c = reconcile([&camera(), &display(), &camera()]).unwrap();
+    assert_eq!(a, c);
+}
+
+#[test]
+fn conflict_names_key_accessors_values() {
+    let mut d = AttrList::image(PixelFormat::Xrgb8888, 1920, 1080).unwrap();
+    d.set_accessor_name("display").unwrap();
+    let e = reconcile([&camera(), &d]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::ImageFormat]);
+    let s = e.to_string();
+    assert!(s.contains("image.format"), "{s}");
+    assert!(s.contains("camera = NV12"), "{s}");
+    assert!(s.contains("display = XRGB8888"), "{s}");
+}
+
+#[test]
+fn every_conflicting_key_is_reported() {
+    let mut a = AttrList::image(PixelFormat::Nv12, 640, 480).unwrap();
+    a.set_color_std(ColorStd::Bt709).unwrap();
+    a.set_preferred_backend(BackendKind::CmaHeap).unwrap();
+    let mut b = AttrList::image(PixelFormat::Nv12, 640, 360).unwrap();
+    b.set_color_std(ColorStd::Bt601).unwrap();
+    b.set_preferred_backend(BackendKind::SystemHeap).unwrap();
+    let e = reconcile([&a, &b]).unwrap_err();
+    let keys: Vec<_> = e.keys().collect();
+    assert_eq!(
+        keys,
+        vec![Key::PreferredBackend, Key::ImageHeight, Key::ImageColorStd]
+    );
+    assert!(e.to_string().contains("list #1"));
+}
+
+#[test]
+fn missing_mandatory_keys() {
+    let l = AttrList::with_types(&[BufferType::Image]).unwrap();
+    let e = reconcile([&l]).unwrap_err();
+    let keys: Vec<_> = e.keys().collect();
+    assert_eq!(
+        keys,
+        vec![Key::ImageFormat, Key::ImageWidth, Key::ImageHeight]
+    );
+    assert!(e.items().iter().all(|i| i.kind == ConflictKind::Missing));
+    let e = reconcile(std::iter::empty()).unwrap_err();
+    assert_eq!(e.items()[0].kind, ConflictKind::NoLists);
+    let e = reconcile([&AttrList::new()]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::Types]);
+}
+
+#[test]
+fn merge_policies() {
+    let mut a = AttrList::raw(100).unwrap();
+    a.set_raw_align(16)
+        .unwrap()
+        .set_need_cpu_access(false)
+        .unwrap();
+    a.set_enable_cpu_cache(true)
+        .unwrap()
+        .set_gpu_ids(&["gpu-b", "gpu-a"])
+        .unwrap();
+    a.set_accessor_kind(AccessorKind::Cpu).unwrap();
+    let mut b = AttrList::raw(4000).unwrap();
+    b.set_raw_align(4)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap();
+    b.set_enable_cpu_cache(false)
+        .unwrap()
+        .set_gpu_ids(&["gpu-c", "gpu-a"])
+        .unwrap();
+    b.set_contiguous(true)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Vfio)
+        .unwrap();
+    let r = reconcile([&a, &b]).unwrap();
+    assert_eq!(r.size(), 4000); // max
+    assert_eq!(r.alignment(), 16); // max of powers of two
+    assert!(r.need_cpu_access()); // OR
+    assert!(!r.cpu_cache()); // AND
+    assert_eq!(
+        r.get(Key::GpuIds),
+        Some(&Value::StrList(vec![
+            "gpu-a".into(),
+            "gpu-b".into(),
+            "gpu-c".into()
+        ]))
+    ); // union
+    assert!(r.memory().contiguous);
+    assert!(r.memory().pinnable);
+    assert!(r.memory().device_access);
+    // Both lists state no permission: read-write.
+    assert_eq!(r.permission(), Permission::ReadWrite);
+}
+
+#[test]
+fn cpu_only_lists_need_no_device() {
+    let mut a = AttrList::raw(4096).unwrap();
+    a.set_accessor_kind(AccessorKind::Cpu).unwrap();
+    a.set_required_perm(Permission::ReadOnly).unwrap();
+    let r = reconcile([&a]).unwrap();
+    assert!(!r.memory().device_access);
+    assert_eq!(r.permission(), Permission::ReadOnly);
+    assert_eq!(r.alloc_request(None).name, "unibuf");
+    assert_eq!(
+        r.alloc_request(Some("a-very-long-buffer-name-that-exceeds-31-bytes"))
+            .name
+            .len(),
+        31
+    );
+}
+
+#[test]
+fn validate_names_failing_key() {
+    let r = reconcile([&camera()]).unwrap();
+    let e = r.validate([&display()]).unwrap_err();
+    let keys: Vec<_> = e.keys().collect();
+    assert!(keys.contains(&Key::ImagePitchAlign), "{e}");
+    assert!(keys.contains(&Key::ImageBaseAlign), "{e}");
+    assert!(!keys.contains(&Key::ImageFormat));
+}
+
+#[test]
+fn from_parts_round_trip_and_tamper() {
+    let r = reconcile([&camera(), &display()]).unwrap();
+    let outs: Vec<(Key, Value)> = r.iter_outputs().map(|(k, v)| (k, v.clone())).collect();
+    let back = Reconciled::from_parts(r.inputs(), &outs).unwrap();
+    assert_eq!(back, r);
+    let mut bad = outs.clone();
+    for (k, v) in bad.iter_mut() {
+        if *k == Key::OutSize {
+            *v = Value::U64(1);
+        }
+    }
+    let e = Reconciled::from_parts(r.inputs(), &bad).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::OutSize]);
+}
+
+#[test]
+fn image_tensor_nhwc() {
+    let mut img = AttrList::image(PixelFormat::Xrgb8888, 640, 480).unwrap();
+    img.set_accessor_name("camera").unwrap();
+    let mut t = AttrList::tensor(DataType::Uint8, &[1, 480, 640, 4]).unwrap();
+    t.set_tensor_align_per_dim(&[1, 1024, 4, 1]).unwrap();
+    t.set_accessor_name("gpu").unwrap();
+    let r = reconcile([&img, &t]).unwrap();
+    let tl = r.tensor().unwrap();
+    assert_eq!(tl.strides, vec![3072 * 480, 3072, 4, 1]);
+    assert_eq!(r.image().unwrap().planes[0].pitch, 3072);
+    // NV12 has two planes: no NHWC view.
+    let nv = AttrList::image(PixelFormat::Nv12, 640, 480).unwrap();
+    let e = reconcile([&nv, &t]).unwrap_err();
+    assert_eq!(e.keys().next(), Some(Key::ImageFormat));
+}
+
+#[test]
+fn tiled_and_padding() {
+    let mut l = AttrList::image(PixelFormat::Xrgb8888, 100, 10).unwrap();
+    l.set_image_layout(LayoutKind::Tiled).unwrap();
+    l.set_image_modifier(u64::from(drm_fourcc::DrmModifier::I915_x_tiled))
+        .unwrap();
+    l.set_padding(Padding {
+        top: 0,
+        bottom: 0,
+        left: 0,
+        right: 28,
+    })
+    .unwrap();
+    let r = reconcile([&l]).unwrap();
+    let p = r.image().unwrap().planes[0];
+    assert_eq!(p.pitch, 512);
+    assert_eq!(p.aligned_height, 16);
+    let mut bad = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
+    bad.set_image_modifier(u64::from(drm_fourcc::DrmModifier::I915_x_tiled))
+        .unwrap();
+    assert_eq!(
+        reconcile([&bad]).unwrap_err().keys().next(),
+        Some(Key::ImageModifier)
+    );
+}
+
+/// A list of the type of `key`'s group with every mandatory key set except `key`.
+fn base_for(key: Key) -> AttrList {
+    use crate::attr::KeyGroup as G;
+    let ty = match key.group() {
+        G::General | G::Raw => BufferType::RawBuffer,
+        G::Image => BufferType::Image,
+        G::Tensor => BufferType::Tensor,
+        G::Array => BufferType::Array,
+        G::Pyramid => BufferType::ImagePyramid,
+    };
+    let mut l = AttrList::with_types(&[ty]).unwrap();
+    let mandatory: Vec<(Key, Value)> = match ty {
+        BufferType::RawBuffer => vec![(Key::RawSize, Value::U64(64))],
+        BufferType::Image | BufferType::ImagePyramid => {
+            let mut v = vec![
+                (Key::ImageFormat, Value::Format(PixelFormat::Nv12)),
+                (Key::ImageWidth, Value::U32(64)),
+                (Key::ImageHeight, Value::U32(64)),
+            ];
+            if ty == BufferType::ImagePyramid {
+                v.push((Key::PyramidLevels, Value::U32(2)));
+                v.push((Key::PyramidScale, Value::F64(0.5)));
+            }
+            v
+        }
+        BufferType::Tensor => vec![
+            (Key::TensorDataType, Value::DataType(DataType::Uint8)),
+            (Key::TensorNumDims, Value::U32(2)),
+            (Key::TensorSizes, Value::U64List(vec![4, 4])),
+        ],
+        BufferType::Array => vec![
+            (Key::ArrayDataType, Value::DataType(DataType::Uint8)),
+            (Key::ArrayStride, Value::U64(4)),
+            (Key::ArrayCapacity, Value::U64(4)),
+        ],
+    };
+    for (k, v) in mandatory {
+        if k != key {
+            l.set(k, v).unwrap();
+        }
+    }
+    l
+}
+
+#[test]
+fn every_input_key_merge_policy() {
+    use crate::attr::{MergePolicy as M, ScanType};
+    let x_tiled = u64::from(drm_fourcc::DrmModifier::I915_x_tiled);
+    let pad = |t, b| {
+        Value::Padding(Padding {
+            top: t,
+            bottom: b,
+            left: 0,
+            right: 0,
+        })
+    };
+    let strs = |v: &[&str]| Value::StrList(v.iter().map(|s| s.to_string()).collect());
+    // (key, value in list a, value in list b, merged value or None for a conflict)
+    let cases: Vec<(Key, Value, Value, Option<Value>)> = vec![
+        (
+            Key::NeedCpuAccess,
+            Value::Bool(false),
+            Value::Bool(true),
+            Some(Value::Bool(true)),
+        ),
+        (
+            Key::RequiredPerm,
+            Value::Permission(Permission::ReadOnly),
+            Value::Permission(Permission::ReadWrite),
+            Some(Value::Permission(Permission::ReadWrite)),
+        ),
+        (
+            Key::EnableCpuCache,
+            Value::Bool(true),
+            Value::Bool(false),
+            Some(Value::Bool(false)),
+        ),
+        (
+            Key::GpuIds,
+            strs(&["b", "a"]),
+            strs(&["c", "a"]),
+            Some(strs(&["a", "b", "c"])),
+        ),
+        (
+            Key::PhysContiguous,
+            Value::Bool(false),
+            Value::Bool(true),
+            Some(Value::Bool(true)),
+        ),
+        (
+            Key::PreferredBackend,
+            Value::Backend(BackendKind::SystemHeap),
+            Value::Backend(BackendKind::CmaHeap),
+            None,
+        ),
+        (
+            Key::RawSize,
+            Value::U64(10),
+            Value::U64(20),
+            Some(Value::U64(20)),
+        ),
+        (
+            Key::RawAlign,
+            Value::U64(8),
+            Value::U64(4),
+            Some(Value::U64(8)),
+        ),
+        (
+            Key::ImageLayout,
+            Value::Layout(LayoutKind::PitchLinear),
+            Value::Layout(LayoutKind::Tiled),
+            None,
+        ),
+        (Key::ImageModifier, Value::U64(0), Value::U64(x_tiled), None),
+        (
+            Key::ImageFormat,
+            Value::Format(PixelFormat::Nv12),
+            Value::Format(PixelFormat::Nv21),
+            None,
+        ),
+        (Key::ImageWidth, Value::U32(64), Value::U32(32), None),
+        (Key::ImageHeight, Value::U32(64), Value::U32(32), None),
+        (
+            Key::ImageColorStd,
+            Value::ColorStd(ColorStd::Bt601),
+            Value::ColorStd(ColorStd::Bt709),
+            None,
+        ),
+        (
+            Key::ImageScanType,
+            Value::Scan(ScanType::Progressive),
+            Value::Scan(ScanType::Interlaced),
+            None,
+        ),
+        (Key::ImagePadding, pad(1, 0), pad(0, 2), Some(pad(1, 2))),
+        (
+            Key::ImagePitchAlign,
+            Value::U64(64),
+            Value::U64(256),
+            Some(Value::U64(256)),
+        ),
+        (
+            Key::ImageBaseAlign,
+            Value::U64(4096),
+            Value::U64(64),
+            Some(Value::U64(4096)),
+        ),
+        (
+            Key::ImageHeightAlign,
+            Value::U64(2),
+            Value::U64(16),
+            Some(Value::U64(16)),
+        ),
+        (
+            Key::ImageSizeAlign,
+            Value::U64(4096),
+            Value::U64(1),
+            Some(Value::U64(4096)),
+        ),
+        (
+            Key::ImageMinPitch,
+            Value::U64(100),
+            Value::U64(200),
+            Some(Value::U64(200)),
+        ),
+        (
+            Key::ImageMinSize,
+            Value::U64(10_000),
+            Value::U64(1),
+            Some(Value::U64(10_000)),
+        ),
+        (Key::ImageExactPitch, Value::U64(64), Value::U64(128), None),
+        (
+            Key::TensorDataType,
+            Value::DataType(DataType::Uint8),
+            Value::DataType(DataType::Int8),
+            None,
+        ),
+        (Key::TensorNumDims, Value::U32(2), Value::U32(3), None),
+        (
+            Key::TensorSizes,
+            Value::U64List(vec![4, 4]),
+            Value::U64List(vec![4, 8]),
+            None,
+        ),
+        (
+            Key::TensorAlignPerDim,
+            Value::U64List(vec![1, 8]),
+            Value::U64List(vec![16, 2]),
+            Some(Value::U64List(vec![16, 8])),
+        ),
+        (
+            Key::TensorBaseAlign,
+            Value::U64(64),
+            Value::U64(128),
+            Some(Value::U64(128)),
+        ),
+        (
+            Key::ArrayDataType,
+            Value::DataType(DataType::Uint8),
+            Value::DataType(DataType::Int8),
+            None,
+        ),
+        (Key::ArrayStride, Value::U64(4), Value::U64(8), None),
+        (Key::ArrayCapacity, Value::U64(4), Value::U64(8), None),
+        (Key::PyramidLevels, Value::U32(2), Value::U32(3), None),
+        (Key::PyramidScale, Value::F64(0.5), Value::F64(0.25), None),
+    ];
+    let covered: Vec<Key> = cases.iter().map(|c| c.0).collect();
+    for &k in Key::ALL {
+        let skip = matches!(k.merge_policy(), M::PerList | M::Output) || k == Key::Types;
+        assert_eq!(covered.contains(&k), !skip, "{k} coverage");
+    }
+    for (key, va, vb, want) in cases {
+        let mut a = base_for(key);
+        a.set_accessor_name("a").unwrap();
+        a.set(key, va.clone()).unwrap();
+        let mut b = base_for(key);
+        b.set_accessor_name("b").unwrap();
+        b.set(key, vb.clone()).unwrap();
+        assert_eq!(want.is_none(), key.merge_policy() == M::Equal, "{key}");
+        match want {
+            Some(w) => {
+                let r = reconcile([&a, &b]).unwrap_or_else(|c| panic!("{key}: {c}"));
+                assert_eq!(r.get(key), Some(&w), "{key}");
+                let r = reconcile([&b, &a]).unwrap();
+                assert_eq!(r.get(key), Some(&w), "{key} reversed");
+            }
+            None => {
+                let c = reconcile([&a, &b]).unwrap_err();
+                let item = c
+                    .items()
+                    .iter()
+                    .find(|i| i.key == key)
+                    .unwrap_or_else(|| panic!("{key}: {c}"));
+                assert_eq!(item.kind, ConflictKind::Disagree, "{key}");
+                assert_eq!(item.values.len(), 2, "{key}");
+                // The same value twice merges.
+                let mut a2 = base_for(key);
+                a2.set(key, va.clone()).unwrap();
+                let ok = reconcile([&a, &a2]);
+                if let Err(c) = &ok {
+                    assert!(
+                        c.items()
+                            .iter()
+                            .all(|i| i.key != key || i.kind != ConflictKind::Disagree),
+                        "{key}: {c}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn color_standard_must_fit_the_format() {
+    let mut l = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
+    l.set_color_std(ColorStd::Srgb).unwrap();
+    let c = reconcile([&l]).unwrap_err();
+    assert_eq!(c.keys().collect::<Vec<_>>(), vec![Key::ImageColorStd]);
+    let mut b = AttrList::image(PixelFormat::Srggb10, 64, 64).unwrap();
+    b.set_color_std(ColorStd::Raw).unwrap();
+    assert!(reconcile([&b]).is_ok());
+    let mut x = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
+    x.set_color_std(ColorStd::Bt709).unwrap();
+    assert!(reconcile([&x]).is_ok());
+}
