@@ -50,7 +50,7 @@ moddir=$(find "$tmp/root/lib/modules/$krel" "$tmp/root/usr/lib/modules/$krel" -m
 cp "$tmp/root/boot/vmlinuz-$krel" "$tmp/vmlinuz"
 echo "$krel" >"$tmp/release"
 # Debian's packages do not ship modules.dep (postinst makes it): generate it.
-base=${moddir%/lib/modules/$krel}
+base=${moddir%/lib/modules/"$krel"}
 depmod -b "$base" "$krel" || die "depmod failed for $krel"
 
 norm() { echo "$1" | tr - _; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of scripts/hw-test (sourced, not run).
 #
 # Cache layout (UNIBUF_CACHE, default ~/.cache/unibuf):
