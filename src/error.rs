@@ -71,7 +71,12 @@ impl fmt::Display for Errno {
         let msg = std::io::Error::from_raw_os_error(self.raw());
         match self.name() {
             Some(name) => write!(f, "{name} ({})", strip_os_suffix(&msg.to_string())),
-            None => write!(f, "errno {} ({})", self.raw(), strip_os_suffix(&msg.to_string())),
+            None => write!(
+                f,
+                "errno {} ({})",
+                self.raw(),
+                strip_os_suffix(&msg.to_string())
+            ),
         }
     }
 }

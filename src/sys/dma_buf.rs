@@ -58,8 +58,7 @@ pub struct DmaBufImportSyncFile {
 pub const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
     opcode::read_write::<DmaBufExportSyncFile>(b'b', 2);
 /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`: `_IOW('b', 3, struct dma_buf_import_sync_file)`.
-pub const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode =
-    opcode::write::<DmaBufImportSyncFile>(b'b', 3);
+pub const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode = opcode::write::<DmaBufImportSyncFile>(b'b', 3);
 
 #[cfg(test)]
 mod tests {
