@@ -106,7 +106,8 @@ pub enum WireError {
         minor: u8,
     },
     /// The header's body length disagrees with the bytes received.
-    #[error("header says the body is {said} bytes, {got} arrived")]
+    #[error("header says the body is {said} bytes, {got} arrived ({})",
+        if (*got as u64) < *said { "truncated message" } else { "trailing bytes" })]
     Length {
         /// What the header says.
         said: u64,
