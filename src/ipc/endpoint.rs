@@ -6,7 +6,7 @@
 //! at all, so a malformed message never desynchronises the stream and the endpoint stays usable
 //! after refusing one. Fds travel as `SCM_RIGHTS` and are received with `MSG_CMSG_CLOEXEC`.
 
-use super::wire::{self, Message, MAX_FDS, MAX_MESSAGE};
+use super::wire::{self, Message, MessageRef, MAX_FDS, MAX_MESSAGE};
 use crate::error::{Error, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -219,6 +219,11 @@ impl Endpoint {
 
     /// Encodes and sends one message with `fds` (which must be as many as its kind carries).
     pub fn send(&mut self, msg: &Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.send_ref(msg.as_ref(), fds)
+    }
+
+    /// Encodes and sends one borrowed message with `fds`.
+    pub fn send_ref(&mut self, msg: MessageRef<'_>, fds: &[BorrowedFd<'_>]) -> Result<()> {
         if fds.len() != msg.kind().fd_count() {
             return Err(Error::InvalidArgument(format!(
                 "a {:?} message carries {} fds, {} given",
@@ -229,7 +234,7 @@ impl Endpoint {
         }
         let bytes = self
             .enc
-            .encode(msg)
+            .encode_ref(msg)
             .map_err(|e| Error::Ipc(format!("{}: {e}", self.name)))?;
         send_raw(&self.fd, &self.name, bytes, fds).inspect_err(|e| {
             if matches!(e, Error::Disconnected) {

@@ -5,7 +5,7 @@
 
 use super::endpoint::{Endpoint, Received};
 use super::fdcheck::{self, FdFacts};
-use super::wire::{ErrorCode, FdKind, Kind, Message, ObjectHeader, WireList};
+use super::wire::{ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList};
 use crate::attr::Permission;
 use crate::error::{Error, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -98,7 +98,7 @@ fn unexpected(ep: &Endpoint, want: Kind, got: Received) -> Error {
 impl Endpoint {
     /// Sends unreconciled lists (one slot each).
     pub fn send_wire_lists(&mut self, lists: &[WireList]) -> Result<()> {
-        self.send(&Message::UnreconciledLists(lists.to_vec()), &[])
+        self.send_ref(MessageRef::UnreconciledLists(lists), &[])
     }
 
     /// Receives unreconciled lists.
@@ -112,7 +112,7 @@ impl Endpoint {
 
     /// Sends a reconciled list.
     pub fn send_wire_reconciled(&mut self, list: &WireList) -> Result<()> {
-        self.send(&Message::ReconciledList(list.clone()), &[])
+        self.send_ref(MessageRef::ReconciledList(list), &[])
     }
 
     /// Receives a reconciled list.
@@ -126,7 +126,7 @@ impl Endpoint {
 
     /// Sends application data.
     pub fn send_data(&mut self, data: &[u8]) -> Result<()> {
-        self.send(&Message::Data(data.to_vec()), &[])
+        self.send_ref(MessageRef::Data(data), &[])
     }
 
     /// Receives application data.
@@ -140,10 +140,10 @@ impl Endpoint {
 
     /// Reports an error to the peer (its next receive of anything else fails with this text).
     pub fn send_error(&mut self, code: ErrorCode, text: &str) -> Result<()> {
-        self.send(
-            &Message::Error {
+        self.send_ref(
+            MessageRef::Error {
                 code: code as u16,
-                text: text.to_owned(),
+                text,
             },
             &[],
         )
@@ -161,14 +161,14 @@ impl Endpoint {
         header: ObjectHeader,
         list: &WireList,
     ) -> Result<()> {
-        let msg = Message::Object(header, list.clone());
+        let msg = MessageRef::Object(header, list);
         if header.fd_kind == FdKind::Memfd && header.permission == Permission::ReadOnly {
             let ro = fdcheck::reopen_read_only(fd)?;
             // Best effort: an exporter that does not own the memfd cannot chmod it.
             let _ = fdcheck::forbid_writable_reopen(&ro);
-            self.send(&msg, &[ro.as_fd()])
+            self.send_ref(msg, &[ro.as_fd()])
         } else {
-            self.send(&msg, &[fd])
+            self.send_ref(msg, &[fd])
         }
     }
 
@@ -190,11 +190,12 @@ impl Endpoint {
             .pop()
             .ok_or_else(|| Error::Ipc(format!("{}: object without fd", self.name())))?;
         let permission = negotiate(header.permission, requested)?;
-        let from = format!("{} (peer pid {})", self.name(), self.peer().pid);
-        let facts = fdcheck::check(fd.as_fd(), header.fd_kind, header.size, &from)?;
+        let facts = fdcheck::check(fd.as_fd(), header.fd_kind, header.size, &|| {
+            format!("{} (peer pid {})", self.name(), self.peer().pid)
+        })?;
         let fd = if header.fd_kind == FdKind::Memfd
             && permission == Permission::ReadOnly
-            && !facts.read_only
+            && !fdcheck::is_read_only(fd.as_fd())?
         {
             // Exported read-write, held read-only: keep only a read-only description.
             let ro = fdcheck::reopen_read_only(fd.as_fd())?;

@@ -363,6 +363,52 @@ impl Message {
     }
 }
 
+/// A message borrowed for encoding (so that senders need not clone their lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// Unreconciled lists, one per slot.
+    UnreconciledLists(&'a [WireList]),
+    /// A reconciled list.
+    ReconciledList(&'a WireList),
+    /// An object; its fd travels beside.
+    Object(ObjectHeader, &'a WireList),
+    /// Application data.
+    Data(&'a [u8]),
+    /// An error report.
+    Error {
+        /// The code.
+        code: u16,
+        /// The text (cut at [`MAX_ERROR_TEXT`] bytes).
+        text: &'a str,
+    },
+}
+
+impl MessageRef<'_> {
+    /// The message's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            MessageRef::UnreconciledLists(_) => Kind::UnreconciledLists,
+            MessageRef::ReconciledList(_) => Kind::ReconciledList,
+            MessageRef::Object(..) => Kind::Object,
+            MessageRef::Data(_) => Kind::Data,
+            MessageRef::Error { .. } => Kind::Error,
+        }
+    }
+}
+
+impl Message {
+    /// Borrows the message for encoding.
+    pub fn as_ref(&self) -> MessageRef<'_> {
+        match self {
+            Message::UnreconciledLists(l) => MessageRef::UnreconciledLists(l),
+            Message::ReconciledList(l) => MessageRef::ReconciledList(l),
+            Message::Object(h, l) => MessageRef::Object(*h, l),
+            Message::Data(d) => MessageRef::Data(d),
+            Message::Error { code, text } => MessageRef::Error { code: *code, text },
+        }
+    }
+}
+
 /// Codes of [`Message::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
@@ -811,6 +857,11 @@ impl Encoder {
 
     /// Encodes `msg` and returns the bytes (valid until the next call).
     pub fn encode(&mut self, msg: &Message) -> Result<&[u8], WireError> {
+        self.encode_ref(msg.as_ref())
+    }
+
+    /// Encodes a borrowed message and returns the bytes (valid until the next call).
+    pub fn encode_ref(&mut self, msg: MessageRef<'_>) -> Result<&[u8], WireError> {
         self.buf.clear();
         let kind = msg.kind();
         self.buf.extend_from_slice(&MAGIC);
@@ -822,7 +873,7 @@ impl Encoder {
         self.buf.push(0);
         self.buf.extend_from_slice(&0u16.to_le_bytes());
         match msg {
-            Message::UnreconciledLists(lists) => {
+            MessageRef::UnreconciledLists(lists) => {
                 if lists.is_empty() || lists.len() > MAX_SLOTS {
                     return Err(WireError::Encode(format!(
                         "{} lists (1 to {MAX_SLOTS} allowed)",
@@ -836,8 +887,8 @@ impl Encoder {
                     self.list(l)?;
                 }
             }
-            Message::ReconciledList(l) => self.list(l)?,
-            Message::Object(h, l) => {
+            MessageRef::ReconciledList(l) => self.list(l)?,
+            MessageRef::Object(h, l) => {
                 if h.size == 0 || h.size > i64::MAX as u64 {
                     return Err(WireError::Encode(format!("object size {}", h.size)));
                 }
@@ -854,8 +905,8 @@ impl Encoder {
                 self.buf.extend_from_slice(&h.size.to_le_bytes());
                 self.list(l)?;
             }
-            Message::Data(d) => self.buf.extend_from_slice(d),
-            Message::Error { code, text } => {
+            MessageRef::Data(d) => self.buf.extend_from_slice(d),
+            MessageRef::Error { code, text } => {
                 self.buf.extend_from_slice(&code.to_le_bytes());
                 // Cut an over-long text at a character boundary rather than refusing to report.
                 let mut end = text.len().min(MAX_ERROR_TEXT);
@@ -1011,6 +1062,20 @@ mod tests {
                 text: "key X".into(),
             },
         ]
+    }
+
+    /// Writes one valid message of each kind (fd-count byte first) as seeds for the fuzzer
+    /// (`scripts/fuzz` runs this once).
+    #[test]
+    #[ignore]
+    fn write_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, m) in all_messages().iter().enumerate() {
+            let mut b = vec![m.kind().fd_count() as u8];
+            b.extend(encode(m).unwrap());
+            std::fs::write(dir.join(format!("seed-{i}")), b).unwrap();
+        }
     }
 
     #[test]

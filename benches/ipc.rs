@@ -1,0 +1,118 @@
+//! IPC benchmarks.
+//!
+//! - `object_round_trip/bare`: a bare `sendmsg`/`recvmsg` carrying one fd and as many bytes as an
+//!   object message, received fd closed: the floor.
+//! - `object_round_trip/unibuf_rw`: export + import of a memfd-backed object over a socketpair
+//!   (encode, send, receive, decode, permission rule, fd kind and size checks, close).
+//! - `object_round_trip/unibuf_ro_reopen`: the same exported read-only, which reopens the memfd
+//!   `O_RDONLY` through /proc (reported, not part of the 1.5x target).
+//! - `list/three_plane_image`: export + import of a three-plane image list.
+//!
+//! Run: `cargo bench --bench ipc`. The ratio unibuf_rw / bare is the figure of the issue.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rustix::fd::AsFd;
+use std::hint::black_box;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use unibuf::attr::{BackendKind, Permission};
+use unibuf::ipc::wire::{self, FdKind, Message, ObjectHeader};
+use unibuf::ipc::Endpoint;
+
+mod lists {
+    include!("support/ipc_lists.rs");
+}
+
+fn memfd(size: u64) -> rustix::fd::OwnedFd {
+    let fd = rustix::fs::memfd_create("bench", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, size).unwrap();
+    fd
+}
+
+fn object_round_trip(c: &mut Criterion) {
+    let list = lists::reconciled_image_list();
+    let size = 1920 * 1080 * 3 / 2;
+    let h = ObjectHeader {
+        permission: Permission::ReadWrite,
+        fd_kind: FdKind::Memfd,
+        backend: BackendKind::Memfd,
+        size,
+    };
+    let bytes = wire::encode(&Message::Object(h, list.clone())).unwrap();
+    let fd = memfd(size);
+    let mut g = c.benchmark_group("object_round_trip");
+
+    let (a, b) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut rbuf = vec![0u8; wire::MAX_MESSAGE + 1];
+    g.bench_function(format!("bare_{}B_1fd", bytes.len()), |bch| {
+        bch.iter(|| {
+            let fds = [fd.as_fd()];
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+            ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+            rustix::net::sendmsg(
+                &a,
+                &[IoSlice::new(&bytes)],
+                &mut ctl,
+                rustix::net::SendFlags::NOSIGNAL,
+            )
+            .unwrap();
+            let mut rspace =
+                [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(wire::MAX_FDS))];
+            let mut rctl = rustix::net::RecvAncillaryBuffer::new(&mut rspace);
+            let r = rustix::net::recvmsg(
+                &b,
+                &mut [IoSliceMut::new(&mut rbuf)],
+                &mut rctl,
+                rustix::net::RecvFlags::CMSG_CLOEXEC,
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            for m in rctl.drain() {
+                if let rustix::net::RecvAncillaryMessage::ScmRights(r) = m {
+                    got.extend(r);
+                }
+            }
+            black_box((r.bytes, &got));
+        })
+    });
+
+    let (mut ea, mut eb) = Endpoint::pair().unwrap();
+    g.bench_function("unibuf_rw", |bch| {
+        bch.iter(|| {
+            ea.send_wire_object(fd.as_fd(), h, &list).unwrap();
+            let imp = eb.recv_wire_object(Permission::ReadWrite).unwrap();
+            black_box(&imp);
+        })
+    });
+    let mut ro = h;
+    ro.permission = Permission::ReadOnly;
+    g.bench_function("unibuf_ro_reopen", |bch| {
+        bch.iter(|| {
+            ea.send_wire_object(fd.as_fd(), ro, &list).unwrap();
+            let imp = eb.recv_wire_object(Permission::ReadOnly).unwrap();
+            black_box(&imp);
+        })
+    });
+    g.finish();
+}
+
+fn list_round_trip(c: &mut Criterion) {
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let list = lists::three_plane_image_list();
+    c.bench_function("list/three_plane_image", |bch| {
+        bch.iter(|| {
+            lists::export(&mut a, &list);
+            black_box(lists::import(&mut b));
+        })
+    });
+}
+
+criterion_group!(benches, object_round_trip, list_round_trip);
+criterion_main!(benches);
