@@ -114,3 +114,72 @@ impl fmt::Display for BackendKind {
         })
     }
 }
+
+impl AccessorKind {
+    /// Every kind.
+    pub const ALL: [AccessorKind; 6] = [
+        AccessorKind::Cpu,
+        AccessorKind::Camera,
+        AccessorKind::Display,
+        AccessorKind::Gpu,
+        AccessorKind::Vfio,
+        AccessorKind::Device,
+    ];
+
+    /// Stable wire code (`Cpu` = 1 ... `Device` = 6).
+    pub fn code(self) -> u32 {
+        match self {
+            AccessorKind::Cpu => 1,
+            AccessorKind::Camera => 2,
+            AccessorKind::Display => 3,
+            AccessorKind::Gpu => 4,
+            AccessorKind::Vfio => 5,
+            AccessorKind::Device => 6,
+        }
+    }
+
+    /// The kind with this wire code.
+    pub fn from_code(c: u32) -> Option<AccessorKind> {
+        AccessorKind::ALL.into_iter().find(|k| k.code() == c)
+    }
+
+    /// The kind with this name (as printed by `Display`).
+    pub fn from_name(s: &str) -> Option<AccessorKind> {
+        AccessorKind::ALL.into_iter().find(|k| k.to_string() == s)
+    }
+}
+
+impl BackendKind {
+    /// Stable wire code (`SystemHeap` = 1 ... `Memfd` = 5).
+    pub fn code(self) -> u32 {
+        match self {
+            BackendKind::SystemHeap => 1,
+            BackendKind::CmaHeap => 2,
+            BackendKind::Udmabuf => 3,
+            BackendKind::DrmDumb => 4,
+            BackendKind::Memfd => 5,
+        }
+    }
+
+    /// The backend with this wire code.
+    pub fn from_code(c: u32) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|k| k.code() == c)
+    }
+
+    /// The backend with this name (as printed by `Display`, e.g. `cma-heap`; `_` accepted for `-`).
+    pub fn from_name(s: &str) -> Option<BackendKind> {
+        let s = s.replace('_', "-");
+        BackendKind::ALL.into_iter().find(|k| k.to_string() == s)
+    }
+}
+
+impl Permission {
+    /// The permission with this name (`read_only`/`read-only`, `read_write`/`read-write`).
+    pub fn from_name(s: &str) -> Option<Permission> {
+        match s.replace('_', "-").as_str() {
+            "read-only" => Some(Permission::ReadOnly),
+            "read-write" => Some(Permission::ReadWrite),
+            _ => None,
+        }
+    }
+}

@@ -1,6 +1,133 @@
 //! The `unibuf` command-line tool.
+//!
+//! - `unibuf reconcile A.toml B.toml ...`: reconciles the lists and prints the layout (exit 0),
+//!   or the conflict (exit 1); unusable input exits 2 with a message naming the file and the
+//!   line or key.
+//! - `unibuf dump FILE`: prints one list (text, or `--json`).
+//! - `unibuf formats`: prints the format table.
 
-fn main() {
-    eprintln!("unibuf: no commands yet");
-    std::process::exit(2);
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use unibuf::attr::file;
+use unibuf::attr::AttrList;
+use unibuf::layout::format::describe_code;
+use unibuf::layout::PixelFormat;
+use unibuf::reconcile::reconcile;
+
+#[derive(Parser)]
+#[command(
+    name = "unibuf",
+    version,
+    about = "Reconcile buffer needs of several accessors (an open NvSciBuf for Linux)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Reconcile attribute lists (TOML or JSON files) and print the layout or the conflict.
+    Reconcile {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The lists, one per accessor.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print one attribute list.
+    Dump {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The list file.
+        file: PathBuf,
+    },
+    /// Print the pixel format table.
+    Formats,
+}
+
+fn load_all(files: &[PathBuf]) -> Result<Vec<AttrList>, file::FileError> {
+    files.iter().map(|f| file::load(f)).collect()
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Reconcile { json, files } => {
+            let lists = match load_all(&files) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("unibuf: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match reconcile(&lists) {
+                Ok(r) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&file::reconciled_to_json(&r))?
+                        );
+                    } else {
+                        print!("{}", file::reconciled_to_text(&r));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(c) => {
+                    println!("{c}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Dump { json, file: path } => match file::load(&path) {
+            Ok(l) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&file::list_to_json(&l))?);
+                } else {
+                    print!("{}", file::list_to_text(&l));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("unibuf: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Cmd::Formats => {
+            println!(
+                "{:<12} {:<22} {:<22} planes (bpp/hsub/vsub/channels)",
+                "name", "DRM", "V4L2"
+            );
+            for f in PixelFormat::ALL {
+                let planes: Vec<String> = f
+                    .planes()
+                    .iter()
+                    .map(|p| format!("{}/{}/{}/{}", p.bpp, p.hsub, p.vsub, p.channels))
+                    .collect();
+                println!(
+                    "{:<12} {:<22} {:<22} {}",
+                    f.name(),
+                    f.drm_fourcc()
+                        .map_or("-".to_string(), |d| describe_code(d as u32)),
+                    f.v4l2_fourcc().map_or("-".to_string(), describe_code),
+                    planes.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unibuf: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,0 +1,623 @@
+//! Loading lists from TOML/JSON files and dumping lists as text or JSON.
+//!
+//! File format (TOML shown; JSON has the same shape): general keys at top level, type keys in
+//! a section named after the type. Names are those of [`Key::name`] without the section.
+//!
+//! ```toml
+//! types = ["image"]                 # raw, image, tensor, array, image_pyramid
+//! accessor_name = "camera"
+//! accessor_kind = "camera"          # cpu, camera, display, gpu, vfio, device
+//! required_permission = "read_write"
+//! need_cpu_access = false
+//!
+//! [image]
+//! format = "NV12"
+//! width = 1920
+//! height = 1080
+//! pitch_align = 64
+//! padding = { top = 0, bottom = 8, left = 0, right = 0 }
+//! modifier = "linear"               # or a number
+//! ```
+//!
+//! Errors name the file, the line (TOML) and the key.
+
+use super::{
+    AccessorKind, AttrError, AttrList, BackendKind, BufferType, BufferTypes, ColorStd, DataType,
+    Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
+};
+use crate::layout::format::MODIFIER_NAMES;
+use crate::layout::PixelFormat;
+use crate::reconcile::Reconciled;
+use serde_json::{json, Map as JsonMap, Value as Json};
+use std::fmt;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// A list file could not be used. Names the file, the line (where known) and the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileError {
+    /// The file (or `<input>` for text not read from a file).
+    pub path: String,
+    /// 1-based line, where known (TOML).
+    pub line: Option<usize>,
+    /// The key (as written in the file), where one is concerned.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for FileError {}
+
+impl From<FileError> for crate::Error {
+    fn from(e: FileError) -> Self {
+        crate::Error::InvalidArgument(e.to_string())
+    }
+}
+
+/// A parsed value with the line it came from (format independent).
+#[derive(Debug, Clone)]
+enum Node {
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    Array(Vec<Node>),
+    Table(Vec<(String, Option<usize>, Node)>),
+}
+
+impl Node {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Node::Bool(_) => "a boolean",
+            Node::Int(_) => "an integer",
+            Node::Float(_) => "a float",
+            Node::Str(_) => "a string",
+            Node::Array(_) => "an array",
+            Node::Table(_) => "a table",
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn from_toml(text: &str, v: &toml::de::DeValue<'_>) -> Result<Node, String> {
+    use toml::de::DeValue as D;
+    Ok(match v {
+        D::String(s) => Node::Str(s.to_string()),
+        D::Integer(i) => {
+            let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
+            Node::Int(
+                i128::from_str_radix(&digits, i.radix())
+                    .map_err(|_| format!("integer {i} out of range"))?,
+            )
+        }
+        D::Float(f) => Node::Float(
+            f.as_str()
+                .replace('_', "")
+                .parse()
+                .map_err(|_| format!("bad float {}", f.as_str()))?,
+        ),
+        D::Boolean(b) => Node::Bool(*b),
+        D::Datetime(_) => return Err("dates are not attribute values".to_string()),
+        D::Array(a) => Node::Array(
+            a.iter()
+                .map(|x| from_toml(text, x.get_ref()))
+                .collect::<Result<_, _>>()?,
+        ),
+        D::Table(t) => Node::Table(
+            t.iter()
+                .map(|(k, x)| {
+                    Ok((
+                        k.get_ref().to_string(),
+                        Some(line_of(text, k.span().start)),
+                        from_toml(text, x.get_ref())?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+fn from_json(v: &Json) -> Result<Node, String> {
+    Ok(match v {
+        Json::Null => return Err("null is not an attribute value".to_string()),
+        Json::Bool(b) => Node::Bool(*b),
+        Json::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Node::Int(i128::from(u)),
+            (_, Some(i), _) => Node::Int(i128::from(i)),
+            (_, _, Some(f)) => Node::Float(f),
+            _ => return Err(format!("bad number {n}")),
+        },
+        Json::String(s) => Node::Str(s.clone()),
+        Json::Array(a) => Node::Array(a.iter().map(from_json).collect::<Result<_, _>>()?),
+        Json::Object(o) => Node::Table(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), None, from_json(x)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+/// Parses a list from TOML text; `path` is used in error messages.
+pub fn parse_toml(text: &str, path: &str) -> Result<AttrList, FileError> {
+    let doc = toml::de::DeTable::parse(text).map_err(|e| FileError {
+        path: path.to_string(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        key: None,
+        message: format!("TOML syntax: {}", e.message().trim()),
+    })?;
+    let mut entries = Vec::new();
+    for (k, v) in doc.get_ref().iter() {
+        let line = Some(line_of(text, k.span().start));
+        let node = from_toml(text, v.get_ref()).map_err(|m| FileError {
+            path: path.to_string(),
+            line,
+            key: Some(k.get_ref().to_string()),
+            message: m,
+        })?;
+        entries.push((k.get_ref().to_string(), line, node));
+    }
+    build(entries, path)
+}
+
+/// Parses a list from JSON text; `path` is used in error messages.
+pub fn parse_json(text: &str, path: &str) -> Result<AttrList, FileError> {
+    let v: Json = serde_json::from_str(text).map_err(|e| FileError {
+        path: path.to_string(),
+        line: Some(e.line()),
+        key: None,
+        message: format!("JSON syntax: {e}"),
+    })?;
+    let node = from_json(&v).map_err(|m| FileError {
+        path: path.to_string(),
+        line: None,
+        key: None,
+        message: m,
+    })?;
+    match node {
+        Node::Table(entries) => build(entries, path),
+        other => Err(FileError {
+            path: path.to_string(),
+            line: None,
+            key: None,
+            message: format!(
+                "expected an object at top level, found {}",
+                other.type_name()
+            ),
+        }),
+    }
+}
+
+/// Loads a list from a file: JSON if the name ends in `.json`, TOML otherwise.
+pub fn load(path: &Path) -> Result<AttrList, FileError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        path: p.clone(),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    if path.extension().is_some_and(|e| e == "json") {
+        parse_json(&text, &p)
+    } else {
+        parse_toml(&text, &p)
+    }
+}
+
+fn build(entries: Vec<(String, Option<usize>, Node)>, path: &str) -> Result<AttrList, FileError> {
+    // Flatten sections into (key, line, node).
+    let mut flat: Vec<(Key, String, Option<usize>, Node)> = Vec::new();
+    let err = |line, key: &str, message: String| FileError {
+        path: path.to_string(),
+        line,
+        key: Some(key.to_string()),
+        message,
+    };
+    for (name, line, node) in entries {
+        let section = [
+            KeyGroup::Raw,
+            KeyGroup::Image,
+            KeyGroup::Tensor,
+            KeyGroup::Array,
+            KeyGroup::Pyramid,
+        ]
+        .into_iter()
+        .find(|g| g.section() == name);
+        match (section, node) {
+            (Some(_), Node::Table(inner)) => {
+                for (n, l, v) in inner {
+                    let full = format!("{name}.{n}");
+                    let key = Key::from_name(&full)
+                        .ok_or_else(|| err(l, &full, "unknown key".to_string()))?;
+                    flat.push((key, full, l, v));
+                }
+            }
+            (Some(_), other) => {
+                return Err(err(
+                    line,
+                    &name,
+                    format!("expected a table, found {}", other.type_name()),
+                ))
+            }
+            (None, node) => {
+                let key = Key::from_name(&name)
+                    .filter(|k| k.group() == KeyGroup::General || k.is_output())
+                    .ok_or_else(|| err(line, &name, "unknown key".to_string()))?;
+                flat.push((key, name, line, node));
+            }
+        }
+    }
+    // `types` first: type keys need it.
+    flat.sort_by_key(|(k, ..)| *k != Key::Types);
+    let mut list = AttrList::new();
+    for (key, name, line, node) in flat {
+        let value = to_value(key, &node).map_err(|m| err(line, &name, m))?;
+        list.set(key, value)
+            .map_err(|e| err(line, &name, e.to_string()))?;
+    }
+    Ok(list)
+}
+
+fn enum_name<T>(node: &Node, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T, String> {
+    match node {
+        Node::Str(s) => f(s).ok_or_else(|| format!("unknown {what} {s:?}")),
+        other => Err(format!(
+            "expected a {what} name, found {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn int(node: &Node, max: u64) -> Result<u64, String> {
+    match node {
+        Node::Int(i) if *i >= 0 && *i <= i128::from(max) => Ok(*i as u64),
+        Node::Int(i) => Err(format!("{i} is out of range (0 to {max})")),
+        other => Err(format!("expected an integer, found {}", other.type_name())),
+    }
+}
+
+fn to_value(key: Key, node: &Node) -> Result<Value, String> {
+    Ok(match key.value_kind() {
+        ValueKind::Bool => match node {
+            Node::Bool(b) => Value::Bool(*b),
+            other => {
+                return Err(format!(
+                    "expected true or false, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+        ValueKind::U32 => Value::U32(int(node, u64::from(u32::MAX))? as u32),
+        ValueKind::U64 if key == Key::ImageModifier => match node {
+            Node::Str(s) => Value::U64(
+                MODIFIER_NAMES
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(s))
+                    .map(|(_, m)| u64::from(*m))
+                    .ok_or_else(|| format!("unknown modifier {s:?}"))?,
+            ),
+            n => Value::U64(int(n, u64::MAX)?),
+        },
+        ValueKind::U64 => Value::U64(int(node, u64::MAX)?),
+        ValueKind::F64 => match node {
+            Node::Float(f) => Value::F64(*f),
+            Node::Int(i) => Value::F64(*i as f64),
+            other => return Err(format!("expected a number, found {}", other.type_name())),
+        },
+        ValueKind::Str => match node {
+            Node::Str(s) => Value::Str(s.clone()),
+            other => return Err(format!("expected a string, found {}", other.type_name())),
+        },
+        ValueKind::U64List => match node {
+            Node::Array(a) => Value::U64List(
+                a.iter()
+                    .map(|n| int(n, u64::MAX))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => {
+                return Err(format!(
+                    "expected an array of integers, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+        ValueKind::StrList => match node {
+            Node::Array(a) => Value::StrList(
+                a.iter()
+                    .map(|n| match n {
+                        Node::Str(s) => Ok(s.clone()),
+                        o => Err(format!("expected strings, found {}", o.type_name())),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => {
+                return Err(format!(
+                    "expected an array of strings, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+        ValueKind::Types => {
+            let items: Vec<&Node> = match node {
+                Node::Array(a) => a.iter().collect(),
+                n => vec![n],
+            };
+            let mut ts = Vec::new();
+            for n in items {
+                ts.push(enum_name(n, "buffer type", BufferType::from_name)?);
+            }
+            Value::Types(BufferTypes::of(&ts))
+        }
+        ValueKind::Permission => {
+            Value::Permission(enum_name(node, "permission", Permission::from_name)?)
+        }
+        ValueKind::Accessor => {
+            Value::Accessor(enum_name(node, "accessor kind", AccessorKind::from_name)?)
+        }
+        ValueKind::Backend => Value::Backend(enum_name(node, "backend", BackendKind::from_name)?),
+        ValueKind::Format => match node {
+            Node::Str(s) => Value::Format(PixelFormat::from_name(s).map_err(|e| e.to_string())?),
+            other => {
+                return Err(format!(
+                    "expected a format name, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+        ValueKind::Layout => Value::Layout(enum_name(node, "layout", LayoutKind::from_name)?),
+        ValueKind::ColorStd => {
+            Value::ColorStd(enum_name(node, "color standard", ColorStd::from_name)?)
+        }
+        ValueKind::Scan => Value::Scan(enum_name(node, "scan type", ScanType::from_name)?),
+        ValueKind::DataType => Value::DataType(enum_name(node, "data type", DataType::from_name)?),
+        ValueKind::Padding => match node {
+            Node::Table(t) => {
+                let mut p = Padding::default();
+                for (name, _, v) in t {
+                    let n = int(v, u64::from(u32::MAX))? as u32;
+                    match name.as_str() {
+                        "top" => p.top = n,
+                        "bottom" => p.bottom = n,
+                        "left" => p.left = n,
+                        "right" => p.right = n,
+                        other => return Err(format!("unknown padding side {other:?}")),
+                    }
+                }
+                Value::Padding(p)
+            }
+            other => {
+                return Err(format!(
+                    "expected a table of sides, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+    })
+}
+
+/// The JSON form of a value (as the loader reads it).
+pub fn value_to_json(key: Key, v: &Value) -> Json {
+    match v {
+        Value::Bool(b) => json!(b),
+        Value::U32(n) => json!(n),
+        Value::U64(n) => json!(n),
+        Value::F64(f) => json!(f),
+        Value::Str(s) => json!(s),
+        Value::U64List(l) => json!(l),
+        Value::StrList(l) => json!(l),
+        Value::Types(t) => Json::Array(t.iter().map(|t| json!(t.name())).collect()),
+        Value::Permission(p) => json!(match p {
+            Permission::ReadOnly => "read_only",
+            Permission::ReadWrite => "read_write",
+        }),
+        Value::Accessor(a) => json!(a.to_string()),
+        Value::Backend(b) => json!(b.to_string()),
+        Value::Format(f) => json!(f.name()),
+        Value::Layout(x) => json!(x.name()),
+        Value::ColorStd(x) => json!(x.name()),
+        Value::Scan(x) => json!(x.name()),
+        Value::DataType(x) => json!(x.name()),
+        Value::Padding(p) => {
+            let _ = key;
+            json!({"top": p.top, "bottom": p.bottom, "left": p.left, "right": p.right})
+        }
+    }
+}
+
+fn pairs_to_json<'a>(pairs: impl Iterator<Item = (Key, &'a Value)>) -> Json {
+    let mut top = JsonMap::new();
+    for (k, v) in pairs {
+        let j = value_to_json(k, v);
+        let sec = k.group().section();
+        if sec.is_empty() || k.is_output() {
+            top.insert(k.name().to_string(), j);
+        } else {
+            let e = top
+                .entry(sec.to_string())
+                .or_insert_with(|| Json::Object(JsonMap::new()));
+            if let Json::Object(m) = e {
+                m.insert(k.short_name().to_string(), j);
+            }
+        }
+    }
+    Json::Object(top)
+}
+
+/// The JSON form of an unreconciled list (the shape [`parse_json`] reads back).
+pub fn list_to_json(list: &AttrList) -> Json {
+    pairs_to_json(list.iter())
+}
+
+/// The JSON form of a reconciled list: `{"reconciled": true, "inputs": [...], "merged":
+/// {...}, "outputs": {...}}`.
+pub fn reconciled_to_json(r: &Reconciled) -> Json {
+    json!({
+        "reconciled": true,
+        "inputs": r.inputs().iter().map(list_to_json).collect::<Vec<_>>(),
+        "merged": pairs_to_json(r.iter().filter(|(k, _)| !k.is_output())),
+        "outputs": pairs_to_json(r.iter_outputs()),
+    })
+}
+
+/// A readable dump of an unreconciled list: one `key = value` line per key.
+pub fn list_to_text(list: &AttrList) -> String {
+    let mut s = String::new();
+    for (k, v) in list.iter() {
+        let _ = writeln!(s, "{k} = {v}");
+    }
+    s
+}
+
+/// A readable report of a reconciled list: accessors, size, permission, memory, layouts,
+/// the DRM/V4L2 views of the image, and every key.
+pub fn reconciled_to_text(r: &Reconciled) -> String {
+    let mut s = String::new();
+    let acc: Vec<String> = r
+        .accessors()
+        .iter()
+        .map(|a| {
+            let n = a.name.clone().unwrap_or_else(|| "(unnamed)".to_string());
+            match a.kind {
+                Some(k) => format!("{n} ({k})"),
+                None => n,
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "reconciled {} list(s): {}",
+        r.inputs().len(),
+        acc.join(", ")
+    );
+    let _ = writeln!(s, "types: {}", r.types());
+    let _ = writeln!(s, "size: {} bytes, alignment {}", r.size(), r.alignment());
+    let _ = writeln!(
+        s,
+        "permission: {}; cpu access: {}; cpu cache: {}",
+        r.permission(),
+        r.need_cpu_access(),
+        r.cpu_cache()
+    );
+    let m = r.memory();
+    let _ = writeln!(
+        s,
+        "memory: contiguous {}, pinnable {}, device access {}, preferred backend {}",
+        m.contiguous,
+        m.pinnable,
+        m.device_access,
+        m.preferred.map_or("none".to_string(), |b| b.to_string())
+    );
+    if let Some(img) = r.image() {
+        let _ = writeln!(
+            s,
+            "image: {} {}x{} {}, modifier {:#x}",
+            img.format, img.width, img.height, img.scan, img.modifier
+        );
+        for (i, p) in img.planes.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  plane {i}: offset {} pitch {} aligned height {} size {} bpp {} channels {}{}",
+                p.offset,
+                p.pitch,
+                p.aligned_height,
+                p.size,
+                p.bpp,
+                p.channels,
+                if p.second_field_offset != 0 {
+                    format!(" second field at {}", p.second_field_offset)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(fb) = img.drm_framebuffer() {
+            let n = fb.plane_count;
+            let _ = writeln!(
+                s,
+                "  DRM ADDFB2: fourcc {} modifier {:#x} pitches {:?} offsets {:?}",
+                crate::layout::format::describe_code(fb.fourcc),
+                fb.modifier,
+                &fb.pitches[..n],
+                &fb.offsets[..n]
+            );
+        }
+        match img.v4l2_format() {
+            Some(v) => {
+                let _ = writeln!(
+                    s,
+                    "  V4L2: pixelformat {} bytesperline {} sizeimage {}",
+                    crate::layout::format::describe_code(v.pixelformat),
+                    v.bytesperline,
+                    v.sizeimage
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  V4L2: single-planar format cannot express this layout");
+            }
+        }
+    }
+    if let Some(t) = r.tensor() {
+        let _ = writeln!(
+            s,
+            "tensor: {} sizes {:?} strides {:?} size {}",
+            t.data_type, t.sizes, t.strides, t.size
+        );
+    }
+    if let Some(a) = r.array() {
+        let _ = writeln!(
+            s,
+            "array: {} stride {} capacity {} size {}",
+            a.data_type, a.stride, a.capacity, a.size
+        );
+    }
+    if let Some(py) = r.pyramid() {
+        for (i, l) in py.levels.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  level {i}: {}x{} offset {} size {}",
+                l.image.width, l.image.height, l.offset, l.size
+            );
+        }
+    }
+    let req = r.alloc_request(None);
+    let _ = writeln!(
+        s,
+        "alloc request: name {:?} size {} alignment {}",
+        req.name, req.size, req.alignment
+    );
+    let _ = writeln!(s, "keys:");
+    for (k, v) in r.iter() {
+        let _ = writeln!(s, "  {k} = {v}");
+    }
+    s
+}
+
+/// Refuses `AttrError`s as file errors for a given file (used by callers building lists from
+/// other sources).
+pub fn attr_error(path: &str, key: Key, e: AttrError) -> FileError {
+    FileError {
+        path: path.to_string(),
+        line: None,
+        key: Some(key.name().to_string()),
+        message: e.to_string(),
+    }
+}
