@@ -3,7 +3,8 @@
 //! - `object_round_trip/bare`: a bare `sendmsg`/`recvmsg` carrying one fd and as many bytes as an
 //!   object message, received fd closed: the floor.
 //! - `object_round_trip/unibuf_rw`: export + import of a memfd-backed object over a socketpair
-//!   (encode, send, receive, decode, permission rule, fd kind and size checks, close).
+//!   (encode, send, receive, decode, permission rule, fd kind and size checks, the reconciled
+//!   list rebuilt (verified once per distinct list, then taken from the endpoint's cache), close).
 //! - `object_round_trip/unibuf_ro_reopen`: the same exported read-only, which reopens the memfd
 //!   `O_RDONLY` through /proc (reported, not part of the 1.5x target).
 //! - `list/three_plane_image`: export + import of a three-plane image list.
@@ -16,8 +17,9 @@ use std::hint::black_box;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use unibuf::attr::{BackendKind, Permission};
+use unibuf::ipc::attrs::reconciled_to_wire;
 use unibuf::ipc::wire::{self, FdKind, Message, ObjectHeader};
-use unibuf::ipc::Endpoint;
+use unibuf::ipc::{Endpoint, Requested};
 
 mod lists {
     include!("support/ipc_lists.rs");
@@ -30,15 +32,16 @@ fn memfd(size: u64) -> rustix::fd::OwnedFd {
 }
 
 fn object_round_trip(c: &mut Criterion) {
-    let list = lists::reconciled_image_list();
-    let size = 1920 * 1080 * 3 / 2;
+    let rec = lists::reconciled_image();
+    let size = rec.size();
     let h = ObjectHeader {
         permission: Permission::ReadWrite,
         fd_kind: FdKind::Memfd,
         backend: BackendKind::Memfd,
         size,
+        with_memfd: false,
     };
-    let bytes = wire::encode(&Message::Object(h, list.clone())).unwrap();
+    let bytes = wire::encode(&Message::Object(h, reconciled_to_wire(&rec))).unwrap();
     let fd = memfd(size);
     let mut g = c.benchmark_group("object_round_trip");
 
@@ -86,17 +89,31 @@ fn object_round_trip(c: &mut Criterion) {
     let (mut ea, mut eb) = Endpoint::pair().unwrap();
     g.bench_function("unibuf_rw", |bch| {
         bch.iter(|| {
-            ea.send_wire_object(fd.as_fd(), h, &list).unwrap();
-            let imp = eb.recv_wire_object(Permission::ReadWrite).unwrap();
+            ea.export_object_parts(
+                fd.as_fd(),
+                None,
+                BackendKind::Memfd,
+                &rec,
+                Permission::ReadWrite,
+                Permission::ReadWrite,
+            )
+            .unwrap();
+            let imp = eb.import_object_parts(Requested::ReadWrite, None).unwrap();
             black_box(&imp);
         })
     });
-    let mut ro = h;
-    ro.permission = Permission::ReadOnly;
     g.bench_function("unibuf_ro_reopen", |bch| {
         bch.iter(|| {
-            ea.send_wire_object(fd.as_fd(), ro, &list).unwrap();
-            let imp = eb.recv_wire_object(Permission::ReadOnly).unwrap();
+            ea.export_object_parts(
+                fd.as_fd(),
+                None,
+                BackendKind::Memfd,
+                &rec,
+                Permission::ReadWrite,
+                Permission::ReadOnly,
+            )
+            .unwrap();
+            let imp = eb.import_object_parts(Requested::ReadOnly, None).unwrap();
             black_box(&imp);
         })
     });

@@ -8,7 +8,7 @@ use ipc_util::*;
 use rustix::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 use unibuf::attr::{BackendKind, Permission};
-use unibuf::ipc::wire::{self, FdKind, Message, ObjectHeader, WireList, WireValue};
+use unibuf::ipc::wire::{self, FdKind, Message, ObjectHeader, WireList, WireReconciled, WireValue};
 use unibuf::ipc::Endpoint;
 use unibuf::Error;
 
@@ -19,7 +19,14 @@ fn pair() -> (Endpoint, Endpoint) {
     (a, b)
 }
 
-fn list() -> WireList {
+fn list() -> WireReconciled {
+    WireReconciled {
+        inputs: vec![WireList::default()],
+        outputs: plain(),
+    }
+}
+
+fn plain() -> WireList {
     let mut l = WireList::default();
     l.push(1, WireValue::U64(4096)).unwrap();
     l.push(2, WireValue::Str("frame".into())).unwrap();
@@ -32,6 +39,7 @@ fn object_header(size: u64) -> ObjectHeader {
         fd_kind: FdKind::Memfd,
         backend: BackendKind::Memfd,
         size,
+        with_memfd: false,
     }
 }
 
@@ -87,7 +95,8 @@ fn length_larger_than_message() {
     refuse(&b, &[fd.as_fd()], "header says the body is");
     // A value length running past the end of the message.
     let mut b = wire::encode(&Message::ReconciledList(list())).unwrap();
-    let at = wire::HEADER_LEN + 2 + 3 + 1; // first entry's value length
+    // slots (4) + empty input list (2) + outputs count (2) + key (2) + flags (1) + tag (1)
+    let at = wire::HEADER_LEN + 4 + 2 + 2 + 2 + 1 + 1;
     b[at..at + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
     refuse(&b, &[], "value length");
 }
@@ -156,7 +165,7 @@ fn non_dma_buf_where_dma_buf_expected() {
     let fd = memfd(4096, 0);
     let (mut tx, mut rx) = pair();
     no_fd_leak("memfd as dma-buf", || {
-        tx.send_wire_object(fd.as_fd(), h, &list()).unwrap();
+        tx.send_wire_object(fd.as_fd(), None, h, &list()).unwrap();
         let err = rx.recv_wire_object(Permission::ReadWrite).unwrap_err();
         assert!(err.to_string().contains("announces a dma-buf"), "{err}");
         // A pipe where a memfd is expected.
@@ -175,7 +184,7 @@ fn buffer_smaller_than_its_list_says() {
     let fd = memfd(4096, 0);
     let (mut tx, mut rx) = pair();
     no_fd_leak("small buffer", || {
-        tx.send_wire_object(fd.as_fd(), object_header(8192), &list())
+        tx.send_wire_object(fd.as_fd(), None, object_header(8192), &list())
             .unwrap();
         let err = rx.recv_wire_object(Permission::ReadWrite).unwrap_err();
         assert!(err.to_string().contains("4096 bytes"), "{err}");
@@ -191,7 +200,7 @@ fn read_write_request_of_read_only_export_is_denied() {
     h.permission = Permission::ReadOnly;
     let (mut tx, mut rx) = pair();
     no_fd_leak("ro export, rw request", || {
-        tx.send_wire_object(fd.as_fd(), h, &list()).unwrap();
+        tx.send_wire_object(fd.as_fd(), None, h, &list()).unwrap();
         let err = rx.recv_wire_object(Permission::ReadWrite).unwrap_err();
         assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
     });
@@ -204,7 +213,7 @@ fn unexpected_kind_is_refused_and_discarded() {
     let fd = memfd(4096, 0);
     let (mut tx, mut rx) = pair();
     no_fd_leak("object where lists expected", || {
-        tx.send_wire_object(fd.as_fd(), object_header(4096), &list())
+        tx.send_wire_object(fd.as_fd(), None, object_header(4096), &list())
             .unwrap();
         let err = rx.recv_wire_lists().unwrap_err();
         assert!(

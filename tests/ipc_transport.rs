@@ -7,8 +7,8 @@ use ipc_util::*;
 use rustix::fd::AsFd;
 use std::time::Duration;
 use unibuf::attr::{BackendKind, Permission};
-use unibuf::ipc::wire::{FdKind, ObjectHeader, WireList, WireValue};
-use unibuf::ipc::{resolve_auto, Allowlist, Endpoint, Listener, Requested};
+use unibuf::ipc::wire::{FdKind, ObjectHeader, WireList, WireReconciled, WireValue};
+use unibuf::ipc::{Allowlist, Endpoint, Listener};
 use unibuf::Error;
 
 fn header(permission: Permission, size: u64) -> ObjectHeader {
@@ -17,10 +17,18 @@ fn header(permission: Permission, size: u64) -> ObjectHeader {
         fd_kind: FdKind::Memfd,
         backend: BackendKind::Memfd,
         size,
+        with_memfd: false,
     }
 }
 
-fn list() -> WireList {
+fn list() -> WireReconciled {
+    WireReconciled {
+        inputs: vec![WireList::default()],
+        outputs: plain(),
+    }
+}
+
+fn plain() -> WireList {
     let mut l = WireList::default();
     l.push(7, WireValue::U64(4096)).unwrap();
     l
@@ -61,8 +69,13 @@ fn path_listener_peer_credentials_and_object_across_fork() {
     assert_eq!(ep.peer().pid, pid, "SO_PEERCRED pid");
     assert_eq!(ep.peer().uid, rustix::process::geteuid().as_raw());
     let fd = memfd(4096, 0x5a);
-    ep.send_wire_object(fd.as_fd(), header(Permission::ReadWrite, 4096), &list())
-        .unwrap();
+    ep.send_wire_object(
+        fd.as_fd(),
+        None,
+        header(Permission::ReadWrite, 4096),
+        &list(),
+    )
+    .unwrap();
     assert_eq!(ep.recv_data().unwrap(), b"ok");
     assert_eq!(wait_child(pid), 0);
     drop(listener);
@@ -83,7 +96,7 @@ fn abstract_listener_and_read_only_export() {
             Err(Error::PermissionDenied(_)) => {}
             other => anyhow::bail!("read-write import of a read-only export: {other:?}"),
         }
-        let imp = ep.recv_wire_object(resolve_auto(Requested::Auto, [Permission::ReadOnly]))?;
+        let imp = ep.recv_wire_object(Permission::ReadOnly)?;
         anyhow::ensure!(imp.permission == Permission::ReadOnly);
         anyhow::ensure!(is_read_only(&imp.fd), "exporter sent a writable fd");
         // Not root after dropping privileges: the mode the exporter set stops a writable reopen.
@@ -107,10 +120,20 @@ fn abstract_listener_and_read_only_export() {
     let mut ep = listener.accept().expect("accept");
     ep.set_recv_timeout(Some(Duration::from_secs(10))).unwrap();
     let fd = memfd(8192, 1);
-    ep.send_wire_object(fd.as_fd(), header(Permission::ReadOnly, 8192), &list())
-        .unwrap();
-    ep.send_wire_object(fd.as_fd(), header(Permission::ReadOnly, 8192), &list())
-        .unwrap();
+    ep.send_wire_object(
+        fd.as_fd(),
+        None,
+        header(Permission::ReadOnly, 8192),
+        &list(),
+    )
+    .unwrap();
+    ep.send_wire_object(
+        fd.as_fd(),
+        None,
+        header(Permission::ReadOnly, 8192),
+        &list(),
+    )
+    .unwrap();
     let note = ep.recv_data().unwrap();
     assert_eq!(wait_child(pid), 0);
     if rustix::process::geteuid().is_root() {
@@ -172,8 +195,13 @@ fn read_write_export_read_only_request_holds_read_only() {
     let (mut a, mut b) = Endpoint::pair().unwrap();
     let fd = memfd(4096, 3);
     no_fd_leak("rw export, ro import", || {
-        a.send_wire_object(fd.as_fd(), header(Permission::ReadWrite, 4096), &list())
-            .unwrap();
+        a.send_wire_object(
+            fd.as_fd(),
+            None,
+            header(Permission::ReadWrite, 4096),
+            &list(),
+        )
+        .unwrap();
         let imp = b.recv_wire_object(Permission::ReadOnly).unwrap();
         assert_eq!(imp.permission, Permission::ReadOnly);
         assert_eq!(imp.header.permission, Permission::ReadWrite);
@@ -183,8 +211,13 @@ fn read_write_export_read_only_request_holds_read_only() {
             Err(rustix::io::Errno::ACCESS)
         );
         // Read-write request of a read-write export keeps the writable fd.
-        a.send_wire_object(fd.as_fd(), header(Permission::ReadWrite, 4096), &list())
-            .unwrap();
+        a.send_wire_object(
+            fd.as_fd(),
+            None,
+            header(Permission::ReadWrite, 4096),
+            &list(),
+        )
+        .unwrap();
         let imp = b.recv_wire_object(Permission::ReadWrite).unwrap();
         assert!(!is_read_only(&imp.fd));
         assert!(try_map_writable(&imp.fd, 4096).is_ok());
@@ -193,24 +226,26 @@ fn read_write_export_read_only_request_holds_read_only() {
 }
 
 #[test]
-fn auto_takes_the_highest_required() {
+fn permission_rule() {
     use Permission::*;
-    assert_eq!(resolve_auto(Requested::Auto, []), ReadOnly);
-    assert_eq!(
-        resolve_auto(Requested::Auto, [ReadOnly, ReadWrite]),
-        ReadWrite
-    );
-    assert_eq!(resolve_auto(Requested::Auto, [ReadOnly]), ReadOnly);
-    assert_eq!(resolve_auto(Requested::ReadOnly, [ReadWrite]), ReadOnly);
     assert!(unibuf::ipc::negotiate(ReadOnly, ReadWrite).is_err());
     assert_eq!(
         unibuf::ipc::negotiate(ReadWrite, ReadOnly).unwrap(),
+        ReadOnly
+    );
+    assert_eq!(
+        unibuf::ipc::negotiate(ReadWrite, ReadWrite).unwrap(),
+        ReadWrite
+    );
+    assert_eq!(
+        unibuf::ipc::negotiate(ReadOnly, ReadOnly).unwrap(),
         ReadOnly
     );
 }
 
 #[test]
 fn from_owned_refuses_stream_sockets() {
+    let _g = serial();
     let (s, _t) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::STREAM,

@@ -17,6 +17,7 @@ use rustix::net::{
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The credentials of the process at the other end, from `SO_PEERCRED` (taken by the kernel when
@@ -77,6 +78,10 @@ pub struct Endpoint {
     closed: bool,
     rbuf: Vec<u8>,
     enc: wire::Encoder,
+    /// The last reconciled list verified on import, and what it gave.
+    pub(super) rec_cache: Option<(wire::WireReconciled, Arc<crate::reconcile::Reconciled>)>,
+    /// The last reconciled list exported, and its wire form.
+    pub(super) send_cache: Option<(Arc<crate::reconcile::Reconciled>, wire::WireReconciled)>,
 }
 
 /// A message received with its fds. The fds are owned: dropping the message closes them.
@@ -135,6 +140,8 @@ impl Endpoint {
             closed: false,
             rbuf: vec![0u8; MAX_MESSAGE + 1],
             enc: wire::Encoder::new(),
+            rec_cache: None,
+            send_cache: None,
         })
     }
 
@@ -224,11 +231,11 @@ impl Endpoint {
 
     /// Encodes and sends one borrowed message with `fds`.
     pub fn send_ref(&mut self, msg: MessageRef<'_>, fds: &[BorrowedFd<'_>]) -> Result<()> {
-        if fds.len() != msg.kind().fd_count() {
+        if fds.len() != msg.fd_count() {
             return Err(Error::InvalidArgument(format!(
-                "a {:?} message carries {} fds, {} given",
+                "this {:?} message carries {} fds, {} given",
                 msg.kind(),
-                msg.kind().fd_count(),
+                msg.fd_count(),
                 fds.len()
             )));
         }

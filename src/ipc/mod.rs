@@ -16,11 +16,15 @@
 //! read-only leaves the importer holding read-only; a read-only holder of a memfd-backed object
 //! holds only an `O_RDONLY` description of the memfd.
 
+pub mod attrs;
 pub mod endpoint;
 pub mod fdcheck;
 pub mod ops;
 pub mod wire;
 
+pub use attrs::{ImportedLists, ImportedObject};
 pub use endpoint::{Allowlist, Endpoint, Listener, PeerCred, Received};
-pub use ops::{negotiate, resolve_auto, ImportedFd, Requested};
-pub use wire::{ErrorCode, FdKind, Message, ObjectHeader, WireEntry, WireList, WireValue};
+pub use ops::{negotiate, ImportedFd, Requested};
+pub use wire::{
+    ErrorCode, FdKind, Message, ObjectHeader, WireEntry, WireList, WireReconciled, WireValue,
+};

@@ -5,7 +5,9 @@
 
 use super::endpoint::{Endpoint, Received};
 use super::fdcheck::{self, FdFacts};
-use super::wire::{ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList};
+use super::wire::{
+    ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList, WireReconciled,
+};
 use crate::attr::Permission;
 use crate::error::{Error, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,8 +19,8 @@ pub enum Requested {
     ReadOnly,
     /// Read-write.
     ReadWrite,
-    /// The highest permission this peer's own unreconciled lists required (resolved by the caller
-    /// that has the lists; see [`resolve_auto`]).
+    /// The highest permission this peer's own unreconciled lists required (resolved from the
+    /// lists by [`crate::ipc::attrs::resolve`]; a list that states none counts as read-write).
     Auto,
 }
 
@@ -28,16 +30,6 @@ impl From<Permission> for Requested {
             Permission::ReadOnly => Requested::ReadOnly,
             Permission::ReadWrite => Requested::ReadWrite,
         }
-    }
-}
-
-/// Resolves [`Requested::Auto`] to the highest of `required` (the permissions this peer's own
-/// lists required); with no list stating one, `ReadOnly`. Other requests are returned as they are.
-pub fn resolve_auto(req: Requested, required: impl IntoIterator<Item = Permission>) -> Permission {
-    match req {
-        Requested::ReadOnly => Permission::ReadOnly,
-        Requested::ReadWrite => Permission::ReadWrite,
-        Requested::Auto => required.into_iter().max().unwrap_or(Permission::ReadOnly),
     }
 }
 
@@ -61,12 +53,15 @@ pub fn negotiate(exported: Permission, requested: Permission) -> Result<Permissi
 pub struct ImportedFd {
     /// The fd: for a read-only holder of a memfd, an `O_RDONLY` description.
     pub fd: OwnedFd,
+    /// The memfd behind the dma-buf (a udmabuf), when the exporter passed it (`O_RDONLY` for a
+    /// read-only holder).
+    pub memfd: Option<OwnedFd>,
     /// The header as the exporter sent it (its `permission` is what the exporter granted).
     pub header: ObjectHeader,
     /// The permission this side holds.
     pub permission: Permission,
     /// The object's reconciled list, as sent.
-    pub list: WireList,
+    pub list: WireReconciled,
     /// What the fd checks found.
     pub facts: FdFacts,
 }
@@ -111,12 +106,12 @@ impl Endpoint {
     }
 
     /// Sends a reconciled list.
-    pub fn send_wire_reconciled(&mut self, list: &WireList) -> Result<()> {
+    pub fn send_wire_reconciled(&mut self, list: &WireReconciled) -> Result<()> {
         self.send_ref(MessageRef::ReconciledList(list), &[])
     }
 
     /// Receives a reconciled list.
-    pub fn recv_wire_reconciled(&mut self) -> Result<WireList> {
+    pub fn recv_wire_reconciled(&mut self) -> Result<WireReconciled> {
         let r = self.recv()?;
         match r.message {
             Message::ReconciledList(l) => Ok(l),
@@ -149,7 +144,8 @@ impl Endpoint {
         )
     }
 
-    /// Exports an object: sends `fd` with `header` (whose `permission` is what is granted) and
+    /// Exports an object: sends `fd` (and `memfd`, the memfd behind a udmabuf, when given) with
+    /// `header` (whose `permission` is what is granted; its `with_memfd` is set from `memfd`) and
     /// `list`.
     ///
     /// A memfd exported read-only travels as a new `O_RDONLY` description, never as the writable
@@ -158,54 +154,75 @@ impl Endpoint {
     pub fn send_wire_object(
         &mut self,
         fd: BorrowedFd<'_>,
-        header: ObjectHeader,
-        list: &WireList,
+        memfd: Option<BorrowedFd<'_>>,
+        mut header: ObjectHeader,
+        list: &WireReconciled,
     ) -> Result<()> {
+        header.with_memfd = memfd.is_some();
         let msg = MessageRef::Object(header, list);
-        if header.fd_kind == FdKind::Memfd && header.permission == Permission::ReadOnly {
-            let ro = fdcheck::reopen_read_only(fd)?;
+        let ro = header.permission == Permission::ReadOnly;
+        let read_only_memfd = |m: BorrowedFd<'_>| -> Result<OwnedFd> {
+            let r = fdcheck::reopen_read_only(m)?;
             // Best effort: an exporter that does not own the memfd cannot chmod it.
-            let _ = fdcheck::forbid_writable_reopen(&ro);
-            self.send_ref(msg, &[ro.as_fd()])
-        } else {
-            self.send_ref(msg, &[fd])
+            let _ = fdcheck::forbid_writable_reopen(&r);
+            Ok(r)
+        };
+        match (header.fd_kind, memfd) {
+            (FdKind::Memfd, _) if ro => {
+                let r = read_only_memfd(fd)?;
+                self.send_ref(msg, &[r.as_fd()])
+            }
+            (_, Some(m)) if ro => {
+                let r = read_only_memfd(m)?;
+                self.send_ref(msg, &[fd, r.as_fd()])
+            }
+            (_, Some(m)) => self.send_ref(msg, &[fd, m]),
+            (_, None) => self.send_ref(msg, &[fd]),
         }
     }
 
     /// Imports an object, holding `requested` (already resolved from `Auto`).
     ///
-    /// Checks, in order: the message is an object with exactly one fd; the permission rule
-    /// ([`negotiate`]); the fd is the kind of file the header says (a dma-buf or a memfd); its
-    /// buffer is at least the header's size. A read-only holder of a memfd keeps only an
-    /// `O_RDONLY` description. On any error every fd that arrived is closed.
+    /// Checks, in order: the message is an object with as many fds as it announces; the
+    /// permission rule ([`negotiate`]); the fd is the kind of file the header says (a dma-buf or
+    /// a memfd) and the memfd beside it, if any, is a memfd; each buffer is at least the header's
+    /// size. A read-only holder of a memfd keeps only an `O_RDONLY` description. On any error
+    /// every fd that arrived is closed.
     pub fn recv_wire_object(&mut self, requested: Permission) -> Result<ImportedFd> {
         let r = self.recv()?;
         let (header, list) = match r.message {
             Message::Object(h, l) => (h, l),
             _ => return Err(unexpected(self, Kind::Object, r)),
         };
-        let mut fds = r.fds;
-        // The decoder guarantees exactly one fd for an object message.
+        let mut fds = r.fds.into_iter();
+        // The decoder guarantees one fd, plus one when the header announces a memfd.
         let fd = fds
-            .pop()
+            .next()
             .ok_or_else(|| Error::Ipc(format!("{}: object without fd", self.name())))?;
+        let memfd = fds.next();
         let permission = negotiate(header.permission, requested)?;
-        let facts = fdcheck::check(fd.as_fd(), header.fd_kind, header.size, &|| {
-            format!("{} (peer pid {})", self.name(), self.peer().pid)
-        })?;
-        let fd = if header.fd_kind == FdKind::Memfd
-            && permission == Permission::ReadOnly
-            && !fdcheck::is_read_only(fd.as_fd())?
-        {
-            // Exported read-write, held read-only: keep only a read-only description.
-            let ro = fdcheck::reopen_read_only(fd.as_fd())?;
-            drop(fd);
-            ro
+        let from = || format!("{} (peer pid {})", self.name(), self.peer().pid);
+        let facts = fdcheck::check(fd.as_fd(), header.fd_kind, header.size, &from)?;
+        if let Some(m) = &memfd {
+            fdcheck::check(m.as_fd(), FdKind::Memfd, header.size, &from)?;
+        }
+        let held_read_only = |f: OwnedFd| -> Result<OwnedFd> {
+            if permission == Permission::ReadOnly && !fdcheck::is_read_only(f.as_fd())? {
+                // Exported read-write, held read-only: keep only a read-only description.
+                fdcheck::reopen_read_only(f.as_fd())
+            } else {
+                Ok(f)
+            }
+        };
+        let fd = if header.fd_kind == FdKind::Memfd {
+            held_read_only(fd)?
         } else {
             fd
         };
+        let memfd = memfd.map(held_read_only).transpose()?;
         Ok(ImportedFd {
             fd,
+            memfd,
             header,
             permission,
             list,

@@ -70,11 +70,12 @@ impl Kind {
         })
     }
 
-    /// How many fds a message of this kind carries.
-    pub fn fd_count(self) -> usize {
+    /// The fewest and the most fds a message of this kind carries (an object carries its
+    /// buffer's fd, and the memfd behind a udmabuf when the exporter passes it).
+    pub fn fd_range(self) -> (usize, usize) {
         match self {
-            Kind::Object => 1,
-            _ => 0,
+            Kind::Object => (1, 2),
+            _ => (0, 0),
         }
     }
 }
@@ -244,6 +245,16 @@ impl WireList {
     }
 }
 
+/// A reconciled list as it travels: the input lists it was reconciled from (at least one) and
+/// its output keys. The receiver reconciles the inputs again and requires the same outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WireReconciled {
+    /// The input lists, one per slot.
+    pub inputs: Vec<WireList>,
+    /// The output keys.
+    pub outputs: WireList,
+}
+
 /// The fixed part of an object message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectHeader {
@@ -255,7 +266,13 @@ pub struct ObjectHeader {
     pub backend: BackendKind,
     /// Size in bytes the fd's buffer must at least have.
     pub size: u64,
+    /// A second fd follows: the memfd behind the dma-buf (a udmabuf), which VFIO can pin and
+    /// which makes read-only CPU maps kernel-enforced.
+    pub with_memfd: bool,
 }
+
+/// Object flag: the memfd behind the dma-buf travels as the second fd.
+pub const OBJECT_WITH_MEMFD: u8 = 0x01;
 
 /// What kind of file an object's fd is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,9 +353,9 @@ pub enum Message {
     /// Unreconciled lists, one per slot.
     UnreconciledLists(Vec<WireList>),
     /// A reconciled list.
-    ReconciledList(WireList),
+    ReconciledList(WireReconciled),
     /// An object; its fd is the message's one fd.
-    Object(ObjectHeader, WireList),
+    Object(ObjectHeader, WireReconciled),
     /// Application data.
     Data(Vec<u8>),
     /// An error report from the peer.
@@ -369,9 +386,9 @@ pub enum MessageRef<'a> {
     /// Unreconciled lists, one per slot.
     UnreconciledLists(&'a [WireList]),
     /// A reconciled list.
-    ReconciledList(&'a WireList),
+    ReconciledList(&'a WireReconciled),
     /// An object; its fd travels beside.
-    Object(ObjectHeader, &'a WireList),
+    Object(ObjectHeader, &'a WireReconciled),
     /// Application data.
     Data(&'a [u8]),
     /// An error report.
@@ -384,6 +401,14 @@ pub enum MessageRef<'a> {
 }
 
 impl MessageRef<'_> {
+    /// How many fds travel with this message.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            MessageRef::Object(h, _) => 1 + usize::from(h.with_memfd),
+            _ => 0,
+        }
+    }
+
     /// The message's kind.
     pub fn kind(&self) -> Kind {
         match self {
@@ -397,6 +422,11 @@ impl MessageRef<'_> {
 }
 
 impl Message {
+    /// How many fds travel with this message.
+    pub fn fd_count(&self) -> usize {
+        self.as_ref().fd_count()
+    }
+
     /// Borrows the message for encoding.
     pub fn as_ref(&self) -> MessageRef<'_> {
         match self {
@@ -576,12 +606,10 @@ pub fn decode_header(msg: &[u8], nfds: usize) -> Result<Header, WireError> {
         });
     }
     let kind = Kind::from_code(kind_code).ok_or(WireError::UnknownKind(kind_code))?;
-    if kind.fd_count() != nfds {
+    let (lo, hi) = kind.fd_range();
+    if nfds < lo || nfds > hi {
         return Err(WireError::FdCount {
-            detail: format!(
-                "a {kind:?} message carries {} fds, {nfds} arrived",
-                kind.fd_count()
-            ),
+            detail: format!("a {kind:?} message carries {lo} to {hi} fds, {nfds} arrived"),
         });
     }
     Ok(Header {
@@ -597,32 +625,8 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
     let h = decode_header(msg, nfds)?;
     let mut r = Reader::new(msg, HEADER_LEN);
     let m = match h.kind {
-        Kind::UnreconciledLists => {
-            let raw = r.u16("slot count")?;
-            let reserved = r.u16("reserved")?;
-            if reserved != 0 {
-                return Err(WireError::Invalid {
-                    field: "lists reserved",
-                    value: reserved.into(),
-                    at: r.pos - 2,
-                });
-            }
-            if raw == 0 {
-                return Err(WireError::Invalid {
-                    field: "slot count",
-                    value: 0,
-                    at: r.pos - 4,
-                });
-            }
-            // Each list needs at least its 2-byte entry count.
-            let n = r.bounded(raw.into(), MAX_SLOTS, 2, "slot count")?;
-            let mut lists = Vec::with_capacity(n);
-            for _ in 0..n {
-                lists.push(decode_list(&mut r)?);
-            }
-            Message::UnreconciledLists(lists)
-        }
-        Kind::ReconciledList => Message::ReconciledList(decode_list(&mut r)?),
+        Kind::UnreconciledLists => Message::UnreconciledLists(decode_slots(&mut r)?),
+        Kind::ReconciledList => Message::ReconciledList(decode_reconciled(&mut r)?),
         Kind::Object => {
             let at = r.pos;
             let p = r.u8("permission")?;
@@ -643,12 +647,33 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
                 value: b.into(),
                 at: at + 2,
             })?;
-            let reserved = r.u8("reserved")?;
-            if reserved != 0 {
+            let flags = r.u8("object flags")?;
+            if flags & !OBJECT_WITH_MEMFD != 0 {
                 return Err(WireError::Invalid {
-                    field: "object reserved",
-                    value: reserved.into(),
+                    field: "object flags",
+                    value: flags.into(),
                     at: at + 3,
+                });
+            }
+            let with_memfd = flags & OBJECT_WITH_MEMFD != 0;
+            if with_memfd && fd_kind != FdKind::DmaBuf {
+                return Err(WireError::Invalid {
+                    field: "object flags (a memfd beside a memfd)",
+                    value: flags.into(),
+                    at: at + 3,
+                });
+            }
+            if nfds != 1 + usize::from(with_memfd) {
+                return Err(WireError::FdCount {
+                    detail: format!(
+                        "the object {} a memfd, so it carries {} fds; {nfds} arrived",
+                        if with_memfd {
+                            "announces"
+                        } else {
+                            "does not announce"
+                        },
+                        1 + usize::from(with_memfd)
+                    ),
                 });
             }
             if (backend == BackendKind::Memfd) != (fd_kind == FdKind::Memfd) {
@@ -666,13 +691,14 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
                     at: at + 4,
                 });
             }
-            let list = decode_list(&mut r)?;
+            let list = decode_reconciled(&mut r)?;
             Message::Object(
                 ObjectHeader {
                     permission,
                     fd_kind,
                     backend,
                     size,
+                    with_memfd,
                 },
                 list,
             )
@@ -700,6 +726,41 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
     };
     r.end("message body")?;
     Ok(m)
+}
+
+/// Slots: u16 count (1..=MAX_SLOTS), u16 reserved (0), then that many lists.
+fn decode_slots(r: &mut Reader<'_>) -> Result<Vec<WireList>, WireError> {
+    let at = r.pos;
+    let raw = r.u16("slot count")?;
+    let reserved = r.u16("reserved")?;
+    if reserved != 0 {
+        return Err(WireError::Invalid {
+            field: "slots reserved",
+            value: reserved.into(),
+            at: at + 2,
+        });
+    }
+    if raw == 0 {
+        return Err(WireError::Invalid {
+            field: "slot count",
+            value: 0,
+            at,
+        });
+    }
+    // Each list needs at least its 2-byte entry count.
+    let n = r.bounded(raw.into(), MAX_SLOTS, 2, "slot count")?;
+    let mut lists = Vec::with_capacity(n);
+    for _ in 0..n {
+        lists.push(decode_list(r)?);
+    }
+    Ok(lists)
+}
+
+/// A reconciled list: its input slots, then its outputs list.
+fn decode_reconciled(r: &mut Reader<'_>) -> Result<WireReconciled, WireError> {
+    let inputs = decode_slots(r)?;
+    let outputs = decode_list(r)?;
+    Ok(WireReconciled { inputs, outputs })
 }
 
 /// Bytes of an entry before its value: key u16, flags u8.
@@ -869,28 +930,18 @@ impl Encoder {
         self.buf.push(VERSION_MINOR);
         self.buf.extend_from_slice(&(kind as u16).to_le_bytes());
         self.buf.extend_from_slice(&0u32.to_le_bytes()); // body length, patched below
-        self.buf.push(kind.fd_count() as u8);
+        self.buf.push(msg.fd_count() as u8);
         self.buf.push(0);
         self.buf.extend_from_slice(&0u16.to_le_bytes());
         match msg {
-            MessageRef::UnreconciledLists(lists) => {
-                if lists.is_empty() || lists.len() > MAX_SLOTS {
-                    return Err(WireError::Encode(format!(
-                        "{} lists (1 to {MAX_SLOTS} allowed)",
-                        lists.len()
-                    )));
-                }
-                self.buf
-                    .extend_from_slice(&(lists.len() as u16).to_le_bytes());
-                self.buf.extend_from_slice(&0u16.to_le_bytes());
-                for l in lists {
-                    self.list(l)?;
-                }
-            }
-            MessageRef::ReconciledList(l) => self.list(l)?,
+            MessageRef::UnreconciledLists(lists) => self.slots(lists)?,
+            MessageRef::ReconciledList(r) => self.reconciled(r)?,
             MessageRef::Object(h, l) => {
                 if h.size == 0 || h.size > i64::MAX as u64 {
                     return Err(WireError::Encode(format!("object size {}", h.size)));
+                }
+                if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
+                    return Err(WireError::Encode("a memfd beside a memfd".into()));
                 }
                 if (h.backend == BackendKind::Memfd) != (h.fd_kind == FdKind::Memfd) {
                     return Err(WireError::Encode(format!(
@@ -901,9 +952,10 @@ impl Encoder {
                 self.buf.push(permission_code(h.permission));
                 self.buf.push(fd_kind_code(h.fd_kind));
                 self.buf.push(backend_code(h.backend));
-                self.buf.push(0);
+                self.buf
+                    .push(if h.with_memfd { OBJECT_WITH_MEMFD } else { 0 });
                 self.buf.extend_from_slice(&h.size.to_le_bytes());
-                self.list(l)?;
+                self.reconciled(l)?;
             }
             MessageRef::Data(d) => self.buf.extend_from_slice(d),
             MessageRef::Error { code, text } => {
@@ -925,6 +977,27 @@ impl Encoder {
         let body = (self.buf.len() - HEADER_LEN) as u32;
         self.buf[8..12].copy_from_slice(&body.to_le_bytes());
         Ok(&self.buf)
+    }
+
+    fn slots(&mut self, lists: &[WireList]) -> Result<(), WireError> {
+        if lists.is_empty() || lists.len() > MAX_SLOTS {
+            return Err(WireError::Encode(format!(
+                "{} lists (1 to {MAX_SLOTS} allowed)",
+                lists.len()
+            )));
+        }
+        self.buf
+            .extend_from_slice(&(lists.len() as u16).to_le_bytes());
+        self.buf.extend_from_slice(&0u16.to_le_bytes());
+        for l in lists {
+            self.list(l)?;
+        }
+        Ok(())
+    }
+
+    fn reconciled(&mut self, r: &WireReconciled) -> Result<(), WireError> {
+        self.slots(&r.inputs)?;
+        self.list(&r.outputs)
     }
 
     fn list(&mut self, l: &WireList) -> Result<(), WireError> {
@@ -1043,18 +1116,33 @@ mod tests {
         l
     }
 
+    fn sample_rec() -> WireReconciled {
+        WireReconciled {
+            inputs: vec![sample_list(), WireList::default()],
+            outputs: sample_list(),
+        }
+    }
+
+    fn rec(l: WireList) -> WireReconciled {
+        WireReconciled {
+            inputs: vec![WireList::default()],
+            outputs: l,
+        }
+    }
+
     fn all_messages() -> Vec<Message> {
         vec![
             Message::UnreconciledLists(vec![sample_list(), WireList::default()]),
-            Message::ReconciledList(sample_list()),
+            Message::ReconciledList(sample_rec()),
             Message::Object(
                 ObjectHeader {
                     permission: Permission::ReadOnly,
                     fd_kind: FdKind::Memfd,
                     backend: BackendKind::Memfd,
                     size: 4096,
+                    with_memfd: false,
                 },
-                sample_list(),
+                sample_rec(),
             ),
             Message::Data(b"frame 3".to_vec()),
             Message::Error {
@@ -1072,7 +1160,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode");
         std::fs::create_dir_all(&dir).unwrap();
         for (i, m) in all_messages().iter().enumerate() {
-            let mut b = vec![m.kind().fd_count() as u8];
+            let mut b = vec![m.fd_count() as u8];
             b.extend(encode(m).unwrap());
             std::fs::write(dir.join(format!("seed-{i}")), b).unwrap();
         }
@@ -1082,7 +1170,7 @@ mod tests {
     fn round_trip_every_kind() {
         for m in all_messages() {
             let b = encode(&m).unwrap();
-            let nfds = m.kind().fd_count();
+            let nfds = m.fd_count();
             assert_eq!(decode(&b, nfds).unwrap(), m);
         }
     }
@@ -1091,7 +1179,7 @@ mod tests {
     fn every_truncation_is_refused() {
         for m in all_messages() {
             let b = encode(&m).unwrap();
-            let nfds = m.kind().fd_count();
+            let nfds = m.fd_count();
             for cut in 0..b.len() {
                 assert!(decode(&b[..cut], nfds).is_err(), "{m:?} cut at {cut}");
             }
@@ -1135,7 +1223,7 @@ mod tests {
     #[test]
     fn huge_counts_fail_before_allocating() {
         // A list that claims 512 entries in a 2-byte body.
-        let mut b = encode(&Message::ReconciledList(WireList::default())).unwrap();
+        let mut b = encode(&Message::ReconciledList(rec(WireList::default()))).unwrap();
         let n = b.len();
         b[n - 2..].copy_from_slice(&512u16.to_le_bytes());
         assert!(matches!(decode(&b, 0), Err(WireError::Truncated { .. })));
@@ -1154,12 +1242,12 @@ mod tests {
                 bytes: vec![9; 5],
             },
         });
-        let m = Message::ReconciledList(l);
+        let m = Message::ReconciledList(rec(l));
         let b = encode(&m).unwrap();
         let d = decode(&b, 0).unwrap();
         assert_eq!(d, m);
         let mut bad = b.clone();
-        bad[HEADER_LEN + 2 + 2] = 0x80; // unknown entry flag
+        bad[HEADER_LEN + 4 + 2 + 2 + 2] = 0x80; // unknown entry flag of the outputs' entry
         assert!(matches!(decode(&bad, 0), Err(WireError::Invalid { .. })));
     }
 
@@ -1168,7 +1256,7 @@ mod tests {
         let mut l = WireList::default();
         l.push(5, WireValue::Bool(false)).unwrap();
         assert!(l.push(5, WireValue::U64(1)).is_err());
-        let mut b = encode(&Message::ReconciledList(l)).unwrap();
+        let mut b = encode(&Message::ReconciledList(rec(l))).unwrap();
         let last = b.len() - 1;
         b[last] = 2;
         assert!(matches!(decode(&b, 0), Err(WireError::Invalid { .. })));
@@ -1182,6 +1270,6 @@ mod tests {
         }
         let mut l = WireList::default();
         l.push(1, v).unwrap();
-        assert!(encode(&Message::ReconciledList(l)).is_err());
+        assert!(encode(&Message::ReconciledList(rec(l))).is_err());
     }
 }

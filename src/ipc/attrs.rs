@@ -1,0 +1,319 @@
+//! The typed layer: attribute lists and reconciled lists of the library over the wire.
+//!
+//! Every attribute travels as one entry: the key's stable code ([`Key::code`]), the
+//! must-understand flag, and a `Bytes` value holding the value's own wire form
+//! ([`Value::encode`]); the key decides how the bytes are read ([`Value::decode`]). Imported
+//! entries go through [`AttrList::set`], so the receiving side applies every rule a local caller
+//! meets (set once, no output keys in an unreconciled list, keys of the list's buffer types only,
+//! ranges).
+//!
+//! Unknown keys (from a newer peer): an entry whose code this build does not know, or whose value
+//! uses a tag it does not know, is skipped and reported in `skipped` when the sender did not mark
+//! it must-understand; otherwise the whole message is refused. This build marks every key
+//! must-understand except the informational `accessor_name`.
+
+use super::endpoint::Endpoint;
+use super::ops::{negotiate, ImportedFd, Requested};
+use super::wire::{FdKind, ObjectHeader, WireEntry, WireList, WireReconciled, WireValue};
+use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
+use crate::error::{Error, Result};
+use crate::reconcile::Reconciled;
+use rustix::fd::BorrowedFd;
+use std::sync::Arc;
+
+/// Lists imported from a peer, with the keys that were skipped under the unknown-key rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedLists {
+    /// The lists, one per slot.
+    pub lists: MultiList,
+    /// Codes of the keys that were skipped (unknown to this build, not must-understand), with
+    /// their slot.
+    pub skipped: Vec<(usize, u16)>,
+}
+
+/// Whether the receiver must refuse a message carrying `key` when it does not know it.
+fn must_understand(key: Key) -> bool {
+    key != Key::AccessorName
+}
+
+fn entry(key: Key, value: &Value) -> WireEntry {
+    let mut b = Vec::with_capacity(16);
+    value.encode(&mut b);
+    WireEntry {
+        key: key.code(),
+        must_understand: must_understand(key),
+        value: WireValue::Bytes(b),
+    }
+}
+
+/// The wire form of one list.
+pub fn list_to_wire(list: &AttrList) -> WireList {
+    WireList {
+        entries: list.iter().map(|(k, v)| entry(k, v)).collect(),
+    }
+}
+
+/// Decodes the entries of a list, applying the unknown-key rule: yields `(key, value)` for the
+/// known entries and records the codes of the skipped ones.
+fn known_entries(
+    w: &WireList,
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<Vec<(Key, Value)>> {
+    let mut out = Vec::with_capacity(w.entries.len());
+    for e in &w.entries {
+        let skip = |why: String| -> Result<()> {
+            if e.must_understand {
+                return Err(Error::Ipc(format!(
+                    "list {slot}: {why}, which the peer marked must-understand (a newer version?)"
+                )));
+            }
+            Ok(())
+        };
+        let Some(key) = Key::from_code(e.key) else {
+            skip(format!("unknown key {:#06x}", e.key))?;
+            skipped.push((slot, e.key));
+            continue;
+        };
+        let bytes = match &e.value {
+            WireValue::Bytes(b) => b,
+            WireValue::Unknown { tag, .. } => {
+                skip(format!("key {key} with a value of unknown type {tag}"))?;
+                skipped.push((slot, e.key));
+                continue;
+            }
+            other => {
+                return Err(Error::Ipc(format!(
+                    "list {slot}: key {key} must travel as bytes, got {other:?}"
+                )))
+            }
+        };
+        let value = Value::decode(key, bytes)?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Rebuilds an unreconciled list from its wire form; every entry goes through [`AttrList::set`]
+/// (types first, since other keys depend on them).
+pub fn list_from_wire(
+    w: &WireList,
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<AttrList> {
+    let mut entries = known_entries(w, slot, skipped)?;
+    entries.sort_by_key(|(k, _)| *k != Key::Types);
+    let mut l = AttrList::new();
+    for (k, v) in entries {
+        l.set(k, v)
+            .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
+    }
+    Ok(l)
+}
+
+/// The wire form of a reconciled list: its inputs and its outputs.
+pub fn reconciled_to_wire(r: &Reconciled) -> WireReconciled {
+    WireReconciled {
+        inputs: r.inputs().iter().map(list_to_wire).collect(),
+        outputs: WireList {
+            entries: r.iter_outputs().map(|(k, v)| entry(k, v)).collect(),
+        },
+    }
+}
+
+/// Rebuilds a reconciled list from its wire form: reconciles the inputs again and requires the
+/// very outputs that were sent ([`Reconciled::from_parts`]). A peer cannot make this side believe
+/// in a layout that its inputs do not give.
+pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
+    let mut skipped = Vec::new();
+    let inputs = w
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| list_from_wire(l, i, &mut skipped))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = known_entries(&w.outputs, usize::MAX, &mut skipped)?;
+    if let Some((k, _)) = outputs.iter().find(|(k, _)| !k.is_output()) {
+        return Err(Error::Ipc(format!(
+            "reconciled list: {k} is not an output key"
+        )));
+    }
+    Ok(Reconciled::from_parts(&inputs, &outputs)?)
+}
+
+/// What an importer's own lists say about Auto: the highest permission they require, a list that
+/// states none counting as read-write (as reconciliation counts it).
+pub fn required_by(own: &[AttrList]) -> impl Iterator<Item = Permission> + '_ {
+    own.iter().map(|l| match l.get(Key::RequiredPerm) {
+        Some(Value::Permission(p)) => *p,
+        _ => Permission::ReadWrite,
+    })
+}
+
+/// Resolves a request against the importer's own lists (needed for Auto).
+pub fn resolve(requested: Requested, own: Option<&[AttrList]>) -> Result<Permission> {
+    match (requested, own) {
+        (Requested::ReadOnly, _) => Ok(Permission::ReadOnly),
+        (Requested::ReadWrite, _) => Ok(Permission::ReadWrite),
+        (Requested::Auto, Some(own)) if !own.is_empty() => {
+            Ok(required_by(own).max().unwrap_or(Permission::ReadWrite))
+        }
+        (Requested::Auto, _) => Err(Error::InvalidArgument(
+            "Auto permission needs this peer's own unreconciled lists".into(),
+        )),
+    }
+}
+
+/// An object as imported at the typed level: the fd (checked), its reconciled list (re-derived
+/// from its inputs and, when the importer gave its own lists, validated against them), the
+/// backend it came from and the permission this side holds.
+#[derive(Debug)]
+pub struct ImportedObject {
+    /// The fd: a dma-buf, or a memfd (read-only holders get an `O_RDONLY` description).
+    pub fd: rustix::fd::OwnedFd,
+    /// The memfd behind the dma-buf (a udmabuf), when the exporter passed it.
+    pub memfd: Option<rustix::fd::OwnedFd>,
+    /// The reconciled list (shared by every object imported with the same list).
+    pub reconciled: Arc<Reconciled>,
+    /// The backend that allocated it.
+    pub backend: BackendKind,
+    /// The permission this side holds.
+    pub permission: Permission,
+    /// The permission the exporter granted.
+    pub exported: Permission,
+}
+
+impl Endpoint {
+    /// Exports unreconciled lists (one slot each; a [`MultiList`] or a slice of lists).
+    pub fn export_lists<'a>(
+        &mut self,
+        lists: impl IntoIterator<Item = &'a AttrList>,
+    ) -> Result<()> {
+        let w: Vec<WireList> = lists.into_iter().map(list_to_wire).collect();
+        self.send_wire_lists(&w)
+    }
+
+    /// Imports unreconciled lists, each rebuilt through [`AttrList::set`].
+    pub fn import_lists(&mut self) -> Result<ImportedLists> {
+        let w = self.recv_wire_lists()?;
+        let mut skipped = Vec::new();
+        let lists = w
+            .iter()
+            .enumerate()
+            .map(|(i, l)| list_from_wire(l, i, &mut skipped))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ImportedLists {
+            lists: AttrList::append(&lists),
+            skipped,
+        })
+    }
+
+    /// Exports a reconciled list (its inputs and outputs).
+    pub fn export_reconciled(&mut self, r: &Reconciled) -> Result<()> {
+        self.send_wire_reconciled(&reconciled_to_wire(r))
+    }
+
+    /// Imports a reconciled list: reconciles its inputs again, requires the outputs sent, and,
+    /// when `own` is given, validates it against this side's own unreconciled lists
+    /// ([`Reconciled::validate`]; the error names each key that is not satisfied).
+    pub fn import_reconciled(&mut self, own: Option<&[AttrList]>) -> Result<Reconciled> {
+        let w = self.recv_wire_reconciled()?;
+        let r = reconciled_from_wire(&w)?;
+        if let Some(own) = own {
+            r.validate(own)?;
+        }
+        Ok(r)
+    }
+
+    /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,
+    /// when the importer should get it), the backend it came from, its reconciled list, and the
+    /// permission granted to the importer (at most `holder`, the permission of the exporting
+    /// handle).
+    ///
+    /// The wire form of the list is kept for the next export of the same list (same `Arc`), so a
+    /// stream of buffers sharing one list encodes it once.
+    pub fn export_object_parts(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        memfd: Option<BorrowedFd<'_>>,
+        backend: BackendKind,
+        reconciled: &Arc<Reconciled>,
+        holder: Permission,
+        granted: Permission,
+    ) -> Result<()> {
+        if granted > holder {
+            return Err(Error::PermissionDenied(format!(
+                "cannot export {granted} from a {holder} handle"
+            )));
+        }
+        let header = ObjectHeader {
+            permission: granted,
+            fd_kind: if backend == BackendKind::Memfd {
+                FdKind::Memfd
+            } else {
+                FdKind::DmaBuf
+            },
+            backend,
+            size: reconciled.size(),
+            with_memfd: memfd.is_some(),
+        };
+        let w = match self.send_cache.take() {
+            Some((r, w)) if Arc::ptr_eq(&r, reconciled) => w,
+            _ => reconciled_to_wire(reconciled),
+        };
+        let res = self.send_wire_object(fd, memfd, header, &w);
+        self.send_cache = Some((reconciled.clone(), w));
+        res
+    }
+
+    /// Imports an object: resolves `requested` (Auto needs `own`), applies the permission rule,
+    /// checks the fds (kind, size), rebuilds the reconciled list and validates it against `own`
+    /// when given. On any error every fd that arrived is closed.
+    ///
+    /// The reconciled list is verified once per distinct list: the same bytes reconcile to the
+    /// same list (reconciliation is deterministic), so a stream of buffers sharing one list
+    /// shares one `Arc<Reconciled>`.
+    pub fn import_object_parts(
+        &mut self,
+        requested: Requested,
+        own: Option<&[AttrList]>,
+    ) -> Result<ImportedObject> {
+        let want = resolve(requested, own)?;
+        let ImportedFd {
+            fd,
+            memfd,
+            header,
+            permission,
+            list,
+            ..
+        } = self.recv_wire_object(want)?;
+        debug_assert_eq!(negotiate(header.permission, want).ok(), Some(permission));
+        let reconciled = match &self.rec_cache {
+            Some((w, r)) if *w == list => r.clone(),
+            _ => {
+                let r = Arc::new(reconciled_from_wire(&list)?);
+                self.rec_cache = Some((list, r.clone()));
+                r
+            }
+        };
+        if reconciled.size() != header.size {
+            return Err(Error::Ipc(format!(
+                "{}: object header says {} bytes, its reconciled list {}",
+                self.name(),
+                header.size,
+                reconciled.size()
+            )));
+        }
+        if let Some(own) = own {
+            reconciled.validate(own)?;
+        }
+        Ok(ImportedObject {
+            fd,
+            memfd,
+            reconciled,
+            backend: header.backend,
+            permission,
+            exported: header.permission,
+        })
+    }
+}
