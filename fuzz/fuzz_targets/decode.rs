@@ -1,9 +1,11 @@
-//! Fuzz target over the wire decoder: any bytes with any fd count must decode or be refused,
-//! never panic, never allocate beyond the limits; what decodes must re-encode to the same bytes.
+//! Fuzz target over the wire decoder and the typed layer above it: any bytes with any fd count
+//! must decode or be refused, never panic, never allocate beyond the limits; what decodes must
+//! re-encode to the same bytes; decoded lists must rebuild into attribute lists (or be refused)
+//! without panicking, and reconciled lists must re-reconcile (or be refused).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unibuf::ipc::wire;
+use unibuf::ipc::{attrs, wire};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&nfds, msg)) = data.split_first() else {
@@ -14,11 +16,34 @@ fuzz_target!(|data: &[u8]| {
     if msg.len() > wire::MAX_MESSAGE {
         return; // the endpoint refuses longer messages before decoding
     }
-    if let Ok(m) = wire::decode(msg, nfds) {
-        let again = wire::encode(&m).expect("a decoded message re-encodes");
-        // The encoding is canonical except for the minor version the peer wrote.
-        assert_eq!(&again[..5], &msg[..5]);
-        assert_eq!(&again[6..], &msg[6..]);
-        assert_eq!(wire::decode(&again, nfds).expect("re-decodes"), m);
+    let decoded = wire::decode(msg, nfds);
+    // The object fast path must agree with the full decoder.
+    if let Ok((h, off)) = wire::decode_object_prefix(msg, nfds) {
+        let body = wire::decode_reconciled_body(&msg[off..]);
+        match &decoded {
+            Ok(wire::Message::Object(h2, l2)) => {
+                assert_eq!(&h, h2);
+                assert_eq!(body.as_ref().ok(), Some(l2));
+            }
+            _ => assert!(body.is_err(), "prefix path accepted what decode refused"),
+        }
+    }
+    let Ok(m) = decoded else { return };
+    let again = wire::encode(&m).expect("a decoded message re-encodes");
+    // The encoding is canonical except for the minor version the peer wrote.
+    assert_eq!(&again[..5], &msg[..5]);
+    assert_eq!(&again[6..], &msg[6..]);
+    assert_eq!(wire::decode(&again, nfds).expect("re-decodes"), m);
+    match &m {
+        wire::Message::UnreconciledLists(lists) => {
+            let mut skipped = Vec::new();
+            for (i, l) in lists.iter().enumerate() {
+                let _ = attrs::list_from_wire(l, i, &mut skipped);
+            }
+        }
+        wire::Message::ReconciledList(r) | wire::Message::Object(_, r) => {
+            let _ = attrs::reconciled_from_wire(r);
+        }
+        _ => {}
     }
 });

@@ -13,8 +13,11 @@
 //! must-understand except the informational `accessor_name`.
 
 use super::endpoint::Endpoint;
-use super::ops::{negotiate, ImportedFd, Requested};
-use super::wire::{FdKind, ObjectHeader, WireEntry, WireList, WireReconciled, WireValue};
+use super::ops::{negotiate, CheckedObject, Requested};
+use super::wire::{
+    decode_reconciled_body, Encoder, FdKind, ObjectHeader, WireEntry, WireList, WireReconciled,
+    WireValue,
+};
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
 use crate::reconcile::Reconciled;
@@ -257,12 +260,14 @@ impl Endpoint {
             size: reconciled.size(),
             with_memfd: memfd.is_some(),
         };
-        let w = match self.send_cache.take() {
-            Some((r, w)) if Arc::ptr_eq(&r, reconciled) => w,
-            _ => reconciled_to_wire(reconciled),
+        let body = match self.send_cache.take() {
+            Some((r, b)) if Arc::ptr_eq(&r, reconciled) => b,
+            _ => Encoder::new()
+                .reconciled_body(&reconciled_to_wire(reconciled))
+                .map_err(|e| Error::Ipc(format!("{}: {e}", self.name())))?,
         };
-        let res = self.send_wire_object(fd, memfd, header, &w);
-        self.send_cache = Some((reconciled.clone(), w));
+        let res = self.send_object_body(fd, memfd, header, &body);
+        self.send_cache = Some((reconciled.clone(), body));
         res
     }
 
@@ -279,20 +284,23 @@ impl Endpoint {
         own: Option<&[AttrList]>,
     ) -> Result<ImportedObject> {
         let want = resolve(requested, own)?;
-        let ImportedFd {
+        let CheckedObject {
             fd,
             memfd,
             header,
             permission,
             list,
             ..
-        } = self.recv_wire_object(want)?;
+        } = self.recv_object_checked(want)?;
         debug_assert_eq!(negotiate(header.permission, want).ok(), Some(permission));
+        let bytes = self.received_bytes(list);
         let reconciled = match &self.rec_cache {
-            Some((w, r)) if *w == list => r.clone(),
+            Some((b, r)) if b.as_slice() == bytes => r.clone(),
             _ => {
-                let r = Arc::new(reconciled_from_wire(&list)?);
-                self.rec_cache = Some((list, r.clone()));
+                let w = decode_reconciled_body(bytes).map_err(|e| self.malformed(e))?;
+                let bytes = bytes.to_vec();
+                let r = Arc::new(reconciled_from_wire(&w)?);
+                self.rec_cache = Some((bytes, r.clone()));
                 r
             }
         };

@@ -16,6 +16,7 @@ use rustix::net::{
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,10 +79,10 @@ pub struct Endpoint {
     closed: bool,
     rbuf: Vec<u8>,
     enc: wire::Encoder,
-    /// The last reconciled list verified on import, and what it gave.
-    pub(super) rec_cache: Option<(wire::WireReconciled, Arc<crate::reconcile::Reconciled>)>,
-    /// The last reconciled list exported, and its wire form.
-    pub(super) send_cache: Option<(Arc<crate::reconcile::Reconciled>, wire::WireReconciled)>,
+    /// The bytes of the last reconciled list verified on import, and what they gave.
+    pub(super) rec_cache: Option<(Vec<u8>, Arc<crate::reconcile::Reconciled>)>,
+    /// The last reconciled list exported, and its encoded form.
+    pub(super) send_cache: Option<(Arc<crate::reconcile::Reconciled>, Vec<u8>)>,
 }
 
 /// A message received with its fds. The fds are owned: dropping the message closes them.
@@ -261,25 +262,87 @@ impl Endpoint {
     /// Errors leave the endpoint usable (the bad message was consumed whole and every fd it
     /// carried is closed) except [`Error::Disconnected`], after which the endpoint is closed.
     pub fn recv(&mut self) -> Result<Received> {
+        let (n, fds) = self.recv_frame()?;
+        // On error `fds` is dropped here, closing every fd that arrived.
+        let message = wire::decode(&self.rbuf[..n], fds.len()).map_err(|e| self.malformed(e))?;
+        Ok(Received { message, fds })
+    }
+
+    fn recv_frame(&mut self) -> Result<(usize, Vec<OwnedFd>)> {
         if self.closed {
             return Err(Error::Disconnected);
         }
-        let (n, fds) = match recv_raw(&self.fd, &self.name, &mut self.rbuf) {
+        match recv_raw(&self.fd, &self.name, &mut self.rbuf) {
             Err(Error::Disconnected) => {
                 self.closed = true;
-                return Err(Error::Disconnected);
+                Err(Error::Disconnected)
             }
-            other => other?,
-        };
-        // On error `fds` is dropped here, closing every fd that arrived.
-        let message = wire::decode(&self.rbuf[..n], fds.len()).map_err(|e| {
-            Error::Ipc(format!(
-                "{} (peer pid {}): malformed message: {e}",
-                self.name, self.peer.pid
-            ))
-        })?;
-        Ok(Received { message, fds })
+            other => other,
+        }
     }
+
+    pub(super) fn malformed(&self, e: wire::WireError) -> Error {
+        Error::Ipc(format!(
+            "{} (peer pid {}): malformed message: {e}",
+            self.name, self.peer.pid
+        ))
+    }
+
+    /// Receives one message; an object is decoded up to its reconciled list only (the list's
+    /// bytes stay in the receive buffer: [`Endpoint::received_bytes`]), anything else whole.
+    pub(super) fn recv_object_raw(&mut self) -> Result<RawOrOther> {
+        let (n, fds) = self.recv_frame()?;
+        let msg = &self.rbuf[..n];
+        let h = wire::decode_header(msg, fds.len()).map_err(|e| self.malformed(e))?;
+        if h.kind != wire::Kind::Object {
+            let message = wire::decode(msg, fds.len()).map_err(|e| self.malformed(e))?;
+            return Ok(RawOrOther::Other(Received { message, fds }));
+        }
+        let (header, off) =
+            wire::decode_object_prefix(msg, fds.len()).map_err(|e| self.malformed(e))?;
+        Ok(RawOrOther::Object(RawObject {
+            header,
+            fds,
+            list: off..n,
+        }))
+    }
+
+    /// Bytes of the last received message.
+    pub(super) fn received_bytes(&self, r: Range<usize>) -> &[u8] {
+        &self.rbuf[r]
+    }
+
+    /// Sends an object whose reconciled list is already encoded.
+    pub(super) fn send_object_encoded(
+        &mut self,
+        header: &wire::ObjectHeader,
+        reconciled_body: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<()> {
+        let bytes = self
+            .enc
+            .encode_object_raw(header, reconciled_body)
+            .map_err(|e| Error::Ipc(format!("{}: {e}", self.name)))?;
+        send_raw(&self.fd, &self.name, bytes, fds).inspect_err(|e| {
+            if matches!(e, Error::Disconnected) {
+                self.closed = true;
+            }
+        })
+    }
+}
+
+/// An object message decoded up to its reconciled list.
+pub(super) struct RawObject {
+    pub(super) header: wire::ObjectHeader,
+    pub(super) fds: Vec<OwnedFd>,
+    /// Where the reconciled list's bytes are in the receive buffer.
+    pub(super) list: Range<usize>,
+}
+
+/// What [`Endpoint::recv_object_raw`] got.
+pub(super) enum RawOrOther {
+    Object(RawObject),
+    Other(Received),
 }
 
 fn send_raw(fd: &OwnedFd, name: &str, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {

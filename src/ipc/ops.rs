@@ -3,10 +3,10 @@
 //!
 //! The typed layer (attribute lists, reconciled lists, objects of the library) is built on these.
 
-use super::endpoint::{Endpoint, Received};
+use super::endpoint::{Endpoint, RawOrOther, Received};
 use super::fdcheck::{self, FdFacts};
 use super::wire::{
-    ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList, WireReconciled,
+    self, ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList, WireReconciled,
 };
 use crate::attr::Permission;
 use crate::error::{Error, Result};
@@ -155,11 +155,24 @@ impl Endpoint {
         &mut self,
         fd: BorrowedFd<'_>,
         memfd: Option<BorrowedFd<'_>>,
-        mut header: ObjectHeader,
+        header: ObjectHeader,
         list: &WireReconciled,
     ) -> Result<()> {
+        let body = wire::Encoder::new()
+            .reconciled_body(list)
+            .map_err(|e| Error::Ipc(format!("{}: {e}", self.name())))?;
+        self.send_object_body(fd, memfd, header, &body)
+    }
+
+    /// [`Endpoint::send_wire_object`] with the list already encoded.
+    pub(super) fn send_object_body(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        memfd: Option<BorrowedFd<'_>>,
+        mut header: ObjectHeader,
+        body: &[u8],
+    ) -> Result<()> {
         header.with_memfd = memfd.is_some();
-        let msg = MessageRef::Object(header, list);
         let ro = header.permission == Permission::ReadOnly;
         let read_only_memfd = |m: BorrowedFd<'_>| -> Result<OwnedFd> {
             let r = fdcheck::reopen_read_only(m)?;
@@ -170,31 +183,26 @@ impl Endpoint {
         match (header.fd_kind, memfd) {
             (FdKind::Memfd, _) if ro => {
                 let r = read_only_memfd(fd)?;
-                self.send_ref(msg, &[r.as_fd()])
+                self.send_object_encoded(&header, body, &[r.as_fd()])
             }
             (_, Some(m)) if ro => {
                 let r = read_only_memfd(m)?;
-                self.send_ref(msg, &[fd, r.as_fd()])
+                self.send_object_encoded(&header, body, &[fd, r.as_fd()])
             }
-            (_, Some(m)) => self.send_ref(msg, &[fd, m]),
-            (_, None) => self.send_ref(msg, &[fd]),
+            (_, Some(m)) => self.send_object_encoded(&header, body, &[fd, m]),
+            (_, None) => self.send_object_encoded(&header, body, &[fd]),
         }
     }
 
-    /// Imports an object, holding `requested` (already resolved from `Auto`).
-    ///
-    /// Checks, in order: the message is an object with as many fds as it announces; the
-    /// permission rule ([`negotiate`]); the fd is the kind of file the header says (a dma-buf or
-    /// a memfd) and the memfd beside it, if any, is a memfd; each buffer is at least the header's
-    /// size. A read-only holder of a memfd keeps only an `O_RDONLY` description. On any error
-    /// every fd that arrived is closed.
-    pub fn recv_wire_object(&mut self, requested: Permission) -> Result<ImportedFd> {
-        let r = self.recv()?;
-        let (header, list) = match r.message {
-            Message::Object(h, l) => (h, l),
-            _ => return Err(unexpected(self, Kind::Object, r)),
+    /// Receives an object and checks its fds (see [`Endpoint::recv_wire_object`]); its
+    /// reconciled list is left undecoded in the receive buffer.
+    pub(super) fn recv_object_checked(&mut self, requested: Permission) -> Result<CheckedObject> {
+        let raw = match self.recv_object_raw()? {
+            RawOrOther::Object(o) => o,
+            RawOrOther::Other(r) => return Err(unexpected(self, Kind::Object, r)),
         };
-        let mut fds = r.fds.into_iter();
+        let header = raw.header;
+        let mut fds = raw.fds.into_iter();
         // The decoder guarantees one fd, plus one when the header announces a memfd.
         let fd = fds
             .next()
@@ -220,13 +228,45 @@ impl Endpoint {
             fd
         };
         let memfd = memfd.map(held_read_only).transpose()?;
-        Ok(ImportedFd {
+        Ok(CheckedObject {
             fd,
             memfd,
             header,
             permission,
-            list,
             facts,
+            list: raw.list,
         })
     }
+
+    /// Imports an object, holding `requested` (already resolved from `Auto`).
+    ///
+    /// Checks, in order: the message is an object with as many fds as it announces; the
+    /// permission rule ([`negotiate`]); the fd is the kind of file the header says (a dma-buf or
+    /// a memfd) and the memfd beside it, if any, is a memfd; each buffer is at least the header's
+    /// size; the reconciled list decodes. A read-only holder of a memfd keeps only an
+    /// `O_RDONLY` description. On any error every fd that arrived is closed.
+    pub fn recv_wire_object(&mut self, requested: Permission) -> Result<ImportedFd> {
+        let c = self.recv_object_checked(requested)?;
+        let list = wire::decode_reconciled_body(self.received_bytes(c.list.clone()))
+            .map_err(|e| self.malformed(e))?;
+        Ok(ImportedFd {
+            fd: c.fd,
+            memfd: c.memfd,
+            header: c.header,
+            permission: c.permission,
+            list,
+            facts: c.facts,
+        })
+    }
+}
+
+/// An object whose fds were checked and whose list is still undecoded.
+pub(super) struct CheckedObject {
+    pub(super) fd: OwnedFd,
+    pub(super) memfd: Option<OwnedFd>,
+    pub(super) header: ObjectHeader,
+    pub(super) permission: Permission,
+    #[allow(dead_code)]
+    pub(super) facts: FdFacts,
+    pub(super) list: std::ops::Range<usize>,
 }

@@ -628,80 +628,8 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
         Kind::UnreconciledLists => Message::UnreconciledLists(decode_slots(&mut r)?),
         Kind::ReconciledList => Message::ReconciledList(decode_reconciled(&mut r)?),
         Kind::Object => {
-            let at = r.pos;
-            let p = r.u8("permission")?;
-            let permission = permission_from_code(p).ok_or(WireError::Invalid {
-                field: "permission",
-                value: p.into(),
-                at,
-            })?;
-            let k = r.u8("fd kind")?;
-            let fd_kind = fd_kind_from_code(k).ok_or(WireError::Invalid {
-                field: "fd kind",
-                value: k.into(),
-                at: at + 1,
-            })?;
-            let b = r.u8("backend")?;
-            let backend = backend_from_code(b).ok_or(WireError::Invalid {
-                field: "backend",
-                value: b.into(),
-                at: at + 2,
-            })?;
-            let flags = r.u8("object flags")?;
-            if flags & !OBJECT_WITH_MEMFD != 0 {
-                return Err(WireError::Invalid {
-                    field: "object flags",
-                    value: flags.into(),
-                    at: at + 3,
-                });
-            }
-            let with_memfd = flags & OBJECT_WITH_MEMFD != 0;
-            if with_memfd && fd_kind != FdKind::DmaBuf {
-                return Err(WireError::Invalid {
-                    field: "object flags (a memfd beside a memfd)",
-                    value: flags.into(),
-                    at: at + 3,
-                });
-            }
-            if nfds != 1 + usize::from(with_memfd) {
-                return Err(WireError::FdCount {
-                    detail: format!(
-                        "the object {} a memfd, so it carries {} fds; {nfds} arrived",
-                        if with_memfd {
-                            "announces"
-                        } else {
-                            "does not announce"
-                        },
-                        1 + usize::from(with_memfd)
-                    ),
-                });
-            }
-            if (backend == BackendKind::Memfd) != (fd_kind == FdKind::Memfd) {
-                return Err(WireError::Invalid {
-                    field: "fd kind for the backend",
-                    value: k.into(),
-                    at: at + 1,
-                });
-            }
-            let size = r.u64("size")?;
-            if size == 0 || size > i64::MAX as u64 {
-                return Err(WireError::Invalid {
-                    field: "object size",
-                    value: size,
-                    at: at + 4,
-                });
-            }
-            let list = decode_reconciled(&mut r)?;
-            Message::Object(
-                ObjectHeader {
-                    permission,
-                    fd_kind,
-                    backend,
-                    size,
-                    with_memfd,
-                },
-                list,
-            )
+            let h = decode_object_header(&mut r, nfds)?;
+            Message::Object(h, decode_reconciled(&mut r)?)
         }
         Kind::Data => {
             let n = r.left();
@@ -726,6 +654,106 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
     };
     r.end("message body")?;
     Ok(m)
+}
+
+/// The fixed part of an object body (after the message header).
+fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader, WireError> {
+    let at = r.pos;
+    let p = r.u8("permission")?;
+    let permission = permission_from_code(p).ok_or(WireError::Invalid {
+        field: "permission",
+        value: p.into(),
+        at,
+    })?;
+    let k = r.u8("fd kind")?;
+    let fd_kind = fd_kind_from_code(k).ok_or(WireError::Invalid {
+        field: "fd kind",
+        value: k.into(),
+        at: at + 1,
+    })?;
+    let b = r.u8("backend")?;
+    let backend = backend_from_code(b).ok_or(WireError::Invalid {
+        field: "backend",
+        value: b.into(),
+        at: at + 2,
+    })?;
+    let flags = r.u8("object flags")?;
+    if flags & !OBJECT_WITH_MEMFD != 0 {
+        return Err(WireError::Invalid {
+            field: "object flags",
+            value: flags.into(),
+            at: at + 3,
+        });
+    }
+    let with_memfd = flags & OBJECT_WITH_MEMFD != 0;
+    if with_memfd && fd_kind != FdKind::DmaBuf {
+        return Err(WireError::Invalid {
+            field: "object flags (a memfd beside a memfd)",
+            value: flags.into(),
+            at: at + 3,
+        });
+    }
+    if nfds != 1 + usize::from(with_memfd) {
+        return Err(WireError::FdCount {
+            detail: format!(
+                "the object {} a memfd, so it carries {} fds; {nfds} arrived",
+                if with_memfd {
+                    "announces"
+                } else {
+                    "does not announce"
+                },
+                1 + usize::from(with_memfd)
+            ),
+        });
+    }
+    if (backend == BackendKind::Memfd) != (fd_kind == FdKind::Memfd) {
+        return Err(WireError::Invalid {
+            field: "fd kind for the backend",
+            value: k.into(),
+            at: at + 1,
+        });
+    }
+    let size = r.u64("size")?;
+    if size == 0 || size > i64::MAX as u64 {
+        return Err(WireError::Invalid {
+            field: "object size",
+            value: size,
+            at: at + 4,
+        });
+    }
+    Ok(ObjectHeader {
+        permission,
+        fd_kind,
+        backend,
+        size,
+        with_memfd,
+    })
+}
+
+/// Decodes an object message up to its reconciled list: the header and the bytes of the list
+/// (not yet decoded: see [`decode_reconciled_body`]). Everything else is checked as [`decode`]
+/// checks it.
+pub fn decode_object_prefix(msg: &[u8], nfds: usize) -> Result<(ObjectHeader, usize), WireError> {
+    let h = decode_header(msg, nfds)?;
+    if h.kind != Kind::Object {
+        return Err(WireError::Invalid {
+            field: "kind (an object was expected)",
+            value: h.kind as u64,
+            at: 6,
+        });
+    }
+    let mut r = Reader::new(msg, HEADER_LEN);
+    let oh = decode_object_header(&mut r, nfds)?;
+    Ok((oh, r.pos))
+}
+
+/// Decodes the reconciled list that ends an object message (the bytes after
+/// [`decode_object_prefix`]'s offset), requiring it to fill them exactly.
+pub fn decode_reconciled_body(bytes: &[u8]) -> Result<WireReconciled, WireError> {
+    let mut r = Reader::new(bytes, 0);
+    let w = decode_reconciled(&mut r)?;
+    r.end("reconciled list")?;
+    Ok(w)
 }
 
 /// Slots: u16 count (1..=MAX_SLOTS), u16 reserved (0), then that many lists.
@@ -923,38 +951,12 @@ impl Encoder {
 
     /// Encodes a borrowed message and returns the bytes (valid until the next call).
     pub fn encode_ref(&mut self, msg: MessageRef<'_>) -> Result<&[u8], WireError> {
-        self.buf.clear();
-        let kind = msg.kind();
-        self.buf.extend_from_slice(&MAGIC);
-        self.buf.push(VERSION_MAJOR);
-        self.buf.push(VERSION_MINOR);
-        self.buf.extend_from_slice(&(kind as u16).to_le_bytes());
-        self.buf.extend_from_slice(&0u32.to_le_bytes()); // body length, patched below
-        self.buf.push(msg.fd_count() as u8);
-        self.buf.push(0);
-        self.buf.extend_from_slice(&0u16.to_le_bytes());
+        self.start(msg.kind(), msg.fd_count());
         match msg {
             MessageRef::UnreconciledLists(lists) => self.slots(lists)?,
             MessageRef::ReconciledList(r) => self.reconciled(r)?,
             MessageRef::Object(h, l) => {
-                if h.size == 0 || h.size > i64::MAX as u64 {
-                    return Err(WireError::Encode(format!("object size {}", h.size)));
-                }
-                if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
-                    return Err(WireError::Encode("a memfd beside a memfd".into()));
-                }
-                if (h.backend == BackendKind::Memfd) != (h.fd_kind == FdKind::Memfd) {
-                    return Err(WireError::Encode(format!(
-                        "a {} fd cannot come from the {} backend",
-                        h.fd_kind, h.backend
-                    )));
-                }
-                self.buf.push(permission_code(h.permission));
-                self.buf.push(fd_kind_code(h.fd_kind));
-                self.buf.push(backend_code(h.backend));
-                self.buf
-                    .push(if h.with_memfd { OBJECT_WITH_MEMFD } else { 0 });
-                self.buf.extend_from_slice(&h.size.to_le_bytes());
+                self.object_fixed(&h)?;
                 self.reconciled(l)?;
             }
             MessageRef::Data(d) => self.buf.extend_from_slice(d),
@@ -968,6 +970,22 @@ impl Encoder {
                 self.buf.extend_from_slice(&text.as_bytes()[..end]);
             }
         }
+        self.finish()
+    }
+
+    fn start(&mut self, kind: Kind, nfds: usize) {
+        self.buf.clear();
+        self.buf.extend_from_slice(&MAGIC);
+        self.buf.push(VERSION_MAJOR);
+        self.buf.push(VERSION_MINOR);
+        self.buf.extend_from_slice(&(kind as u16).to_le_bytes());
+        self.buf.extend_from_slice(&0u32.to_le_bytes()); // body length, patched by finish
+        self.buf.push(nfds as u8);
+        self.buf.push(0);
+        self.buf.extend_from_slice(&0u16.to_le_bytes());
+    }
+
+    fn finish(&mut self) -> Result<&[u8], WireError> {
         if self.buf.len() > MAX_MESSAGE {
             return Err(WireError::Encode(format!(
                 "message of {} bytes exceeds {MAX_MESSAGE}",
@@ -977,6 +995,48 @@ impl Encoder {
         let body = (self.buf.len() - HEADER_LEN) as u32;
         self.buf[8..12].copy_from_slice(&body.to_le_bytes());
         Ok(&self.buf)
+    }
+
+    fn object_fixed(&mut self, h: &ObjectHeader) -> Result<(), WireError> {
+        if h.size == 0 || h.size > i64::MAX as u64 {
+            return Err(WireError::Encode(format!("object size {}", h.size)));
+        }
+        if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
+            return Err(WireError::Encode("a memfd beside a memfd".into()));
+        }
+        if (h.backend == BackendKind::Memfd) != (h.fd_kind == FdKind::Memfd) {
+            return Err(WireError::Encode(format!(
+                "a {} fd cannot come from the {} backend",
+                h.fd_kind, h.backend
+            )));
+        }
+        self.buf.push(permission_code(h.permission));
+        self.buf.push(fd_kind_code(h.fd_kind));
+        self.buf.push(backend_code(h.backend));
+        self.buf
+            .push(if h.with_memfd { OBJECT_WITH_MEMFD } else { 0 });
+        self.buf.extend_from_slice(&h.size.to_le_bytes());
+        Ok(())
+    }
+
+    /// Encodes an object message whose reconciled list is already encoded
+    /// ([`Encoder::reconciled_body`]): what a sender of many objects sharing one list does.
+    pub fn encode_object_raw(
+        &mut self,
+        h: &ObjectHeader,
+        reconciled_body: &[u8],
+    ) -> Result<&[u8], WireError> {
+        self.start(Kind::Object, 1 + usize::from(h.with_memfd));
+        self.object_fixed(h)?;
+        self.buf.extend_from_slice(reconciled_body);
+        self.finish()
+    }
+
+    /// The encoded form of a reconciled list, as it ends an object message.
+    pub fn reconciled_body(&mut self, r: &WireReconciled) -> Result<Vec<u8>, WireError> {
+        self.buf.clear();
+        self.reconciled(r)?;
+        Ok(std::mem::take(&mut self.buf))
     }
 
     fn slots(&mut self, lists: &[WireList]) -> Result<(), WireError> {
