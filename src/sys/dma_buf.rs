@@ -14,10 +14,12 @@ pub struct DmaBufSync {
 /// CPU reads the buffer.
 pub const DMA_BUF_SYNC_READ: u64 = 1 << 0;
 /// CPU writes the buffer.
+#[allow(clippy::identity_op)]
 pub const DMA_BUF_SYNC_WRITE: u64 = 2 << 0;
 /// CPU reads and writes the buffer.
 pub const DMA_BUF_SYNC_RW: u64 = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE;
 /// Start of a CPU access.
+#[allow(clippy::identity_op)]
 pub const DMA_BUF_SYNC_START: u64 = 0 << 2;
 /// End of a CPU access.
 pub const DMA_BUF_SYNC_END: u64 = 1 << 2;

@@ -5,6 +5,7 @@
 
 pub mod dma_buf;
 pub mod dma_heap;
+pub mod drm;
 pub mod udmabuf;
 
 use rustix::fd::AsFd;

@@ -1,8 +1,520 @@
-//! Hardware tests: backend.
+//! Hardware tests: memory backends, objects, permissions and CPU access.
+//!
+//! Each test finds its backend through discovery ([`unibuf::backend::global`]); a backend this
+//! kernel lacks makes the test skip with what discovery found.
 
-use crate::harness::Test;
+use crate::harness::{pass, skip, Outcome, Test};
+use anyhow::{bail, ensure, Context};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::mm::{MapFlags, ProtFlags};
+use std::sync::Arc;
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
+use unibuf::backend::{self, HeapClass, MemoryRequirement};
+use unibuf::object::Object;
+use unibuf::reconcile::{reconcile, Reconciled};
 
 /// The tests of this area.
 pub fn tests() -> Vec<Test> {
-    vec![]
+    vec![
+        Test {
+            name: "backend::discovery_report",
+            needs: "nothing (reports what exists)",
+            run: discovery_report,
+        },
+        Test {
+            name: "backend::alloc_system_heap",
+            needs: "/dev/dma_heap/system",
+            run: || alloc_backend(BackendKind::SystemHeap),
+        },
+        Test {
+            name: "backend::alloc_cma_heap",
+            needs: "a CMA heap (any name)",
+            run: || alloc_backend(BackendKind::CmaHeap),
+        },
+        Test {
+            name: "backend::alloc_udmabuf",
+            needs: "/dev/udmabuf",
+            run: || alloc_backend(BackendKind::Udmabuf),
+        },
+        Test {
+            name: "backend::alloc_drm_dumb",
+            needs: "a DRM card that makes dumb buffers (vgem, vkms)",
+            run: || alloc_backend(BackendKind::DrmDumb),
+        },
+        Test {
+            name: "backend::choice_cases",
+            needs: "nothing (checks each case against what exists)",
+            run: choice_cases,
+        },
+        Test {
+            name: "backend::zeroed_after_realloc",
+            needs: "any dma-buf backend",
+            run: zeroed_after_realloc,
+        },
+        Test {
+            name: "backend::sync_ioctls",
+            needs: "any dma-buf backend",
+            run: sync_ioctls,
+        },
+        Test {
+            name: "backend::ro_map_write_sigsegv",
+            needs: "any dma-buf backend",
+            run: ro_map_write_sigsegv,
+        },
+        Test {
+            name: "backend::prot_write_on_rdonly_fd",
+            needs: "a DMA-BUF heap or udmabuf",
+            run: prot_write_on_rdonly_fd,
+        },
+        Test {
+            name: "backend::undersized_import_refused",
+            needs: "any dma-buf backend",
+            run: undersized_import_refused,
+        },
+        Test {
+            name: "backend::fd_count_10000_cycles",
+            needs: "any dma-buf backend",
+            run: fd_count_cycles,
+        },
+    ]
+}
+
+const DMA_BUF_KINDS: [BackendKind; 4] = [
+    BackendKind::SystemHeap,
+    BackendKind::CmaHeap,
+    BackendKind::Udmabuf,
+    BackendKind::DrmDumb,
+];
+
+/// A reconciled list for `size` bytes of device + CPU memory that leads to `kind`: contiguous
+/// for the CMA heap, a VFIO accessor for udmabuf, the preferred-backend hint otherwise. The
+/// accessor's name becomes the buffer's name.
+fn list(size: u64, kind: Option<BackendKind>, name: &str) -> Arc<Reconciled> {
+    let build = || -> Result<Reconciled, String> {
+        let mut l = AttrList::raw(size).map_err(|e| e.to_string())?;
+        l.set_need_cpu_access(true)
+            .and_then(|l| l.set_accessor_name(name))
+            .map_err(|e| e.to_string())?;
+        let r = match kind {
+            Some(BackendKind::CmaHeap) => l
+                .set_contiguous(true)
+                .and_then(|l| l.set_accessor_kind(AccessorKind::Device)),
+            Some(BackendKind::Udmabuf) => l.set_accessor_kind(AccessorKind::Vfio),
+            Some(k) => l
+                .set_accessor_kind(AccessorKind::Device)
+                .and_then(|l| l.set_preferred_backend(k)),
+            None => l.set_accessor_kind(AccessorKind::Device),
+        };
+        r.map_err(|e| e.to_string())?;
+        reconcile([&l]).map_err(|e| e.to_string())
+    };
+    // The inputs are fixed and valid; a failure here is a bug in this file.
+    Arc::new(build().expect("test list reconciles"))
+}
+
+/// Why `kind` cannot run here, with the kernel option a Debian kernel lacks.
+fn missing(kind: BackendKind) -> Option<String> {
+    let b = backend::global();
+    if b.has(kind) {
+        return None;
+    }
+    let hint = match kind {
+        BackendKind::SystemHeap => "CONFIG_DMABUF_HEAPS_SYSTEM (Debian 6.1 has no heaps)",
+        BackendKind::CmaHeap => "CONFIG_DMABUF_HEAPS_CMA and a CMA area (Debian kernels have none)",
+        BackendKind::Udmabuf => "CONFIG_UDMABUF (Debian 6.1 has none)",
+        BackendKind::DrmDumb => "a DRM driver with dumb buffers (modprobe vgem)",
+        BackendKind::Memfd => "memfd_create",
+    };
+    Some(format!("no {kind}: {} (needs {hint})", b.why_not(kind)))
+}
+
+/// The first dma-buf backend this machine has.
+fn any_dma_buf() -> Option<BackendKind> {
+    DMA_BUF_KINDS.into_iter().find(|k| missing(*k).is_none())
+}
+
+fn fdinfo(fd: BorrowedFd<'_>) -> anyhow::Result<String> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", crate::harness::raw(&fd)))
+        .context("read /proc/self/fdinfo")
+}
+
+fn fdinfo_field(info: &str, key: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .map(|v| v.trim_start_matches(':').trim().to_string())
+    })
+}
+
+fn discovery_report() -> anyhow::Result<Outcome> {
+    let b = backend::global();
+    // Every node in /dev/dma_heap must be in the report, classified.
+    if let Ok(rd) = std::fs::read_dir("/dev/dma_heap") {
+        for e in rd {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            ensure!(
+                b.heaps.iter().any(|h| h.name == name),
+                "heap {name} missing from discovery"
+            );
+        }
+    }
+    let have: Vec<String> = BackendKind::ALL
+        .iter()
+        .filter(|k| b.has(**k))
+        .map(|k| k.to_string())
+        .collect();
+    pass(format!("usable: {} | {}", have.join(","), b))
+}
+
+fn alloc_backend(kind: BackendKind) -> anyhow::Result<Outcome> {
+    if let Some(why) = missing(kind) {
+        return skip(why);
+    }
+    let name = format!("hwtest-{kind}");
+    let size = 1 << 20;
+    let l = list(size, Some(kind), &name);
+    let mut o = Object::allocate(&l).with_context(|| format!("allocate from {kind}"))?;
+    let choice = o.choice().context("allocation has a choice")?.clone();
+    ensure!(choice.backend == kind, "chose {choice} instead of {kind}");
+    ensure!(o.is_dma_buf(), "{kind} object is not a dma-buf");
+    ensure!(o.size() >= size, "size {} < {size}", o.size());
+    // The name is in fdinfo right after allocation.
+    let info = fdinfo(o.fd())?;
+    let exp = fdinfo_field(&info, "exp_name").context("no exp_name: not a dma-buf?")?;
+    let got_name = fdinfo_field(&info, "name").unwrap_or_default();
+    ensure!(
+        got_name == name,
+        "fdinfo name {got_name:?}, want {name:?} ({info})"
+    );
+    match kind {
+        BackendKind::SystemHeap => ensure!(exp == "system", "exp_name {exp}"),
+        BackendKind::CmaHeap => {
+            let heap = backend::global()
+                .heap(HeapClass::Contiguous)
+                .context("cma heap")?;
+            ensure!(exp == heap.name, "exp_name {exp}, heap {}", heap.name);
+        }
+        BackendKind::Udmabuf => {
+            ensure!(exp == "udmabuf", "exp_name {exp}");
+            let m = o.memfd().context("udmabuf object keeps its memfd")?;
+            let seals = rustix::fs::fcntl_get_seals(m)?;
+            ensure!(
+                seals.contains(rustix::fs::SealFlags::SHRINK),
+                "memfd seals {seals:?} lack F_SEAL_SHRINK"
+            );
+        }
+        _ => {}
+    }
+    // lseek(SEEK_END) agrees with the allocation.
+    let end = backend::fd_size(o.fd(), "dma-buf")?;
+    ensure!(
+        end == o.size(),
+        "lseek size {end} != object size {}",
+        o.size()
+    );
+    // Write through the writable map, read back through a read-only dup.
+    {
+        let mut w = o.map_write()?;
+        let mut g = w.write()?;
+        for (i, b) in g.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        g.end()?;
+    }
+    let ro = o.dup_with(Permission::ReadOnly)?;
+    let r = ro.map_read()?;
+    let g = r.read()?;
+    let bad = g.iter().enumerate().find(|(i, b)| **b != (*i % 251) as u8);
+    ensure!(bad.is_none(), "readback mismatch at {:?}", bad);
+    pass(format!("{choice}; exp_name={exp}; name={got_name}"))
+}
+
+fn choice_cases() -> anyhow::Result<Outcome> {
+    let b = backend::global();
+    let m = |contiguous, pinnable, device_access, preferred| MemoryRequirement {
+        contiguous,
+        pinnable,
+        device_access,
+        preferred,
+    };
+    let mut notes = Vec::new();
+    let mut check = |what: &str, req: MemoryRequirement, want: Option<BackendKind>| {
+        let got = b.choose(&req);
+        match (&got, want) {
+            (Ok(c), Some(w)) if c.backend == w => {
+                notes.push(format!("{what}->{w}"));
+                Ok(())
+            }
+            (Err(_), None) => {
+                notes.push(format!("{what}->refused"));
+                Ok(())
+            }
+            _ => Err(anyhow::anyhow!("{what}: got {got:?}, want {want:?}")),
+        }
+    };
+    let has = |k| b.has(k);
+    check(
+        "contiguous",
+        m(true, false, true, None),
+        has(BackendKind::CmaHeap).then_some(BackendKind::CmaHeap),
+    )?;
+    check(
+        "pinnable",
+        m(false, true, true, None),
+        has(BackendKind::Udmabuf).then_some(BackendKind::Udmabuf),
+    )?;
+    let plain = [
+        BackendKind::SystemHeap,
+        BackendKind::Udmabuf,
+        BackendKind::DrmDumb,
+        BackendKind::CmaHeap,
+    ]
+    .into_iter()
+    .find(|k| has(*k));
+    check("device", m(false, false, true, None), plain)?;
+    let cpu = [
+        BackendKind::SystemHeap,
+        BackendKind::Udmabuf,
+        BackendKind::DrmDumb,
+        BackendKind::Memfd,
+    ]
+    .into_iter()
+    .find(|k| has(*k));
+    check("cpu-only", m(false, false, false, None), cpu)?;
+    check(
+        "cpu-only+hint-memfd",
+        m(false, false, false, Some(BackendKind::Memfd)),
+        Some(BackendKind::Memfd),
+    )?;
+    check(
+        "device+hint-memfd",
+        m(false, false, true, Some(BackendKind::Memfd)),
+        None,
+    )?;
+    check("contiguous+pinnable", m(true, true, true, None), None)?;
+    if has(BackendKind::DrmDumb) {
+        check(
+            "device+hint-drm",
+            m(false, false, true, Some(BackendKind::DrmDumb)),
+            Some(BackendKind::DrmDumb),
+        )?;
+    }
+    pass(notes.join(" "))
+}
+
+fn zeroed_after_realloc() -> anyhow::Result<Outcome> {
+    let mut done = Vec::new();
+    for kind in DMA_BUF_KINDS {
+        if missing(kind).is_some() {
+            continue;
+        }
+        let l = list(256 << 10, Some(kind), "hwtest-zero");
+        for round in 0..8 {
+            let mut o = Object::allocate(&l)?;
+            let mut w = o.map_write()?;
+            let mut g = w.write()?;
+            if let Some(i) = g.iter().position(|&b| b != 0) {
+                bail!("{kind}: round {round}: byte {i} is {:#x}, not zero", g[i]);
+            }
+            g.fill(0xA5);
+        }
+        done.push(kind.to_string());
+    }
+    if done.is_empty() {
+        return skip("no dma-buf backend here");
+    }
+    pass(format!("8 rounds of 256 KiB each on {}", done.join(",")))
+}
+
+fn raw_sync(fd: BorrowedFd<'_>, flags: u64) -> rustix::io::Result<()> {
+    let mut arg = unibuf::sys::dma_buf::DmaBufSync { flags };
+    // SAFETY: `arg` is the struct DMA_BUF_IOCTL_SYNC expects.
+    unsafe { unibuf::sys::ioctl_with(fd, unibuf::sys::dma_buf::DMA_BUF_IOCTL_SYNC, &mut arg) }
+        .map(drop)
+}
+
+fn sync_ioctls() -> anyhow::Result<Outcome> {
+    use unibuf::map::{sync_end, sync_start, SyncDir};
+    let mut done = Vec::new();
+    for kind in DMA_BUF_KINDS {
+        if missing(kind).is_some() {
+            continue;
+        }
+        let mut o = Object::allocate(&list(65536, Some(kind), "hwtest-sync"))?;
+        for dir in [SyncDir::Read, SyncDir::Write, SyncDir::ReadWrite] {
+            sync_start(o.fd(), dir).with_context(|| format!("{kind} start {dir:?}"))?;
+            sync_end(o.fd(), dir).with_context(|| format!("{kind} end {dir:?}"))?;
+        }
+        // Flags outside the valid mask are refused by the kernel.
+        let e = raw_sync(o.fd(), 0x100).err();
+        ensure!(
+            e == Some(rustix::io::Errno::INVAL),
+            "{kind}: bad flags gave {e:?}"
+        );
+        // Guards and flush.
+        let mut w = o.map_write()?;
+        let mut g = w.read_write()?;
+        g[0] = 7;
+        g.flush(0..1)?;
+        ensure!(
+            g.flush(0..(g.len() + 1)).is_err(),
+            "out-of-range flush accepted"
+        );
+        g.end()?;
+        done.push(kind.to_string());
+    }
+    if done.is_empty() {
+        return skip("no dma-buf backend here");
+    }
+    pass(format!(
+        "START/END READ,WRITE,RW ok; bad flags EINVAL; on {}",
+        done.join(",")
+    ))
+}
+
+fn ro_map_write_sigsegv() -> anyhow::Result<Outcome> {
+    let Some(kind) = any_dma_buf() else {
+        return skip("no dma-buf backend here");
+    };
+    let o = Object::allocate(&list(4096, Some(kind), "hwtest-ro"))?;
+    let ro = o.dup_with(Permission::ReadOnly)?;
+    let map = ro.map_read()?;
+    let p = map.as_ptr() as *mut u8;
+    // SAFETY: the child only performs one store and exits.
+    let pid = unsafe { libc::fork() };
+    ensure!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: deliberately faulting store into a PROT_READ mapping.
+        unsafe { std::ptr::write_volatile(p, 0x5A) };
+        // SAFETY: async-signal-safe exit.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: our child; valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "child was not killed by SIGSEGV (status {status:#x})"
+    );
+    ensure!(map.read()?[0] == 0, "the byte changed");
+    pass(format!("{kind}: child killed by SIGSEGV"))
+}
+
+fn mmap_rw(fd: BorrowedFd<'_>, len: usize) -> rustix::io::Result<()> {
+    // SAFETY: a fresh mapping; unmapped right away on success.
+    let p = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            0,
+        )
+    }?;
+    // SAFETY: the mapping just made.
+    unsafe { rustix::mm::munmap(p, len) }
+}
+
+fn prot_write_on_rdonly_fd() -> anyhow::Result<Outcome> {
+    let mut notes = Vec::new();
+    let b = backend::global();
+    if let Some(h) = b.heaps.iter().find(|h| h.access.is_usable()) {
+        // A heap buffer allocated O_RDONLY: PROT_WRITE must fail with EACCES.
+        let heap = rustix::fs::open(
+            &h.path,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let mut data = unibuf::sys::dma_heap::DmaHeapAllocationData {
+            len: 4096,
+            fd: 0,
+            fd_flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+            heap_flags: 0,
+        };
+        // SAFETY: the struct DMA_HEAP_IOCTL_ALLOC expects.
+        unsafe {
+            unibuf::sys::ioctl_with(
+                &heap,
+                unibuf::sys::dma_heap::DMA_HEAP_IOCTL_ALLOC,
+                &mut data,
+            )
+        }?;
+        // SAFETY: the kernel returned a new fd.
+        let fd: OwnedFd = unsafe { crate::harness::own_fd(data.fd as i32) };
+        let e = mmap_rw(fd.as_fd(), 4096).err();
+        ensure!(
+            e == Some(rustix::io::Errno::ACCESS),
+            "PROT_WRITE on O_RDONLY {} dma-buf: {e:?}",
+            h.name
+        );
+        // unibuf refuses to make a read-write handle of it, and a read-only one has no writable map.
+        let l = list(4096, None, "hwtest-rdonly");
+        let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 0)?;
+        match Object::import(dup, &l, Permission::ReadWrite) {
+            Err(unibuf::Error::PermissionDenied(_)) => {}
+            other => bail!("RW import of an O_RDONLY dma-buf: {other:?}"),
+        }
+        let mut ro = Object::import(fd, &l, Permission::ReadOnly)?;
+        ensure!(ro.map_write().is_err(), "RO handle gave a writable map");
+        ensure!(ro.map_read()?.read()?[0] == 0, "read through RO map");
+        notes.push(format!("heap {}: EACCES", h.name));
+    }
+    if missing(BackendKind::Udmabuf).is_none() {
+        let o = Object::allocate(&list(4096, Some(BackendKind::Udmabuf), "hwtest-rdonly"))?;
+        let ro = o.dup_with(Permission::ReadOnly)?;
+        let m = ro.memfd().context("RO udmabuf handle has a memfd")?;
+        let e = mmap_rw(m, 4096).err();
+        ensure!(
+            e == Some(rustix::io::Errno::ACCESS),
+            "PROT_WRITE on the RO handle's memfd: {e:?}"
+        );
+        notes.push("udmabuf RO memfd: EACCES".into());
+    }
+    if notes.is_empty() {
+        return skip("no DMA-BUF heap and no udmabuf here");
+    }
+    pass(notes.join("; "))
+}
+
+fn undersized_import_refused() -> anyhow::Result<Outcome> {
+    let Some(kind) = any_dma_buf() else {
+        return skip("no dma-buf backend here");
+    };
+    let small = Object::allocate(&list(4096, Some(kind), "hwtest-small"))?;
+    let big = list(1 << 20, None, "hwtest-big");
+    let fd = rustix::io::fcntl_dupfd_cloexec(small.fd(), 0)?;
+    match Object::import(fd, &big, Permission::ReadOnly) {
+        Err(unibuf::Error::InvalidArgument(m)) if m.contains("requires") => {}
+        other => bail!("undersized import: {other:?}"),
+    }
+    // A fitting import works and knows its exporter.
+    let fd = rustix::io::fcntl_dupfd_cloexec(small.fd(), 0)?;
+    let ok = Object::import(fd, &list(4096, None, "x"), Permission::ReadOnly)?;
+    ensure!(ok.cpu_mappable().is_ok(), "import not mappable");
+    pass(format!(
+        "{kind}: 4 KiB into a 1 MiB list refused; exporter {:?}",
+        ok.exporter()
+    ))
+}
+
+fn fd_count_cycles() -> anyhow::Result<Outcome> {
+    let Some(kind) = any_dma_buf() else {
+        return skip("no dma-buf backend here");
+    };
+    let l = list(4096, Some(kind), "hwtest-cycle");
+    // One cycle first so lazily opened things (discovery) are counted in `before`.
+    drop(Object::allocate(&l)?);
+    let before = crate::harness::fd_count()?;
+    let t = std::time::Instant::now();
+    for i in 0..10_000 {
+        let mut o = Object::allocate(&l).with_context(|| format!("cycle {i}"))?;
+        let mut w = o.map_write()?;
+        w.write()?[0] = 1;
+    }
+    let after = crate::harness::fd_count()?;
+    ensure!(before == after, "fd count {before} -> {after}");
+    pass(format!(
+        "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",
+        t.elapsed().as_secs_f64()
+    ))
 }

@@ -1,0 +1,225 @@
+//! The allocators: one function per backend, each returning owned fds.
+
+use super::discover::DrmCard;
+use crate::error::{Error, Result};
+use crate::sys;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::io::Errno;
+
+/// Converts an `io::Error` from the `drm` crate into our errno.
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
+}
+
+/// The page size, the granule of every backend.
+pub fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// Rounds `size` up to whole pages; refuses 0 and sizes that overflow or exceed `isize::MAX`.
+pub fn page_round(size: u64) -> Result<u64> {
+    if size == 0 {
+        return Err(Error::InvalidArgument("buffer size 0".into()));
+    }
+    let p = page_size();
+    let r = size
+        .checked_add(p - 1)
+        .map(|s| s & !(p - 1))
+        .filter(|&s| s <= isize::MAX as u64)
+        .ok_or_else(|| Error::InvalidArgument(format!("buffer size {size} is too large")))?;
+    Ok(r)
+}
+
+/// The longest dma-buf name: `DMA_BUF_NAME_LEN` less the NUL.
+pub const MAX_NAME_LEN: usize = sys::dma_buf::DMA_BUF_NAME_LEN - 1;
+
+/// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary; refuses a NUL inside.
+pub fn fit_name(name: &str) -> Result<&str> {
+    if name.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "buffer name {name:?} contains a NUL byte"
+        )));
+    }
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(&name[..end])
+}
+
+/// Names a dma-buf with `DMA_BUF_SET_NAME` (shown in `/proc/<pid>/fdinfo/<fd>` and
+/// debugfs). `name` is cut to 31 bytes.
+pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let name = fit_name(name)?;
+    let mut buf = [0u8; sys::dma_buf::DMA_BUF_NAME_LEN];
+    buf[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: DMA_BUF_SET_NAME takes a pointer to a NUL-terminated string; `buf` is live for the
+    // call and NUL-terminated (at most 31 bytes copied into 32 zeroed bytes).
+    unsafe {
+        sys::ioctl_raw(
+            fd,
+            sys::dma_buf::DMA_BUF_SET_NAME_B,
+            buf.as_mut_ptr().cast(),
+        )
+    }
+    .map_err(|e| Error::sys("DMA_BUF_SET_NAME", format!("dma-buf {name:?}"), e))?;
+    Ok(())
+}
+
+/// `DMA_HEAP_IOCTL_ALLOC` of `len` bytes (page-rounded) with `O_RDWR | O_CLOEXEC`.
+pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &str, len: u64) -> Result<OwnedFd> {
+    let mut data = sys::dma_heap::DmaHeapAllocationData {
+        len,
+        fd: 0,
+        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        heap_flags: 0,
+    };
+    // SAFETY: `data` is the `dma_heap_allocation_data` that DMA_HEAP_IOCTL_ALLOC reads and writes.
+    unsafe { sys::ioctl_with(heap, sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data) }
+        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path, e))?;
+    // SAFETY: on success the kernel returned a new fd in `data.fd` that nothing else owns.
+    Ok(unsafe { own(data.fd as i32) })
+}
+
+/// # Safety
+/// `fd` must be a fresh, open fd owned by nothing else.
+unsafe fn own(fd: i32) -> OwnedFd {
+    use rustix::fd::FromRawFd;
+    // SAFETY: forwarded from the contract.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A memfd of `len` bytes named `unibuf:<name>`, sealable.
+pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
+    // "unibuf:" + a name of at most 31 bytes + NUL, built on the stack (this is on the hot path).
+    const PREFIX: &[u8] = b"unibuf:";
+    let name = fit_name(name)?;
+    let mut buf = [0u8; PREFIX.len() + MAX_NAME_LEN + 1];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    buf[PREFIX.len()..PREFIX.len() + name.len()].copy_from_slice(name.as_bytes());
+    let cname = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| Error::InvalidArgument(format!("buffer name {name:?} has a NUL")))?;
+    let memfd = rustix::fs::memfd_create(cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
+    rustix::fs::ftruncate(&memfd, len)
+        .map_err(|e| Error::sys("ftruncate", format!("memfd unibuf:{name}"), e))?;
+    Ok(memfd)
+}
+
+/// A memfd of `len` bytes sealed against shrinking, turned into a dma-buf by `/dev/udmabuf`.
+/// Returns `(dma-buf, memfd)`.
+pub(crate) fn udmabuf_alloc(
+    dev: BorrowedFd<'_>,
+    dev_path: &str,
+    len: u64,
+    name: &str,
+) -> Result<(OwnedFd, OwnedFd)> {
+    let memfd = memfd_alloc(len, name)?;
+    // udmabuf refuses a memfd that can shrink (pages could vanish under the device) and one
+    // sealed against writes.
+    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK).map_err(|e| {
+        Error::sys(
+            "F_ADD_SEALS(F_SEAL_SHRINK)",
+            format!("memfd unibuf:{name}"),
+            e,
+        )
+    })?;
+    let raw_memfd = {
+        use rustix::fd::AsRawFd;
+        memfd.as_raw_fd()
+    };
+    let mut create = sys::udmabuf::UdmabufCreate {
+        memfd: raw_memfd as u32,
+        flags: sys::udmabuf::UDMABUF_FLAGS_CLOEXEC,
+        offset: 0,
+        size: len,
+    };
+    // SAFETY: `create` is the `udmabuf_create` UDMABUF_CREATE reads; the ioctl returns a new fd.
+    let out = unsafe { sys::ioctl_with(dev, sys::udmabuf::UDMABUF_CREATE, &mut create) }
+        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path, e))?;
+    let raw = out as i32;
+    if raw < 0 {
+        return Err(Error::sys("UDMABUF_CREATE", dev_path, Errno::INVAL));
+    }
+    // SAFETY: UDMABUF_CREATE returned a new fd that nothing else owns.
+    let dmabuf = unsafe { own(raw) };
+    Ok((dmabuf, memfd))
+}
+
+/// The width (in 32-bit pixels) of the dumb buffers made for raw allocations: one 4 KiB row.
+const DUMB_WIDTH: u32 = 1024;
+const DUMB_BPP: u32 = 32;
+
+/// A dumb buffer of at least `len` bytes, exported by PRIME (`O_RDWR | O_CLOEXEC`); the GEM handle
+/// is closed again, so the dma-buf is the only reference.
+pub(crate) fn drm_dumb_alloc(card: &DrmCard, card_path: &str, len: u64) -> Result<OwnedFd> {
+    use drm::buffer::Buffer as _;
+    use drm::control::Device as _;
+    let row = u64::from(DUMB_WIDTH * DUMB_BPP / 8);
+    let height = u32::try_from(len.div_ceil(row)).map_err(|_| {
+        Error::InvalidArgument(format!("{len} bytes is too large for a DRM dumb buffer"))
+    })?;
+    let dumb = card
+        .create_dumb_buffer(
+            (DUMB_WIDTH, height),
+            drm::buffer::DrmFourcc::Xrgb8888,
+            DUMB_BPP,
+        )
+        .map_err(|e| Error::sys("DRM_IOCTL_MODE_CREATE_DUMB", card_path, io_errno(&e)))?;
+    let handle = dumb.handle();
+    let pitch = u64::from(dumb.pitch());
+    let exported = card.buffer_to_prime_fd(handle, sys::drm::DRM_CLOEXEC | sys::drm::DRM_RDWR);
+    // The dma-buf (if any) holds its own reference to the GEM object: drop our handle either way.
+    let destroyed = card.destroy_dumb_buffer(dumb);
+    let fd = exported
+        .map_err(|e| Error::sys("DRM_IOCTL_PRIME_HANDLE_TO_FD", card_path, io_errno(&e)))?;
+    destroyed.map_err(|e| Error::sys("DRM_IOCTL_MODE_DESTROY_DUMB", card_path, io_errno(&e)))?;
+    let got = pitch * u64::from(height);
+    if got < len {
+        return Err(Error::Device {
+            device: card_path.into(),
+            what: format!("dumb buffer of {got} bytes is smaller than the {len} asked for"),
+        });
+    }
+    Ok(fd)
+}
+
+/// Makes and exports a one-page dumb buffer: whether this node can serve as a backend.
+pub(crate) fn drm_dumb_probe(card: &DrmCard) -> Result<()> {
+    let fd = drm_dumb_alloc(card, "probe", page_size())?;
+    drop(fd);
+    Ok(())
+}
+
+/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)` (the fd's offset is not used by
+/// anything else; it is left at the end).
+pub fn fd_size(fd: impl AsFd, what: &str) -> Result<u64> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0))
+        .map_err(|e| Error::sys("lseek(SEEK_END)", what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_on_char_boundaries() {
+        assert_eq!(fit_name("short").unwrap(), "short");
+        let long = "x".repeat(40);
+        assert_eq!(fit_name(&long).unwrap().len(), 31);
+        let multi = format!("{}é", "a".repeat(30)); // 'é' would straddle byte 31
+        assert_eq!(fit_name(&multi).unwrap(), "a".repeat(30));
+        assert!(fit_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn sizes_round_to_pages() {
+        let p = page_size();
+        assert_eq!(page_round(1).unwrap(), p);
+        assert_eq!(page_round(p).unwrap(), p);
+        assert_eq!(page_round(p + 1).unwrap(), 2 * p);
+        assert!(page_round(0).is_err());
+        assert!(page_round(u64::MAX).is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! Backend choice: which backend serves a [`MemoryRequirement`] on this machine, and why.
+//!
+//! The rules, in order:
+//!
+//! 1. contiguous and pinnable at once → refused (no backend gives both);
+//! 2. a preferred-backend hint is honored when it is compatible with the requirement and usable
+//!    here; an incompatible hint is refused with the reason (an error); a compatible hint that
+//!    this machine cannot serve falls back to the rules below, and the choice records why;
+//! 3. contiguous → a CMA heap;
+//! 4. pinnable (VFIO) → udmabuf over a memfd the object keeps;
+//! 5. otherwise the system heap, then udmabuf, then DRM dumb buffers; for device accessors a CMA
+//!    heap as a last dma-buf provider; a plain memfd only when no accessor is a device;
+//! 6. otherwise an error naming what is missing and why each candidate was unusable.
+
+use super::discover::{Backends, HeapClass};
+use super::request::MemoryRequirement;
+use crate::attr::BackendKind;
+use crate::error::{Error, Result};
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A backend chosen for a requirement, with the device it allocates from and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The backend.
+    pub backend: BackendKind,
+    /// The device node allocated from (heap, `/dev/udmabuf`, DRM card); `None` for memfd.
+    pub device: Option<PathBuf>,
+    /// Why this backend (and why not a preferred one, if a hint was not honored).
+    pub reason: Cow<'static, str>,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.backend)?;
+        if let Some(d) = &self.device {
+            write!(f, " ({})", d.display())?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Why `kind` cannot satisfy `m` (whatever this machine has), or `None` when it can.
+pub fn incompatibility(kind: BackendKind, m: &MemoryRequirement) -> Option<&'static str> {
+    if m.contiguous && kind != BackendKind::CmaHeap {
+        return Some("an accessor needs physically contiguous memory and only a CMA heap gives it");
+    }
+    let cpu_only_memfd = kind == BackendKind::Memfd && !m.device_access;
+    if m.pinnable && kind != BackendKind::Udmabuf && !cpu_only_memfd {
+        return Some(
+            "a VFIO accessor pins the memory, and only memfd-backed memory (udmabuf) can be pinned \
+             (heap and DRM dma-buf mappings are VM_PFNMAP)",
+        );
+    }
+    if m.device_access && !kind.is_dma_buf() {
+        return Some("a device accessor needs a dma-buf, and a plain memfd is not one");
+    }
+    None
+}
+
+impl Backends {
+    /// The device node `kind` would allocate from here.
+    fn device_of(&self, kind: BackendKind) -> Option<PathBuf> {
+        match kind {
+            BackendKind::SystemHeap => self.heap(HeapClass::System).map(|h| h.path.clone()),
+            BackendKind::CmaHeap => self.heap(HeapClass::Contiguous).map(|h| h.path.clone()),
+            BackendKind::Udmabuf => Some(self.udmabuf.path.clone()),
+            BackendKind::DrmDumb => self.drm_dumb().map(|d| d.path.clone()),
+            BackendKind::Memfd => None,
+        }
+    }
+
+    fn pick(&self, backend: BackendKind, reason: Cow<'static, str>) -> Choice {
+        Choice {
+            backend,
+            device: self.device_of(backend),
+            reason,
+        }
+    }
+
+    /// Chooses the backend for `m` (see the module documentation for the rules).
+    pub fn choose(&self, m: &MemoryRequirement) -> Result<Choice> {
+        if m.contiguous && m.pinnable {
+            return Err(Error::Unavailable {
+                what: "memory both physically contiguous and pinnable by VFIO".into(),
+                why: "a CMA heap's dma-buf cannot be pinned through VFIO type1 and udmabuf memory \
+                      is not contiguous"
+                    .into(),
+            });
+        }
+        let mut hint_note = None;
+        if let Some(p) = m.preferred {
+            if let Some(why) = incompatibility(p, m) {
+                return Err(Error::Unavailable {
+                    what: format!("the preferred backend {p}"),
+                    why: format!("refused: {why}"),
+                });
+            }
+            if self.has(p) {
+                return Ok(self.pick(p, Cow::Borrowed("preferred by the lists and compatible")));
+            }
+            hint_note = Some(format!(
+                "preferred {p} is not usable here ({}); ",
+                self.why_not(p)
+            ));
+        }
+        let with_note = |reason: &'static str| -> Cow<'static, str> {
+            match &hint_note {
+                None => Cow::Borrowed(reason),
+                Some(n) => Cow::Owned(format!("{n}{reason}")),
+            }
+        };
+        if m.contiguous {
+            if self.has(BackendKind::CmaHeap) {
+                return Ok(self.pick(
+                    BackendKind::CmaHeap,
+                    with_note("an accessor needs physically contiguous memory"),
+                ));
+            }
+            return Err(Error::Unavailable {
+                what: "a contiguous (CMA) DMA-BUF heap".into(),
+                why: format!(
+                    "an accessor needs physically contiguous memory (a device without an IOMMU); {}",
+                    self.why_not(BackendKind::CmaHeap)
+                ),
+            });
+        }
+        if m.pinnable {
+            if self.has(BackendKind::Udmabuf) {
+                return Ok(self.pick(
+                    BackendKind::Udmabuf,
+                    with_note("a VFIO accessor pins the memory: udmabuf over a memfd"),
+                ));
+            }
+            if !m.device_access && self.has(BackendKind::Memfd) {
+                return Ok(self.pick(
+                    BackendKind::Memfd,
+                    with_note("pinnable memory for the CPU only: a memfd"),
+                ));
+            }
+            return Err(Error::Unavailable {
+                what: "udmabuf (memfd-backed dma-buf that VFIO can pin)".into(),
+                why: format!(
+                    "a VFIO accessor pins the memory; {}",
+                    self.why_not(BackendKind::Udmabuf)
+                ),
+            });
+        }
+        let chain: [(BackendKind, &'static str); 3] = [
+            (BackendKind::SystemHeap, "no special needs: the system heap"),
+            (
+                BackendKind::Udmabuf,
+                "no special needs and no usable system heap: udmabuf",
+            ),
+            (
+                BackendKind::DrmDumb,
+                "no special needs and no usable heap or udmabuf: DRM dumb buffer exported by PRIME",
+            ),
+        ];
+        for (kind, reason) in chain {
+            if self.has(kind) {
+                return Ok(self.pick(kind, with_note(reason)));
+            }
+        }
+        if m.device_access {
+            if self.has(BackendKind::CmaHeap) {
+                return Ok(self.pick(
+                    BackendKind::CmaHeap,
+                    with_note(
+                        "the only dma-buf provider here is a CMA heap (contiguous memory although \
+                         not required)",
+                    ),
+                ));
+            }
+        } else if self.has(BackendKind::Memfd) {
+            return Ok(self.pick(
+                BackendKind::Memfd,
+                with_note("CPU-only lists and no dma-buf provider: a plain memfd"),
+            ));
+        }
+        let why = [
+            BackendKind::SystemHeap,
+            BackendKind::Udmabuf,
+            BackendKind::DrmDumb,
+            BackendKind::CmaHeap,
+        ]
+        .iter()
+        .map(|k| format!("{k}: {}", self.why_not(*k)))
+        .collect::<Vec<_>>()
+        .join("; ");
+        if m.device_access {
+            Err(Error::Unavailable {
+                what: "a dma-buf provider (system heap, udmabuf or DRM dumb buffers)".into(),
+                why: format!("a device accessor needs a dma-buf; {why}"),
+            })
+        } else {
+            Err(Error::Unavailable {
+                what: "any memory backend".into(),
+                why: format!("{why}; memfd: {}", self.why_not(BackendKind::Memfd)),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::discover::{Access, DrmInfo, HeapInfo, UdmabufInfo};
+
+    /// Backends with the given kinds marked usable (no fds: choice never touches them).
+    fn with(kinds: &[BackendKind]) -> Backends {
+        let usable = |k| {
+            if kinds.contains(&k) {
+                Access::Usable
+            } else {
+                Access::Absent("not in this test".into())
+            }
+        };
+        let heap = |name: &str, class, k| HeapInfo {
+            name: name.into(),
+            path: PathBuf::from(format!("/dev/dma_heap/{name}")),
+            class,
+            class_reason: "test",
+            access: usable(k),
+            fd: None,
+        };
+        Backends {
+            heaps: vec![
+                heap("reserved", HeapClass::Contiguous, BackendKind::CmaHeap),
+                heap("system", HeapClass::System, BackendKind::SystemHeap),
+            ],
+            udmabuf: UdmabufInfo {
+                path: "/dev/udmabuf".into(),
+                access: usable(BackendKind::Udmabuf),
+                fd: None,
+            },
+            drm: vec![DrmInfo {
+                path: "/dev/dri/card0".into(),
+                driver: Some("vgem".into()),
+                access: usable(BackendKind::DrmDumb),
+                card: None,
+            }],
+            memfd: usable(BackendKind::Memfd),
+        }
+    }
+
+    fn req(contiguous: bool, pinnable: bool, device: bool) -> MemoryRequirement {
+        MemoryRequirement {
+            contiguous,
+            pinnable,
+            device_access: device,
+            preferred: None,
+        }
+    }
+
+    use BackendKind::*;
+
+    #[test]
+    fn plain_device_buffer_walks_the_chain() {
+        let m = req(false, false, true);
+        assert_eq!(
+            with(&BackendKind::ALL).choose(&m).unwrap().backend,
+            SystemHeap
+        );
+        assert_eq!(
+            with(&[Udmabuf, DrmDumb, Memfd]).choose(&m).unwrap().backend,
+            Udmabuf
+        );
+        assert_eq!(with(&[DrmDumb, Memfd]).choose(&m).unwrap().backend, DrmDumb);
+        assert_eq!(with(&[CmaHeap, Memfd]).choose(&m).unwrap().backend, CmaHeap);
+        let e = with(&[Memfd]).choose(&m).unwrap_err().to_string();
+        assert!(e.contains("dma-buf provider"), "{e}");
+        assert!(e.contains("/dev/udmabuf"), "{e}");
+    }
+
+    #[test]
+    fn contiguous_needs_cma() {
+        let m = req(true, false, true);
+        let c = with(&BackendKind::ALL).choose(&m).unwrap();
+        assert_eq!(c.backend, CmaHeap);
+        assert_eq!(
+            c.device.as_deref(),
+            Some(std::path::Path::new("/dev/dma_heap/reserved"))
+        );
+        let e = with(&[SystemHeap, Udmabuf])
+            .choose(&m)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("contiguous"), "{e}");
+    }
+
+    #[test]
+    fn pinnable_needs_udmabuf() {
+        let m = req(false, true, true);
+        assert_eq!(with(&BackendKind::ALL).choose(&m).unwrap().backend, Udmabuf);
+        let e = with(&[SystemHeap, CmaHeap, DrmDumb, Memfd])
+            .choose(&m)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("udmabuf"), "{e}");
+        assert!(with(&BackendKind::ALL)
+            .choose(&req(true, true, true))
+            .is_err());
+    }
+
+    #[test]
+    fn cpu_only_falls_back_to_memfd() {
+        let m = req(false, false, false);
+        assert_eq!(
+            with(&BackendKind::ALL).choose(&m).unwrap().backend,
+            SystemHeap
+        );
+        let c = with(&[Memfd, CmaHeap]).choose(&m).unwrap();
+        assert_eq!(c.backend, Memfd);
+        assert!(c.reason.contains("CPU-only"), "{}", c.reason);
+    }
+
+    #[test]
+    fn preferred_hint_honored_refused_or_unavailable() {
+        let mut m = req(false, false, true);
+        m.preferred = Some(DrmDumb);
+        let c = with(&BackendKind::ALL).choose(&m).unwrap();
+        assert_eq!(c.backend, DrmDumb);
+        assert!(c.reason.contains("preferred"));
+        // Compatible but missing here: falls back, and says why.
+        let c = with(&[SystemHeap]).choose(&m).unwrap();
+        assert_eq!(c.backend, SystemHeap);
+        assert!(
+            c.reason.contains("preferred drm-dumb is not usable"),
+            "{}",
+            c.reason
+        );
+        // Incompatible: refused with the reason.
+        m.preferred = Some(Memfd);
+        let e = with(&BackendKind::ALL).choose(&m).unwrap_err().to_string();
+        assert!(e.contains("refused") && e.contains("dma-buf"), "{e}");
+        let mut m = req(true, false, true);
+        m.preferred = Some(SystemHeap);
+        let e = with(&BackendKind::ALL).choose(&m).unwrap_err().to_string();
+        assert!(e.contains("contiguous"), "{e}");
+        // A CPU-only list may ask for memfd.
+        let mut m = req(false, false, false);
+        m.preferred = Some(Memfd);
+        assert_eq!(with(&BackendKind::ALL).choose(&m).unwrap().backend, Memfd);
+    }
+}

@@ -1,0 +1,141 @@
+//! Runs the built `unibuf` binary on the shipped examples.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn unibuf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unibuf"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run unibuf")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn camera_display_nv12_reconciles() {
+    let o = unibuf(&[
+        "reconcile",
+        "examples/camera-display-nv12/camera.toml",
+        "examples/camera-display-nv12/display.toml",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    // 1920 rounded up to the display's 256-byte pitch alignment = 2048.
+    assert!(
+        out.contains("plane 0: offset 0 pitch 2048 aligned height 1080"),
+        "{out}"
+    );
+    assert!(
+        out.contains("plane 1: offset 2211840 pitch 2048 aligned height 540"),
+        "{out}"
+    );
+    assert!(out.contains("size: 3317760 bytes, alignment 4096"), "{out}");
+    assert!(out.contains("permission: read-write"), "{out}");
+    assert!(out.contains("DRM ADDFB2: fourcc 'NV12'"), "{out}");
+    assert!(out.contains("name \"camera+display\""), "{out}");
+}
+
+#[test]
+fn cpu_gpu_tensor_reconciles() {
+    let o = unibuf(&[
+        "reconcile",
+        "--json",
+        "examples/cpu-gpu-tensor/cpu.toml",
+        "examples/cpu-gpu-tensor/gpu.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // float32 [1, 3, 224, 224], rows of 224 * 4 = 896 bytes aligned to 256 -> 1024.
+    assert_eq!(
+        j["outputs"]["out.tensor_strides"],
+        serde_json::json!([688128, 229376, 1024, 4])
+    );
+    assert_eq!(j["outputs"]["out.align"], serde_json::json!(4096));
+    assert_eq!(j["outputs"]["out.cpu_access"], serde_json::json!(true));
+}
+
+#[test]
+fn conflict_exits_1_naming_key_and_both_accessors() {
+    let o = unibuf(&[
+        "reconcile",
+        "examples/conflict/a.toml",
+        "examples/conflict/b.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(out.contains("image.format"), "{out}");
+    assert!(out.contains("camera = YUYV"), "{out}");
+    assert!(out.contains("display = XRGB8888"), "{out}");
+}
+
+#[test]
+fn unusable_input_exits_2_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("unibuf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "types = [\"image\"]\n\n[image]\nformat = \"NV13\"\nwidth = 4\n",
+    )
+    .unwrap();
+    let o = unibuf(&[
+        "reconcile",
+        "examples/conflict/a.toml",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:4: key `image.format`", bad.display())),
+        "{err}"
+    );
+
+    let o = unibuf(&["reconcile", "does/not/exist.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("does/not/exist.toml"));
+
+    let o = unibuf(&["reconcile"]);
+    assert_eq!(o.status.code(), Some(2), "no files is a usage error");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dump_and_formats() {
+    let o = unibuf(&["dump", "examples/camera-display-nv12/camera.toml"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("image.format = NV12"));
+    let o = unibuf(&["dump", "--json", "examples/conflict/b.toml"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["image"]["format"], serde_json::json!("XRGB8888"));
+    let o = unibuf(&["formats"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("SRGGB16"), "{out}");
+    assert!(out.lines().count() > 37);
+}
+
+#[test]
+fn every_example_file_loads() {
+    for dir in ["camera-display-nv12", "cpu-gpu-tensor", "conflict"] {
+        for e in std::fs::read_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(dir),
+        )
+        .unwrap()
+        {
+            let p = e.unwrap().path();
+            let o = unibuf(&["dump", p.to_str().unwrap()]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}: {}",
+                p.display(),
+                text(&o.stderr)
+            );
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Host tests of objects and CPU maps on the memfd backend, and of every object path that needs no
+//! device.
+
+use rustix::fd::{AsFd, AsRawFd};
+use rustix::mm::{MapFlags, ProtFlags};
+use std::sync::Arc;
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
+use unibuf::backend::Backends;
+use unibuf::object::{identify_fd, FdKind, ImportParts, Object};
+use unibuf::reconcile::{reconcile, Reconciled};
+use unibuf::Error;
+
+/// A reconciled CPU-only list (accessor kind Cpu: no device, so memfd is allowed).
+fn cpu_list(size: u64, permission: Permission, cpu: bool) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(size).unwrap();
+    l.set_need_cpu_access(cpu)
+        .unwrap()
+        .set_required_perm(permission)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_accessor_name("host-test")
+        .unwrap();
+    Arc::new(reconcile([&l]).unwrap())
+}
+
+/// The same as a device list (no accessor kind stated counts as a device).
+fn device_list(size: u64) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(size).unwrap();
+    l.set_need_cpu_access(true).unwrap();
+    Arc::new(reconcile([&l]).unwrap())
+}
+
+fn memfd_obj(size: u64) -> Object {
+    Object::allocate_from(
+        &Backends::memfd_only(),
+        &cpu_list(size, Permission::ReadWrite, true),
+        None,
+    )
+    .expect("memfd allocation")
+}
+
+#[test]
+fn memfd_object_is_chosen_for_cpu_only_and_round_trips_bytes() {
+    let mut o = memfd_obj(10_000);
+    assert_eq!(o.backend(), Some(BackendKind::Memfd));
+    assert!(!o.is_dma_buf());
+    assert_eq!(o.size(), 12288, "page-rounded");
+    assert!(o.choice().unwrap().reason.contains("CPU-only"));
+    assert_eq!(o.permission(), Permission::ReadWrite);
+    {
+        let mut w = o.map_write().unwrap();
+        let mut g = w.write().unwrap();
+        assert!(g.iter().all(|&b| b == 0), "fresh memory is zeroed");
+        g[0] = 0xAB;
+        g[12287] = 0xCD;
+        g.flush(0..12288).unwrap();
+        assert!(g.flush(0..12289).is_err());
+        #[allow(clippy::reversed_empty_ranges)]
+        let bad = 5..4;
+        assert!(g.flush(bad).is_err());
+        g.end().unwrap();
+    }
+    let ro = o.dup_with(Permission::ReadOnly).unwrap();
+    let r = ro.map_read().unwrap();
+    let g = r.read().unwrap();
+    assert_eq!((g[0], g[12287]), (0xAB, 0xCD));
+}
+
+#[test]
+fn read_only_handles_refuse_writes_at_every_layer() {
+    let o = memfd_obj(4096);
+    let mut ro = o.dup_with(Permission::ReadOnly).unwrap();
+    assert_eq!(ro.permission(), Permission::ReadOnly);
+    // API layer.
+    match ro.map_write() {
+        Err(Error::PermissionDenied(m)) => assert!(m.contains("read-only"), "{m}"),
+        other => panic!("map_write on RO handle: {other:?}"),
+    }
+    // Raising is refused.
+    assert!(matches!(
+        ro.dup_with(Permission::ReadWrite),
+        Err(Error::PermissionDenied(_))
+    ));
+    // Kernel layer: the memfd behind an RO handle is O_RDONLY, so PROT_WRITE|MAP_SHARED fails.
+    let m = ro.memfd().expect("memfd object has a memfd");
+    let fl = rustix::fs::fcntl_getfl(m).unwrap();
+    assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
+    // SAFETY: a fresh mapping request; on success it is unmapped right away.
+    let r = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            m,
+            0,
+        )
+    };
+    assert_eq!(r.err(), Some(rustix::io::Errno::ACCESS));
+    // An RW dup of the original still works.
+    let mut rw = o.dup().unwrap();
+    assert!(rw.map_write().is_ok());
+}
+
+#[test]
+fn write_through_read_only_map_kills_child_with_sigsegv() {
+    let o = memfd_obj(4096);
+    let ro = o.dup_with(Permission::ReadOnly).unwrap();
+    let map = ro.map_read().unwrap();
+    let p = map.as_ptr() as *mut u8;
+    // SAFETY: the child only performs the faulting store and exits; it touches no locks.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: deliberately invalid: a store into a PROT_READ page must fault.
+        unsafe { std::ptr::write_volatile(p, 1) };
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status), "child status {status}");
+    assert_eq!(libc::WTERMSIG(status), libc::SIGSEGV);
+    assert_eq!(map.read().unwrap()[0], 0, "nothing was written");
+}
+
+#[test]
+fn cpu_access_must_be_requested() {
+    let mut o = Object::allocate_from(
+        &Backends::memfd_only(),
+        &cpu_list(4096, Permission::ReadWrite, false),
+        None,
+    )
+    .unwrap();
+    let e = o.map_read().unwrap_err().to_string();
+    assert!(e.contains("CPU access"), "{e}");
+    assert!(o.map_write().is_err());
+}
+
+#[test]
+fn read_only_list_gives_read_only_allocation() {
+    let o = Object::allocate_from(
+        &Backends::memfd_only(),
+        &cpu_list(4096, Permission::ReadOnly, true),
+        None,
+    )
+    .unwrap();
+    assert_eq!(o.permission(), Permission::ReadOnly);
+    let fl = rustix::fs::fcntl_getfl(o.fd()).unwrap();
+    assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
+}
+
+#[test]
+fn device_lists_cannot_use_memfd_only_backends() {
+    let e = Object::allocate_from(&Backends::memfd_only(), &device_list(4096), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dma-buf provider"), "{e}");
+}
+
+#[test]
+fn import_checks_kind_size_and_permission() {
+    let o = memfd_obj(8192);
+    let list = cpu_list(8192, Permission::ReadWrite, true);
+    // A memfd is accepted for a CPU-only list.
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    let imp = Object::import(fd, &list, Permission::ReadWrite).unwrap();
+    assert_eq!(imp.size(), 8192);
+    assert_eq!(imp.backend(), Some(BackendKind::Memfd));
+    assert!(imp.cpu_mappable().is_ok());
+
+    // Undersized: refused.
+    let small = memfd_obj(4096);
+    let fd = rustix::io::fcntl_dupfd_cloexec(small.fd(), 0).unwrap();
+    let e = Object::import(fd, &list, Permission::ReadWrite)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("4096 bytes") && e.contains("8192"), "{e}");
+
+    // A read-only fd cannot back a read-write handle; read-only is fine.
+    let ro = o.dup_with(Permission::ReadOnly).unwrap();
+    let fd = rustix::io::fcntl_dupfd_cloexec(ro.fd(), 0).unwrap();
+    assert!(matches!(
+        Object::import(fd, &list, Permission::ReadWrite),
+        Err(Error::PermissionDenied(_))
+    ));
+    let fd = rustix::io::fcntl_dupfd_cloexec(ro.fd(), 0).unwrap();
+    assert!(Object::import(fd, &list, Permission::ReadOnly).is_ok());
+
+    // A writable memfd imported read-only is reopened O_RDONLY.
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    let imp = Object::import(fd, &list, Permission::ReadOnly).unwrap();
+    let fl = rustix::fs::fcntl_getfl(imp.fd()).unwrap();
+    assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
+
+    // Not a dma-buf or memfd: refused.
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let e = Object::import(r, &list, Permission::ReadOnly)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a dma-buf"), "{e}");
+
+    // A memfd for a device list: refused.
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    assert!(Object::import(fd, &device_list(8192), Permission::ReadOnly).is_err());
+
+    // A "memfd" part that is not a memfd: refused.
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    let parts = ImportParts {
+        fd,
+        memfd: Some(r),
+        backend: None,
+    };
+    assert!(Object::import_parts(parts, &list, Permission::ReadOnly).is_err());
+}
+
+#[test]
+fn identify_names_memfds() {
+    let o = memfd_obj(4096);
+    let id = identify_fd(o.fd()).unwrap();
+    assert_eq!(id.kind, FdKind::Memfd);
+    assert_eq!(id.name.as_deref(), Some("unibuf:host-test"));
+}
+
+#[test]
+fn allocate_n_gives_distinct_named_buffers() {
+    let b = Backends::memfd_only();
+    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
+    l.name = "a-very-long-buffer-name-that-will-be-cut".into();
+    let v = b.allocate_n(&l, 3).unwrap();
+    assert_eq!(v.len(), 3);
+    for (i, a) in v.iter().enumerate() {
+        assert!(a.name.len() <= 31, "{}", a.name);
+        assert!(a.name.ends_with(&format!("-{i}")), "{}", a.name);
+    }
+    assert_ne!(v[0].fd.as_raw_fd(), v[1].fd.as_raw_fd());
+}
+
+#[test]
+fn bad_requests_change_nothing() {
+    let b = Backends::memfd_only();
+    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
+    l.size = 0;
+    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
+    l.size = 4096;
+    l.alignment = 3000;
+    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
+    l.alignment = 4096;
+    l.name = "nul\0inside".into();
+    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn fd_count_is_stable_over_many_cycles() {
+    let b = Backends::memfd_only();
+    let list = cpu_list(65536, Permission::ReadWrite, true);
+    let count = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    // Other tests run in parallel threads and open fds: measure in a forked child.
+    // SAFETY: the child runs only this loop and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let before = count();
+        for _ in 0..2000 {
+            let mut o = Object::allocate_from(&b, &list, None).unwrap();
+            let ro = o.dup_with(Permission::ReadOnly).unwrap();
+            {
+                let mut w = o.map_write().unwrap();
+                w.write().unwrap()[0] = 1;
+            }
+            assert_eq!(ro.map_read().unwrap().read().unwrap()[0], 1);
+        }
+        let after = count();
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(if before == after { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}"
+    );
+}
+
+#[test]
+fn object_fd_is_borrowable_for_ipc() {
+    let o = memfd_obj(4096);
+    let raw = o.fd().as_fd().as_raw_fd();
+    assert!(raw >= 0);
+    assert_eq!(
+        o.memfd().unwrap().as_raw_fd(),
+        raw,
+        "a memfd object's memfd is its fd"
+    );
+}
+
+#[test]
+fn reconcile_and_allocate_shortcut_and_named_allocation() {
+    let mut cam = AttrList::raw(5000).unwrap();
+    cam.set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap()
+        .set_accessor_name("writer")
+        .unwrap();
+    let mut reader = AttrList::raw(5000).unwrap();
+    reader
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadOnly)
+        .unwrap()
+        .set_accessor_name("reader")
+        .unwrap()
+        .set_preferred_backend(BackendKind::Memfd)
+        .unwrap();
+    let o = Object::reconcile_and_allocate([&cam, &reader]).unwrap();
+    assert_eq!(o.backend(), Some(BackendKind::Memfd));
+    assert!(o.size() >= 5000);
+    // The buffer is named after the accessors.
+    let id = identify_fd(o.fd()).unwrap();
+    assert!(id.name.unwrap().starts_with("unibuf:"), "memfd name");
+    // A conflict comes back as Error::Conflict.
+    let mut other = AttrList::raw(6000).unwrap();
+    other
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_preferred_backend(BackendKind::SystemHeap)
+        .unwrap();
+    match Object::reconcile_and_allocate([&reader, &other]) {
+        Err(Error::Conflict(_)) => {}
+        r => panic!("expected a conflict, got {r:?}"),
+    }
+}
