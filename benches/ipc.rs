@@ -37,7 +37,7 @@ fn object_round_trip(c: &mut Criterion) {
     let h = ObjectHeader {
         permission: Permission::ReadWrite,
         fd_kind: FdKind::Memfd,
-        backend: BackendKind::Memfd,
+        backend: Some(BackendKind::Memfd),
         size,
         with_memfd: false,
     };
@@ -92,7 +92,7 @@ fn object_round_trip(c: &mut Criterion) {
             ea.export_object_parts(
                 fd.as_fd(),
                 None,
-                BackendKind::Memfd,
+                Some(BackendKind::Memfd),
                 &rec,
                 Permission::ReadWrite,
                 Permission::ReadWrite,
@@ -107,7 +107,7 @@ fn object_round_trip(c: &mut Criterion) {
             ea.export_object_parts(
                 fd.as_fd(),
                 None,
-                BackendKind::Memfd,
+                Some(BackendKind::Memfd),
                 &rec,
                 Permission::ReadWrite,
                 Permission::ReadOnly,

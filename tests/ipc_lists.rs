@@ -176,7 +176,7 @@ fn objects_with_auto_permission() {
         a.export_object_parts(
             fd.as_fd(),
             None,
-            BackendKind::Memfd,
+            Some(BackendKind::Memfd),
             &r,
             Permission::ReadWrite,
             Permission::ReadWrite,
@@ -193,7 +193,7 @@ fn objects_with_auto_permission() {
         a.export_object_parts(
             fd.as_fd(),
             None,
-            BackendKind::Memfd,
+            Some(BackendKind::Memfd),
             &r,
             Permission::ReadWrite,
             Permission::ReadOnly,
@@ -208,7 +208,7 @@ fn objects_with_auto_permission() {
         a.export_object_parts(
             fd.as_fd(),
             None,
-            BackendKind::Memfd,
+            Some(BackendKind::Memfd),
             &r,
             Permission::ReadWrite,
             Permission::ReadWrite,
@@ -225,7 +225,7 @@ fn objects_with_auto_permission() {
             .export_object_parts(
                 fd.as_fd(),
                 None,
-                BackendKind::Memfd,
+                Some(BackendKind::Memfd),
                 &r,
                 Permission::ReadOnly,
                 Permission::ReadWrite
@@ -237,7 +237,7 @@ fn objects_with_auto_permission() {
         a.export_object_parts(
             fd.as_fd(),
             None,
-            BackendKind::Memfd,
+            Some(BackendKind::Memfd),
             &r,
             Permission::ReadWrite,
             Permission::ReadOnly,

@@ -37,7 +37,7 @@ fn object_header(size: u64) -> ObjectHeader {
     ObjectHeader {
         permission: Permission::ReadWrite,
         fd_kind: FdKind::Memfd,
-        backend: BackendKind::Memfd,
+        backend: Some(BackendKind::Memfd),
         size,
         with_memfd: false,
     }
@@ -161,7 +161,7 @@ fn non_dma_buf_where_dma_buf_expected() {
     let _g = serial();
     let mut h = object_header(4096);
     h.fd_kind = FdKind::DmaBuf;
-    h.backend = BackendKind::SystemHeap;
+    h.backend = Some(BackendKind::SystemHeap);
     let fd = memfd(4096, 0);
     let (mut tx, mut rx) = pair();
     no_fd_leak("memfd as dma-buf", || {

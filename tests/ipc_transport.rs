@@ -15,7 +15,7 @@ fn header(permission: Permission, size: u64) -> ObjectHeader {
     ObjectHeader {
         permission,
         fd_kind: FdKind::Memfd,
-        backend: BackendKind::Memfd,
+        backend: Some(BackendKind::Memfd),
         size,
         with_memfd: false,
     }

@@ -20,6 +20,7 @@ use super::wire::{
 };
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
+use crate::object::{ImportParts, Object};
 use crate::reconcile::Reconciled;
 use rustix::fd::BorrowedFd;
 use std::sync::Arc;
@@ -178,8 +179,8 @@ pub struct ImportedObject {
     pub memfd: Option<rustix::fd::OwnedFd>,
     /// The reconciled list (shared by every object imported with the same list).
     pub reconciled: Arc<Reconciled>,
-    /// The backend that allocated it.
-    pub backend: BackendKind,
+    /// The backend that allocated it (`None`: a foreign dma-buf).
+    pub backend: Option<BackendKind>,
     /// The permission this side holds.
     pub permission: Permission,
     /// The permission the exporter granted.
@@ -228,6 +229,41 @@ impl Endpoint {
         Ok(r)
     }
 
+    /// Exports an object of the library ([`Object`]) granting `granted` (at most what the handle
+    /// holds). The memfd behind a udmabuf travels with it, so that a read-only importer's CPU
+    /// maps are kernel-enforced and a VFIO importer can pin it.
+    pub fn export_object(&mut self, obj: &Object, granted: Permission) -> Result<()> {
+        let memfd = if obj.is_dma_buf() { obj.memfd() } else { None };
+        self.export_object_parts(
+            obj.fd(),
+            memfd,
+            obj.backend(),
+            obj.list(),
+            obj.permission(),
+            granted,
+        )
+    }
+
+    /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then
+    /// [`Object::import_parts`] (which identifies the exporter, measures the buffer, and probes
+    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds.
+    pub fn import_object(
+        &mut self,
+        requested: Requested,
+        own: Option<&[AttrList]>,
+    ) -> Result<Object> {
+        let o = self.import_object_parts(requested, own)?;
+        Object::import_parts(
+            ImportParts {
+                fd: o.fd,
+                memfd: o.memfd,
+                backend: o.backend,
+            },
+            &o.reconciled,
+            o.permission,
+        )
+    }
+
     /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,
     /// when the importer should get it), the backend it came from, its reconciled list, and the
     /// permission granted to the importer (at most `holder`, the permission of the exporting
@@ -239,7 +275,7 @@ impl Endpoint {
         &mut self,
         fd: BorrowedFd<'_>,
         memfd: Option<BorrowedFd<'_>>,
-        backend: BackendKind,
+        backend: Option<BackendKind>,
         reconciled: &Arc<Reconciled>,
         holder: Permission,
         granted: Permission,
@@ -251,7 +287,7 @@ impl Endpoint {
         }
         let header = ObjectHeader {
             permission: granted,
-            fd_kind: if backend == BackendKind::Memfd {
+            fd_kind: if backend == Some(BackendKind::Memfd) {
                 FdKind::Memfd
             } else {
                 FdKind::DmaBuf

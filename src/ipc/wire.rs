@@ -263,7 +263,9 @@ pub struct ObjectHeader {
     /// What the fd is.
     pub fd_kind: FdKind,
     /// The backend the buffer came from.
-    pub backend: BackendKind,
+    /// The backend the buffer came from; `None` for a foreign dma-buf (a GPU's, a V4L2
+    /// `EXPBUF`) that no unibuf backend allocated (wire code 0).
+    pub backend: Option<BackendKind>,
     /// Size in bytes the fd's buffer must at least have.
     pub size: u64,
     /// A second fd follows: the memfd behind the dma-buf (a udmabuf), which VFIO can pin and
@@ -672,11 +674,14 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
         at: at + 1,
     })?;
     let b = r.u8("backend")?;
-    let backend = backend_from_code(b).ok_or(WireError::Invalid {
-        field: "backend",
-        value: b.into(),
-        at: at + 2,
-    })?;
+    let backend = match b {
+        0 => None,
+        _ => Some(backend_from_code(b).ok_or(WireError::Invalid {
+            field: "backend",
+            value: b.into(),
+            at: at + 2,
+        })?),
+    };
     let flags = r.u8("object flags")?;
     if flags & !OBJECT_WITH_MEMFD != 0 {
         return Err(WireError::Invalid {
@@ -706,7 +711,7 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
             ),
         });
     }
-    if (backend == BackendKind::Memfd) != (fd_kind == FdKind::Memfd) {
+    if (backend == Some(BackendKind::Memfd)) != (fd_kind == FdKind::Memfd) {
         return Err(WireError::Invalid {
             field: "fd kind for the backend",
             value: k.into(),
@@ -1004,15 +1009,15 @@ impl Encoder {
         if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
             return Err(WireError::Encode("a memfd beside a memfd".into()));
         }
-        if (h.backend == BackendKind::Memfd) != (h.fd_kind == FdKind::Memfd) {
+        if (h.backend == Some(BackendKind::Memfd)) != (h.fd_kind == FdKind::Memfd) {
             return Err(WireError::Encode(format!(
-                "a {} fd cannot come from the {} backend",
+                "a {} fd cannot come from the {:?} backend",
                 h.fd_kind, h.backend
             )));
         }
         self.buf.push(permission_code(h.permission));
         self.buf.push(fd_kind_code(h.fd_kind));
-        self.buf.push(backend_code(h.backend));
+        self.buf.push(h.backend.map_or(0, backend_code));
         self.buf
             .push(if h.with_memfd { OBJECT_WITH_MEMFD } else { 0 });
         self.buf.extend_from_slice(&h.size.to_le_bytes());
@@ -1198,7 +1203,7 @@ mod tests {
                 ObjectHeader {
                     permission: Permission::ReadOnly,
                     fd_kind: FdKind::Memfd,
-                    backend: BackendKind::Memfd,
+                    backend: Some(BackendKind::Memfd),
                     size: 4096,
                     with_memfd: false,
                 },
