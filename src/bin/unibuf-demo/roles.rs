@@ -1,153 +1,58 @@
-//! `unibuf-demo`: a producer and a consumer in two processes share buffers over a Unix socket.
-//!
-//! ```text
-//! cargo run --bin unibuf-demo                 # both processes: this one produces, a child consumes
-//! unibuf-demo producer --socket /tmp/demo.sock   # or one role per terminal
-//! unibuf-demo consumer --socket /tmp/demo.sock
-//! ```
-//!
-//! The consumer sends its needs (an NV12 image it reads with the CPU, read-only); the producer
-//! reconciles them with its own, allocates N buffers (a dma-buf when this machine has a provider,
-//! else memfd), exports them read-only, writes frames under the `DMA_BUF_IOCTL_SYNC` guards and
-//! signals each over the socket; the consumer maps them read-only, checks every byte, and hands
-//! the buffer back. Both print what they did.
+//! The two roles of `unibuf-demo`, on a connected endpoint. Shared with the VM tests
+//! (`hw-tests/src/tests/ipc.rs` includes this file), which run them on DMA-BUF heaps.
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
 use rustix::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use unibuf::attr::{file::reconciled_to_text, AccessorKind, AttrList, BackendKind, Permission};
 use unibuf::backend::{self, Backends};
-use unibuf::ipc::{Allowlist, Endpoint, ErrorCode, Listener, Requested};
+use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::layout::PixelFormat;
 use unibuf::object::Object;
 use unibuf::reconcile::reconcile;
 
-#[derive(Parser, Debug)]
-#[command(about = "Two-process unibuf demo: a producer shares buffers with a read-only consumer")]
-struct Cli {
-    #[command(subcommand)]
-    role: Option<Role>,
-    #[command(flatten)]
-    opts: Opts,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-struct Opts {
-    /// Socket path (default: an abstract socket named after the producer's pid).
-    #[arg(long, global = true)]
-    socket: Option<String>,
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct Opts {
     /// Number of buffers.
-    #[arg(long, default_value_t = 3, global = true)]
-    buffers: usize,
+    pub buffers: usize,
     /// Number of frames.
-    #[arg(long, default_value_t = 8, global = true)]
-    frames: u32,
+    pub frames: u32,
     /// Image width.
-    #[arg(long, default_value_t = 640, global = true)]
-    width: u32,
+    pub width: u32,
     /// Image height.
-    #[arg(long, default_value_t = 480, global = true)]
-    height: u32,
-    /// What the producer says it is: `camera` needs a dma-buf (a heap, udmabuf or DRM dumb
-    /// buffer), `cpu` is satisfied by memfd, `auto` is `camera` when this machine has a dma-buf
-    /// provider this process can open.
-    #[arg(long, value_enum, default_value_t = ProducerKind::Auto, global = true)]
-    producer: ProducerKind,
+    pub height: u32,
+    /// What the producer says it is.
+    pub producer: ProducerKind,
 }
 
-#[derive(Subcommand, Debug)]
-enum Role {
-    /// Produce only (wait for a consumer on the socket).
-    Producer,
-    /// Consume only (connect to a producer's socket).
-    Consumer,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ProducerKind {
+/// What the producer says it is: `Camera` needs a dma-buf (a heap, udmabuf or DRM dumb buffer),
+/// `Cpu` is satisfied by memfd, `Auto` is `Camera` when this machine has a dma-buf provider this
+/// process can open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerKind {
+    /// Decide from what the machine has.
     Auto,
+    /// A device: needs a dma-buf.
     Camera,
+    /// The CPU: memfd will do.
     Cpu,
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let r = match cli.role {
-        None => launcher(&cli.opts),
-        Some(Role::Producer) => producer(&cli.opts, None),
-        Some(Role::Consumer) => consumer(&cli.opts),
-    };
-    if let Err(e) = r {
-        eprintln!("unibuf-demo: error: {e:#}");
-        std::process::exit(1);
-    }
+/// What the producer saw.
+#[derive(Debug, Clone)]
+pub struct ProducerReport {
+    /// The backend the buffers came from.
+    pub backend: Option<BackendKind>,
+    /// Whether they are dma-bufs.
+    pub dma_buf: bool,
+    /// The consumer's summary.
+    pub summary: String,
 }
 
-/// Both roles: bind, spawn the consumer as a child process, produce.
-fn launcher(o: &Opts) -> Result<()> {
-    let mut o = o.clone();
-    if o.socket.is_none() {
-        o.socket = Some(format!("@unibuf-demo-{}", std::process::id()));
-    }
-    let listener = bind(&o)?;
-    let exe = std::env::current_exe().context("finding this program to spawn the consumer")?;
-    let child = Command::new(exe)
-        .arg("consumer")
-        .args(["--socket", o.socket.as_deref().unwrap_or_default()])
-        .args(["--buffers", &o.buffers.to_string()])
-        .args(["--frames", &o.frames.to_string()])
-        .args(["--width", &o.width.to_string()])
-        .args(["--height", &o.height.to_string()])
-        .spawn()
-        .context("spawning the consumer")?;
-    println!(
-        "[producer pid {}] spawned consumer pid {}",
-        std::process::id(),
-        child.id()
-    );
-    producer(&o, Some((listener, child)))
-}
-
-fn bind(o: &Opts) -> Result<Listener> {
-    let s = o.socket.as_deref().unwrap_or("@unibuf-demo");
-    let mut l = match s.strip_prefix('@') {
-        Some(name) => Listener::bind_abstract(name)?,
-        None => Listener::bind(s)?,
-    };
-    // Only processes of this user may connect.
-    l.set_allowlist(Some(Allowlist::uids([rustix::process::geteuid().as_raw()])));
-    Ok(l)
-}
-
-fn connect(o: &Opts) -> Result<Endpoint> {
-    let s = o
-        .socket
-        .as_deref()
-        .ok_or_else(|| anyhow!("consumer: --socket is required"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = match s.strip_prefix('@') {
-            Some(name) => Endpoint::connect_abstract(name),
-            None => Endpoint::connect(s),
-        };
-        match r {
-            Ok(ep) => {
-                // And only a producer of this user is trusted.
-                return Ok(ep.require(&Allowlist::uids([rustix::process::geteuid().as_raw()]))?);
-            }
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e).context(format!("connecting to {s}")),
-        }
-    }
-}
-
-fn image_list(o: &Opts, name: &str, kind: AccessorKind, perm: Permission) -> Result<AttrList> {
+/// An NV12 image list read or written by the CPU.
+pub fn image_list(o: &Opts, name: &str, kind: AccessorKind, perm: Permission) -> Result<AttrList> {
     let mut l = AttrList::image(PixelFormat::Nv12, o.width, o.height)?;
     l.set_accessor_name(name)?
         .set_accessor_kind(kind)?
@@ -157,31 +62,23 @@ fn image_list(o: &Opts, name: &str, kind: AccessorKind, perm: Permission) -> Res
 }
 
 /// The byte at offset `i` of frame `f`.
-fn pattern(f: u32, i: usize) -> u8 {
+pub fn pattern(f: u32, i: usize) -> u8 {
     (f as usize)
         .wrapping_mul(131)
         .wrapping_add(i.wrapping_mul(7))
         .wrapping_add(i >> 11) as u8
 }
 
-fn fnv1a(b: &[u8]) -> u64 {
+/// FNV-1a 64 of `b`.
+pub fn fnv1a(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
         (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-fn producer(o: &Opts, launched: Option<(Listener, std::process::Child)>) -> Result<()> {
+/// The producer's side, on a connected endpoint.
+pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
     let p = format!("[producer pid {}]", std::process::id());
-    let (listener, mut child) = match launched {
-        Some((l, c)) => (l, Some(c)),
-        None => (bind(o)?, None),
-    };
-    println!(
-        "{p} listening on {} (peers allowed: uid {})",
-        o.socket.as_deref().unwrap_or("@unibuf-demo"),
-        rustix::process::geteuid().as_raw()
-    );
-    let mut ep = listener.accept()?;
     ep.set_recv_timeout(Some(Duration::from_secs(30)))?;
     let peer = ep.peer();
     println!(
@@ -301,12 +198,6 @@ fn producer(o: &Opts, launched: Option<(Listener, std::process::Child)>) -> Resu
     };
     println!("{p} consumer says: {summary}");
     drop(maps);
-    if let Some(c) = child.as_mut() {
-        let st = c.wait().context("waiting for the consumer")?;
-        if !st.success() {
-            bail!("consumer exited with {st}");
-        }
-    }
     if !summary.starts_with("ok") {
         bail!("consumer reported a failure: {summary}");
     }
@@ -315,10 +206,15 @@ fn producer(o: &Opts, launched: Option<(Listener, std::process::Child)>) -> Resu
         o.frames,
         objects.len()
     );
-    Ok(())
+    Ok(ProducerReport {
+        backend: objects.first().and_then(|o| o.backend()),
+        dma_buf: objects.first().is_some_and(|o| o.is_dma_buf()),
+        summary,
+    })
 }
 
-fn producer_kind(k: ProducerKind, b: &Backends) -> (AccessorKind, String) {
+/// The accessor kind the producer states, and why.
+pub fn producer_kind(k: ProducerKind, b: &Backends) -> (AccessorKind, String) {
     let dma = [
         BackendKind::SystemHeap,
         BackendKind::CmaHeap,
@@ -344,9 +240,9 @@ fn producer_kind(k: ProducerKind, b: &Backends) -> (AccessorKind, String) {
     }
 }
 
-fn consumer(o: &Opts) -> Result<()> {
+/// The consumer's side, on a connected endpoint.
+pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
     let c = format!("[consumer pid {}]", std::process::id());
-    let mut ep = connect(o)?;
     ep.set_recv_timeout(Some(Duration::from_secs(30)))?;
     let peer = ep.peer();
     println!(
@@ -489,5 +385,5 @@ fn consumer(o: &Opts) -> Result<()> {
     if bad != 0 {
         bail!("{summary}");
     }
-    Ok(())
+    Ok(seen)
 }
