@@ -37,7 +37,7 @@ fn demo_roles_in_separate_processes_over_a_path() {
     let sock = std::env::temp_dir().join(format!("unibuf-demo-test-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let sock = sock.to_str().unwrap().to_string();
-    let mut producer = Command::new(DEMO)
+    let producer = Command::new(DEMO)
         .args([
             "producer",
             "--socket",
