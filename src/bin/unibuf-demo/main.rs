@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use roles::{Opts, ProducerKind};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use unibuf::attr::BackendKind;
 use unibuf::ipc::{Allowlist, Endpoint, Listener};
 
 #[derive(Parser, Debug)]
@@ -46,6 +47,15 @@ struct Cli {
     /// provider this process can open.
     #[arg(long, value_enum, default_value_t = Kind::Auto, global = true)]
     producer: Kind,
+    /// A backend the producer prefers: system-heap, cma-heap, udmabuf, drm-dumb or memfd.
+    #[arg(long, global = true, value_parser = parse_backend)]
+    backend: Option<BackendKind>,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::from_name(s).ok_or_else(|| {
+        format!("unknown backend {s:?} (system-heap, cma-heap, udmabuf, drm-dumb, memfd)")
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,6 +85,7 @@ fn main() {
             Kind::Camera => ProducerKind::Camera,
             Kind::Cpu => ProducerKind::Cpu,
         },
+        backend: cli.backend,
     };
     if let Err(e) = run(&cli, &opts) {
         eprintln!("unibuf-demo: error: {e:#}");

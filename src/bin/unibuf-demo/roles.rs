@@ -25,6 +25,8 @@ pub struct Opts {
     pub height: u32,
     /// What the producer says it is.
     pub producer: ProducerKind,
+    /// A backend the producer prefers (a hint the lists carry), if any.
+    pub backend: Option<BackendKind>,
 }
 
 /// What the producer says it is: `Camera` needs a dma-buf (a heap, udmabuf or DRM dumb buffer),
@@ -110,7 +112,11 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
     let backends = backend::global();
     let (kind, why) = producer_kind(o.producer, backends);
     println!("{p} producer accessor kind: {kind} ({why})");
-    let mine = image_list(o, "producer", kind, Permission::ReadWrite)?;
+    let mut mine = image_list(o, "producer", kind, Permission::ReadWrite)?;
+    if let Some(b) = o.backend {
+        mine.set_preferred_backend(b)?;
+        println!("{p} producer prefers the {b} backend");
+    }
     let mut all: Vec<AttrList> = vec![mine];
     all.extend(theirs.lists.slots().iter().cloned());
     let reconciled = match reconcile(&all) {
