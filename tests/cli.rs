@@ -118,6 +118,34 @@ fn dump_and_formats() {
 }
 
 #[test]
+fn json_lists_reconcile_like_toml() {
+    let dir = std::env::temp_dir().join(format!("unibuf-cli-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for name in ["camera", "display"] {
+        let o = unibuf(&[
+            "dump",
+            "--json",
+            &format!("examples/camera-display-nv12/{name}.toml"),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        let f = dir.join(format!("{name}.json"));
+        std::fs::write(&f, &o.stdout).unwrap();
+        files.push(f.to_str().unwrap().to_string());
+    }
+    let o = unibuf(&["reconcile", &files[0], &files[1]]);
+    let json_out = text(&o.stdout);
+    let o2 = unibuf(&[
+        "reconcile",
+        "examples/camera-display-nv12/camera.toml",
+        "examples/camera-display-nv12/display.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(json_out, text(&o2.stdout));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn every_example_file_loads() {
     for dir in ["camera-display-nv12", "cpu-gpu-tensor", "conflict"] {
         for e in std::fs::read_dir(

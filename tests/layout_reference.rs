@@ -90,6 +90,45 @@ fn v4l2_provider_min_pitch() {
 }
 
 #[test]
+fn v4l2_provider_exact_pitch() {
+    // A driver that takes only bytesperline 1920 for NV12 1920x1080.
+    let mut cam = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    cam.set_exact_pitch(1920)
+        .unwrap()
+        .set_accessor_name("camera")
+        .unwrap();
+    let mut gpu = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    gpu.set_pitch_align(128)
+        .unwrap()
+        .set_accessor_name("gpu")
+        .unwrap();
+    let r = reconcile([&cam, &gpu]).unwrap();
+    let v = r.image().unwrap().v4l2_format().unwrap();
+    assert_eq!((v.bytesperline, v.sizeimage), (1920, 3_110_400));
+    // A display wanting 256-byte pitches cannot share it: 1920 is not a multiple of 256.
+    let mut disp = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    disp.set_pitch_align(256)
+        .unwrap()
+        .set_accessor_name("display")
+        .unwrap();
+    let c = reconcile([&cam, &disp]).unwrap_err();
+    assert_eq!(
+        c.keys().collect::<Vec<_>>(),
+        vec![unibuf::attr::Key::ImageExactPitch]
+    );
+    assert!(c.to_string().contains("camera = 1920"), "{c}");
+    // Nor can a list needing a wider minimum pitch.
+    let mut wide = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    wide.set_min_pitch(2048).unwrap();
+    assert!(reconcile([&cam, &wide]).is_err());
+    // YUV420: the chroma pitch (half) must hold too: 1922 / 2 = 961 is fine with alignment 1,
+    // an odd exact pitch is not.
+    let mut y = AttrList::image(PixelFormat::Yuv420, 1920, 1080).unwrap();
+    y.set_exact_pitch(1921).unwrap();
+    assert!(reconcile([&y]).is_err());
+}
+
+#[test]
 fn v4l2_cannot_express_gaps() {
     let mut p = ImageParams::new(PixelFormat::Nv12, 640, 480);
     p.height_align = 64; // 480 -> 512 rows: chroma is not at bytesperline * height

@@ -20,6 +20,7 @@ struct Constraints {
     min_size: Option<u64>,
     padding: Option<Padding>,
     interlaced: Option<bool>,
+    exact_pitch: Option<u64>,
 }
 
 fn pow2(max_log: u32) -> impl Strategy<Value = u64> {
@@ -49,9 +50,10 @@ fn constraints() -> impl Strategy<Value = Constraints> {
             proptest::option::of((0u32..16, 0u32..16, 0u32..16, 0u32..16)),
             proptest::option::of(any::<bool>()),
         ),
+        proptest::option::weighted(0.15, prop::sample::select(vec![2048u64, 4096, 7680, 8192])),
     )
         .prop_map(
-            |((name, kind, perm, cpu), (pa, ba, ha, sa, mp, ms, pad, il))| Constraints {
+            |((name, kind, perm, cpu), (pa, ba, ha, sa, mp, ms, pad, il), ep)| Constraints {
                 name,
                 kind,
                 perm,
@@ -69,6 +71,7 @@ fn constraints() -> impl Strategy<Value = Constraints> {
                     right,
                 }),
                 interlaced: il,
+                exact_pitch: ep,
             },
         )
 }
@@ -107,6 +110,9 @@ fn build(f: PixelFormat, w: u32, h: u32, c: &Constraints) -> AttrList {
     }
     if let Some(p) = c.padding {
         l.set_padding(p).unwrap();
+    }
+    if let Some(v) = c.exact_pitch {
+        l.set_exact_pitch(v).unwrap();
     }
     if let Some(i) = c.interlaced {
         l.set_scan_type(if i {
@@ -167,6 +173,9 @@ fn check_satisfies(r: &Reconciled, lists: &[AttrList]) -> Result<(), TestCaseErr
         prop_assert_eq!(r.alignment() % ba, 0);
         if let Some(Value::U64(mp)) = l.get(Key::ImageMinPitch) {
             prop_assert!(planes[0].pitch >= *mp);
+        }
+        if let Some(Value::U64(ep)) = l.get(Key::ImageExactPitch) {
+            prop_assert_eq!(planes[0].pitch, *ep);
         }
         if let Some(Value::U64(ms)) = l.get(Key::ImageMinSize) {
             prop_assert!(r.size() >= *ms);
@@ -231,8 +240,12 @@ proptest! {
         match reconcile(&lists) {
             Ok(r) => check_satisfies(&r, &lists)?,
             Err(c) => {
-                // Only scan types may disagree among these lists.
-                prop_assert!(c.keys().all(|k| k == Key::ImageScanType), "{}", c);
+                // Only scan types and exact pitches may fail among these lists.
+                prop_assert!(
+                    c.keys().all(|k| k == Key::ImageScanType || k == Key::ImageExactPitch),
+                    "{}",
+                    c
+                );
             }
         }
     }

@@ -112,6 +112,7 @@ macro_rules! keys {
             pub const COUNT: usize = Key::ALL.len();
 
             /// The stable wire code of this key.
+            #[inline]
             pub const fn code(self) -> u16 {
                 match self { $( Key::$name => $code, )* }
             }
@@ -138,6 +139,7 @@ macro_rules! keys {
             }
 
             /// How reconciliation merges this key.
+            #[inline]
             pub const fn merge_policy(self) -> MergePolicy {
                 match self { $( Key::$name => MergePolicy::$merge, )* }
             }
@@ -199,6 +201,10 @@ keys! {
     ImageMinPitch = 0x020d, "image.min_pitch", Image, U64, Max;
     /// Minimum size of the image in bytes (e.g. V4L2 `sizeimage`); maximum.
     ImageMinSize = 0x020e, "image.min_size", Image, U64, Max;
+    /// Exact pitch of plane 0 in bytes, for a device that cannot take any other (a V4L2 driver
+    /// that does not accept a padded `bytesperline`); every list that gives one must agree,
+    /// and it must satisfy every other list's alignment and minimum; equal.
+    ImageExactPitch = 0x020f, "image.exact_pitch", Image, U64, Equal;
 
     /// Tensor element data type; equal.
     TensorDataType = 0x0301, "tensor.data_type", Tensor, DataType, Equal;
@@ -274,6 +280,9 @@ keys! {
     /// Output: size of each pyramid level.
     OutPyramidLevelSizes = 0x8502, "out.pyramid_level_sizes", Pyramid, U64List, Output;
 }
+
+// Positions in an AttrList are stored in a u8.
+const _: () = assert!(Key::COUNT < 255);
 
 impl Key {
     /// Index of this key in a per-list slot array (`0..Key::COUNT`).

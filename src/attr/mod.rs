@@ -126,11 +126,14 @@ pub trait AttrRead {
 
 /// One accessor's unreconciled attribute list (one slot, writable, set-once).
 ///
-/// Values are held in a fixed array indexed by [`Key::index`], so [`AttrList::get`] allocates
-/// nothing.
-#[derive(Debug, Clone, PartialEq)]
+/// Values are held in a vector indexed through a fixed array of positions by [`Key::index`],
+/// so [`AttrList::get`] allocates nothing (two array lookups) and cloning copies only the keys
+/// that are set.
+#[derive(Debug, Clone)]
 pub struct AttrList {
-    slots: [Option<Value>; Key::COUNT],
+    /// Position + 1 of each key's value in `values`; 0 when unset.
+    pos: [u8; Key::COUNT],
+    values: Vec<Value>,
 }
 
 impl Default for AttrList {
@@ -139,42 +142,65 @@ impl Default for AttrList {
     }
 }
 
+impl PartialEq for AttrList {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
 impl AttrList {
     /// An empty list.
     pub fn new() -> Self {
         AttrList {
-            slots: std::array::from_fn(|_| None),
+            pos: [0; Key::COUNT],
+            values: Vec::new(),
         }
     }
 
     /// The value of `key`, if set. Allocation-free.
     #[inline]
     pub fn get(&self, key: Key) -> Option<&Value> {
-        self.slots[key.index()].as_ref()
+        match self.pos[key.index()] {
+            0 => None,
+            p => self.values.get(usize::from(p) - 1),
+        }
     }
 
     /// The set keys and their values, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
         Key::ALL
             .iter()
-            .zip(self.slots.iter())
-            .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
+            .zip(self.pos.iter())
+            .filter(|(_, p)| **p != 0)
+            .map(|(k, p)| (*k, &self.values[usize::from(*p) - 1]))
     }
 
-    /// Raw slot access for reconciliation (which writes merged values and outputs, bypassing
-    /// the set-once rules that apply to callers).
-    pub(crate) fn slots_mut(&mut self) -> &mut [Option<Value>; Key::COUNT] {
-        &mut self.slots
+    /// Stores `value` for `key` (replacing any value), bypassing the set-once rules: used by
+    /// reconciliation to write merged values and outputs.
+    pub(crate) fn put(&mut self, key: Key, value: Value) {
+        match self.pos[key.index()] {
+            0 => {
+                self.values.push(value);
+                // At most Key::COUNT (< 255) values: the position fits a u8.
+                self.pos[key.index()] = self.values.len() as u8;
+            }
+            p => self.values[usize::from(p) - 1] = value,
+        }
+    }
+
+    /// Reserves room for `n` more values.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.values.reserve(n);
     }
 
     /// Number of keys set.
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.values.len()
     }
 
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
-        self.slots.iter().all(|s| s.is_none())
+        self.values.is_empty()
     }
 
     /// The buffer types of this list (empty if `types` is not set).
@@ -209,7 +235,7 @@ impl AttrList {
     /// outside (0, 1], more than 10 pyramid levels, over-long strings and lists).
     pub fn set(&mut self, key: Key, value: Value) -> Result<(), AttrError> {
         let value = self.check(key, value)?;
-        self.slots[key.index()] = Some(value);
+        self.put(key, value);
         Ok(())
     }
 
@@ -530,6 +556,8 @@ impl AttrList {
         set_size_align, ImageSizeAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.min_pitch` (e.g. V4L2 `bytesperline`).
         set_min_pitch, ImageMinPitch, u64, |v| Value::U64(v));
+    setter!(/// Sets `image.exact_pitch` (a device that accepts no other pitch).
+        set_exact_pitch, ImageExactPitch, u64, |v| Value::U64(v));
     setter!(/// Sets `image.min_size` (e.g. V4L2 `sizeimage`).
         set_min_size, ImageMinSize, u64, |v| Value::U64(v));
     setter!(/// Sets `tensor.align_per_dim`.

@@ -25,7 +25,7 @@ pub use format::{
     fourcc, modifier_tile, ColorFamily, FormatInfo, PixelFormat, PlaneInfo, TileGeometry,
 };
 
-use crate::attr::{DataType, Padding, ScanType};
+use crate::attr::{DataType, Key, Padding, ScanType};
 
 /// Rounds `v` up to a multiple of `a` (`a > 0`), or `None` on overflow.
 pub fn align_up(v: u64, a: u64) -> Option<u64> {
@@ -49,11 +49,30 @@ fn lcm(a: u64, b: u64) -> Option<u64> {
     (a / gcd(a, b)).checked_mul(b)
 }
 
-/// Why a layout could not be computed.
-pub type LayoutError = String;
+/// Why a layout could not be computed: the key at fault and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutError {
+    /// The key whose value cannot be laid out.
+    pub key: Key,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+fn lerr(key: Key, reason: impl Into<String>) -> LayoutError {
+    LayoutError {
+        key,
+        reason: reason.into(),
+    }
+}
 
 fn overflow() -> LayoutError {
-    "layout size overflows 64 bits".to_string()
+    lerr(Key::OutSize, "layout size overflows")
 }
 
 /// The layout of one image plane. Offsets are from the start of the buffer.
@@ -113,6 +132,8 @@ pub struct ImageParams {
     pub min_pitch: u64,
     /// Minimum image size.
     pub min_size: u64,
+    /// Exact pitch of plane 0 (0 = none).
+    pub exact_pitch: u64,
 }
 
 impl ImageParams {
@@ -131,6 +152,7 @@ impl ImageParams {
             size_align: 1,
             min_pitch: 0,
             min_size: 0,
+            exact_pitch: 0,
         }
     }
 }
@@ -200,10 +222,17 @@ impl ImageLayout {
     /// Computes the layout of an image whose first plane starts at `start` (pyramid levels).
     pub fn compute_at(p: &ImageParams, start: u64) -> Result<ImageLayout, LayoutError> {
         let info = p.format.info();
-        let tile = modifier_tile(p.modifier)
-            .ok_or_else(|| format!("format modifier {:#x} cannot be laid out", p.modifier))?;
+        let tile = modifier_tile(p.modifier).ok_or_else(|| {
+            lerr(
+                Key::ImageModifier,
+                format!("format modifier {:#x} cannot be laid out", p.modifier),
+            )
+        })?;
         if p.modifier != 0 && info.planes.iter().any(|pl| pl.bpp % 8 != 0) {
-            return Err("tiled layouts need whole-byte samples".to_string());
+            return Err(lerr(
+                Key::ImageModifier,
+                "tiled layouts need whole-byte samples",
+            ));
         }
         let w = u64::from(p.width) + u64::from(p.padding.left) + u64::from(p.padding.right);
         let h = u64::from(p.height) + u64::from(p.padding.top) + u64::from(p.padding.bottom);
@@ -223,7 +252,20 @@ impl ImageLayout {
             let row_bytes = (w.div_ceil(u64::from(pl.hsub)) * u64::from(pl.bpp)).div_ceil(8);
             need = need.max((row_bytes * den).div_ceil(num));
         }
-        let pitch0 = align_up(need, unit).ok_or_else(overflow)?;
+        let pitch0 = if p.exact_pitch != 0 {
+            if p.exact_pitch < need || p.exact_pitch % unit != 0 {
+                return Err(lerr(
+                    Key::ImageExactPitch,
+                    format!(
+                        "exact pitch {} does not hold a row of {need} bytes as a multiple of {unit}",
+                        p.exact_pitch
+                    ),
+                ));
+            }
+            p.exact_pitch
+        } else {
+            align_up(need, unit).ok_or_else(overflow)?
+        };
 
         // Rows: per frame (progressive) or per field (interlaced).
         let rows = if interlaced { h.div_ceil(2) } else { h };
@@ -433,6 +475,7 @@ impl PyramidLayout {
                 height: lh,
                 // min pitch / min size describe level 0 only.
                 min_pitch: if l == 0 { p.min_pitch } else { 0 },
+                exact_pitch: if l == 0 { p.exact_pitch } else { 0 },
                 min_size: if l == 0 { p.min_size } else { 0 },
                 padding: if l == 0 {
                     p.padding

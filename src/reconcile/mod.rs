@@ -8,9 +8,38 @@
 //! (and identical lists merged) before anything else, and every merge policy is commutative.
 //! (Only the fallback label `list #N` of an unnamed list in a conflict message refers to input
 //! positions.)
+//!
+//! ```
+//! use unibuf::attr::{AccessorKind, AttrList, Permission};
+//! use unibuf::layout::PixelFormat;
+//! use unibuf::reconcile::reconcile;
+//!
+//! let mut camera = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
+//! camera.set_accessor_name("camera")?.set_accessor_kind(AccessorKind::Camera)?.set_pitch_align(64)?;
+//! let mut display = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
+//! display
+//!     .set_accessor_name("display")?
+//!     .set_accessor_kind(AccessorKind::Display)?
+//!     .set_required_perm(Permission::ReadOnly)?
+//!     .set_pitch_align(256)?;
+//!
+//! let r = reconcile([&camera, &display])?;
+//! let image = r.image().expect("an image layout");
+//! assert_eq!(image.planes[0].pitch, 2048); // 1920 rounded up to 256
+//! assert_eq!(image.planes[1].offset, 2048 * 1080);
+//! assert_eq!(r.permission(), Permission::ReadWrite);
+//! let request = r.alloc_request(None); // what a backend allocates
+//! assert_eq!(request.name, "camera+display");
+//!
+//! let mut rgb = AttrList::image(PixelFormat::Xrgb8888, 1920, 1080)?;
+//! rgb.set_accessor_name("scaler")?;
+//! let conflict = reconcile([&camera, &rgb]).unwrap_err();
+//! assert!(conflict.to_string().contains("image.format: lists disagree: camera = NV12, scaler = XRGB8888"));
+//! # Ok::<(), unibuf::Error>(())
+//! ```
 
 use crate::attr::{
-    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, DataType, Key, LayoutKind,
+    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key, LayoutKind,
     MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
 use crate::backend::{AllocRequest, MemoryRequirement};
@@ -19,6 +48,7 @@ use crate::layout::{
 };
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// What went wrong with one key.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,9 +176,12 @@ pub struct Accessor {
 /// Export/import (IPC): send [`Reconciled::inputs`] and [`Reconciled::iter_outputs`]; the
 /// receiver rebuilds it with [`Reconciled::from_parts`] (which recomputes and compares every
 /// output) and checks its own needs with [`Reconciled::validate`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Reconciled {
+    /// Merged input keys.
     list: AttrList,
+    /// Output keys, built on first use (the typed fields are the source of truth).
+    outputs: OnceLock<AttrList>,
     inputs: Vec<AttrList>,
     accessors: Vec<Accessor>,
     types: BufferTypes,
@@ -201,6 +234,7 @@ where
     ls.dedup_by(|a, b| cmp_lists(a.1, b.1) == Ordering::Equal);
 
     let mut merged = AttrList::new();
+    merged.reserve(Key::COUNT);
     let mut items = Vec::new();
     for &key in Key::ALL {
         let policy = key.merge_policy();
@@ -237,7 +271,7 @@ where
                 values: values_of(&ls, key),
             });
         } else if let Some(v) = acc {
-            merged.slots_mut()[key.index()] = Some(v);
+            merged.put(key, v);
         }
     }
     if !items.is_empty() {
@@ -389,6 +423,14 @@ impl Ctx<'_> {
             Some(Value::Scan(s)) => *s,
             _ => ScanType::Progressive,
         };
+        if let (Some(f), Some(Value::ColorStd(c))) = (format, self.merged.get(Key::ImageColorStd)) {
+            if !color_std_fits(f, *c) {
+                self.invalid(
+                    Key::ImageColorStd,
+                    format!("{c} does not describe {f} ({:?} data)", f.info().family),
+                );
+            }
+        }
         let padding = match self.merged.get(Key::ImagePadding) {
             Some(Value::Padding(p)) => *p,
             _ => Padding::default(),
@@ -407,7 +449,23 @@ impl Ctx<'_> {
         p.size_align = self.u64(Key::ImageSizeAlign).unwrap_or(1);
         p.min_pitch = self.u64(Key::ImageMinPitch).unwrap_or(0);
         p.min_size = self.u64(Key::ImageMinSize).unwrap_or(0);
+        p.exact_pitch = self.u64(Key::ImageExactPitch).unwrap_or(0);
         Some(p)
+    }
+}
+
+/// Whether a color standard can describe a format's data: Y'CbCr needs a BT.* matrix, RGB is
+/// sRGB or BT.709/BT.2020 primaries, Bayer data is raw, grey takes any but raw.
+fn color_std_fits(f: PixelFormat, c: ColorStd) -> bool {
+    use crate::layout::ColorFamily as F;
+    match f.info().family {
+        F::Yuv => matches!(
+            c,
+            ColorStd::Bt601 | ColorStd::Bt601Full | ColorStd::Bt709 | ColorStd::Bt2020
+        ),
+        F::Rgb => matches!(c, ColorStd::Srgb | ColorStd::Bt709 | ColorStd::Bt2020),
+        F::Bayer => c == ColorStd::Raw,
+        F::Grey => c != ColorStd::Raw,
     }
 }
 
@@ -417,7 +475,7 @@ fn u64_list(v: impl Iterator<Item = u64>) -> Value {
 
 /// Validates the merged list and computes the outputs.
 fn compute(
-    mut merged: AttrList,
+    merged: AttrList,
     inputs: Vec<AttrList>,
     ls: &[(usize, &AttrList)],
 ) -> Result<Reconciled, Conflict> {
@@ -455,7 +513,7 @@ fn compute(
                     alignment = l.alignment;
                     image = Some(l);
                 }
-                Err(e) => cx.invalid(Key::ImageFormat, e),
+                Err(e) => cx.invalid(e.key, e.reason),
             }
         }
     }
@@ -494,7 +552,7 @@ fn compute(
                         alignment = t.alignment;
                         tensor = Some(t);
                     }
-                    Err(e) => cx.invalid(Key::TensorSizes, e),
+                    Err(e) => cx.invalid(e.key, e.reason),
                 }
             }
         }
@@ -542,7 +600,7 @@ fn compute(
                     image = Some(py.levels[0].image.clone());
                     pyramid = Some(py);
                 }
-                Err(e) => cx.invalid(Key::ImageFormat, e),
+                Err(e) => cx.invalid(e.key, e.reason),
             }
         }
     }
@@ -586,65 +644,9 @@ fn compute(
         })
         .collect();
     accessors.sort();
-    let mut names: Vec<String> = accessors.iter().filter_map(|a| a.name.clone()).collect();
-    names.sort();
-    names.dedup();
-
-    let slots = merged.slots_mut();
-    let mut put = |k: Key, v: Value| slots[k.index()] = Some(v);
-    put(Key::OutSize, Value::U64(size));
-    put(Key::OutAlign, Value::U64(alignment));
-    put(Key::OutPermission, Value::Permission(permission));
-    put(Key::OutCpuAccess, Value::Bool(cpu_access));
-    put(Key::OutCpuCache, Value::Bool(cpu_cache));
-    put(Key::OutContiguous, Value::Bool(memory.contiguous));
-    put(Key::OutPinnable, Value::Bool(memory.pinnable));
-    put(Key::OutDeviceAccess, Value::Bool(memory.device_access));
-    put(Key::OutAccessors, Value::StrList(names));
-    if let Some(img) = &image {
-        let pl = &img.planes;
-        put(Key::OutPlaneCount, Value::U32(pl.len() as u32));
-        put(Key::OutPlanePitch, u64_list(pl.iter().map(|p| p.pitch)));
-        put(Key::OutPlaneOffset, u64_list(pl.iter().map(|p| p.offset)));
-        put(
-            Key::OutPlaneAlignedHeight,
-            u64_list(pl.iter().map(|p| p.aligned_height)),
-        );
-        put(Key::OutPlaneSize, u64_list(pl.iter().map(|p| p.size)));
-        put(
-            Key::OutPlaneBpp,
-            u64_list(pl.iter().map(|p| u64::from(p.bpp))),
-        );
-        put(
-            Key::OutPlaneChannels,
-            u64_list(pl.iter().map(|p| u64::from(p.channels))),
-        );
-        put(
-            Key::OutPlaneSecondFieldOffset,
-            u64_list(pl.iter().map(|p| p.second_field_offset)),
-        );
-    }
-    if let Some(t) = &tensor {
-        put(Key::OutTensorStrides, Value::U64List(t.strides.clone()));
-        put(Key::OutTensorSize, Value::U64(t.size));
-    }
-    if let Some(a) = &array {
-        put(Key::OutArraySize, Value::U64(a.size));
-        put(Key::OutArrayAlign, Value::U64(a.alignment));
-    }
-    if let Some(py) = &pyramid {
-        put(
-            Key::OutPyramidLevelOffsets,
-            u64_list(py.levels.iter().map(|l| l.offset)),
-        );
-        put(
-            Key::OutPyramidLevelSizes,
-            u64_list(py.levels.iter().map(|l| l.size)),
-        );
-    }
-
     Ok(Reconciled {
         list: merged,
+        outputs: OnceLock::new(),
         inputs,
         accessors,
         types,
@@ -659,6 +661,96 @@ fn compute(
         array,
         pyramid,
     })
+}
+
+impl PartialEq for Reconciled {
+    fn eq(&self, o: &Self) -> bool {
+        self.list == o.list
+            && self.inputs == o.inputs
+            && self.accessors == o.accessors
+            && self.types == o.types
+            && self.size == o.size
+            && self.alignment == o.alignment
+            && self.permission == o.permission
+            && self.cpu_access == o.cpu_access
+            && self.cpu_cache == o.cpu_cache
+            && self.memory == o.memory
+            && self.image == o.image
+            && self.tensor == o.tensor
+            && self.array == o.array
+            && self.pyramid == o.pyramid
+    }
+}
+
+impl Reconciled {
+    fn outputs(&self) -> &AttrList {
+        self.outputs.get_or_init(|| self.build_outputs())
+    }
+
+    fn build_outputs(&self) -> AttrList {
+        let mut names: Vec<String> = self
+            .accessors
+            .iter()
+            .filter_map(|a| a.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+
+        let mut out = AttrList::new();
+        out.reserve(24);
+        let mut put = |k: Key, v: Value| out.put(k, v);
+        put(Key::OutSize, Value::U64(self.size));
+        put(Key::OutAlign, Value::U64(self.alignment));
+        put(Key::OutPermission, Value::Permission(self.permission));
+        put(Key::OutCpuAccess, Value::Bool(self.cpu_access));
+        put(Key::OutCpuCache, Value::Bool(self.cpu_cache));
+        put(Key::OutContiguous, Value::Bool(self.memory.contiguous));
+        put(Key::OutPinnable, Value::Bool(self.memory.pinnable));
+        put(Key::OutDeviceAccess, Value::Bool(self.memory.device_access));
+        put(Key::OutAccessors, Value::StrList(names));
+        if let Some(img) = &self.image {
+            let pl = &img.planes;
+            put(Key::OutPlaneCount, Value::U32(pl.len() as u32));
+            put(Key::OutPlanePitch, u64_list(pl.iter().map(|p| p.pitch)));
+            put(Key::OutPlaneOffset, u64_list(pl.iter().map(|p| p.offset)));
+            put(
+                Key::OutPlaneAlignedHeight,
+                u64_list(pl.iter().map(|p| p.aligned_height)),
+            );
+            put(Key::OutPlaneSize, u64_list(pl.iter().map(|p| p.size)));
+            put(
+                Key::OutPlaneBpp,
+                u64_list(pl.iter().map(|p| u64::from(p.bpp))),
+            );
+            put(
+                Key::OutPlaneChannels,
+                u64_list(pl.iter().map(|p| u64::from(p.channels))),
+            );
+            put(
+                Key::OutPlaneSecondFieldOffset,
+                u64_list(pl.iter().map(|p| p.second_field_offset)),
+            );
+        }
+        if let Some(t) = &self.tensor {
+            put(Key::OutTensorStrides, Value::U64List(t.strides.clone()));
+            put(Key::OutTensorSize, Value::U64(t.size));
+        }
+        if let Some(a) = &self.array {
+            put(Key::OutArraySize, Value::U64(a.size));
+            put(Key::OutArrayAlign, Value::U64(a.alignment));
+        }
+        if let Some(py) = &self.pyramid {
+            put(
+                Key::OutPyramidLevelOffsets,
+                u64_list(py.levels.iter().map(|l| l.offset)),
+            );
+            put(
+                Key::OutPyramidLevelSizes,
+                u64_list(py.levels.iter().map(|l| l.size)),
+            );
+        }
+        out
+    }
 }
 
 /// Image + Tensor: an NHWC tensor (N = 1) over a one-plane pitch-linear image.
@@ -748,7 +840,7 @@ fn image_tensor(cx: &mut Ctx<'_>) -> Option<(ImageLayout, TensorLayout)> {
     let img = match ImageLayout::compute(&p) {
         Ok(i) => i,
         Err(e) => {
-            cx.invalid(Key::ImageFormat, e);
+            cx.invalid(e.key, e.reason);
             return None;
         }
     };
@@ -844,17 +936,21 @@ impl Reconciled {
 
     /// The value of a merged input key or an output key. Allocation-free.
     pub fn get(&self, key: Key) -> Option<&Value> {
-        self.list.get(key)
+        if key.is_output() {
+            self.outputs().get(key)
+        } else {
+            self.list.get(key)
+        }
     }
 
     /// Merged input keys then outputs, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
-        self.list.iter()
+        self.list.iter().chain(self.outputs().iter())
     }
 
     /// The output keys and values.
     pub fn iter_outputs(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
-        self.list.iter().filter(|(k, _)| k.is_output())
+        self.outputs().iter()
     }
 
     /// What a backend needs to allocate the buffer. The name is `name` if given, else the
@@ -899,7 +995,7 @@ impl Reconciled {
         for (i, l) in lists.into_iter().enumerate() {
             let who = label(i, l);
             for (key, v) in l.iter() {
-                let got = self.list.get(key);
+                let got = self.get(key);
                 let ok = match key.merge_policy() {
                     MergePolicy::PerList => true,
                     MergePolicy::Output => false,

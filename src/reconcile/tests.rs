@@ -1,5 +1,5 @@
 use super::*;
-use crate::attr::{BackendKind, ColorStd, Padding};
+use crate::attr::{BackendKind, Padding};
 
 fn camera() -> AttrList {
     let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
@@ -235,4 +235,272 @@ fn tiled_and_padding() {
         reconcile([&bad]).unwrap_err().keys().next(),
         Some(Key::ImageModifier)
     );
+}
+
+/// A list of the type of `key`'s group with every mandatory key set except `key`.
+fn base_for(key: Key) -> AttrList {
+    use crate::attr::KeyGroup as G;
+    let ty = match key.group() {
+        G::General | G::Raw => BufferType::RawBuffer,
+        G::Image => BufferType::Image,
+        G::Tensor => BufferType::Tensor,
+        G::Array => BufferType::Array,
+        G::Pyramid => BufferType::ImagePyramid,
+    };
+    let mut l = AttrList::with_types(&[ty]).unwrap();
+    let mandatory: Vec<(Key, Value)> = match ty {
+        BufferType::RawBuffer => vec![(Key::RawSize, Value::U64(64))],
+        BufferType::Image | BufferType::ImagePyramid => {
+            let mut v = vec![
+                (Key::ImageFormat, Value::Format(PixelFormat::Nv12)),
+                (Key::ImageWidth, Value::U32(64)),
+                (Key::ImageHeight, Value::U32(64)),
+            ];
+            if ty == BufferType::ImagePyramid {
+                v.push((Key::PyramidLevels, Value::U32(2)));
+                v.push((Key::PyramidScale, Value::F64(0.5)));
+            }
+            v
+        }
+        BufferType::Tensor => vec![
+            (Key::TensorDataType, Value::DataType(DataType::Uint8)),
+            (Key::TensorNumDims, Value::U32(2)),
+            (Key::TensorSizes, Value::U64List(vec![4, 4])),
+        ],
+        BufferType::Array => vec![
+            (Key::ArrayDataType, Value::DataType(DataType::Uint8)),
+            (Key::ArrayStride, Value::U64(4)),
+            (Key::ArrayCapacity, Value::U64(4)),
+        ],
+    };
+    for (k, v) in mandatory {
+        if k != key {
+            l.set(k, v).unwrap();
+        }
+    }
+    l
+}
+
+#[test]
+fn every_input_key_merge_policy() {
+    use crate::attr::{MergePolicy as M, ScanType};
+    let x_tiled = u64::from(drm_fourcc::DrmModifier::I915_x_tiled);
+    let pad = |t, b| {
+        Value::Padding(Padding {
+            top: t,
+            bottom: b,
+            left: 0,
+            right: 0,
+        })
+    };
+    let strs = |v: &[&str]| Value::StrList(v.iter().map(|s| s.to_string()).collect());
+    // (key, value in list a, value in list b, merged value or None for a conflict)
+    let cases: Vec<(Key, Value, Value, Option<Value>)> = vec![
+        (
+            Key::NeedCpuAccess,
+            Value::Bool(false),
+            Value::Bool(true),
+            Some(Value::Bool(true)),
+        ),
+        (
+            Key::RequiredPerm,
+            Value::Permission(Permission::ReadOnly),
+            Value::Permission(Permission::ReadWrite),
+            Some(Value::Permission(Permission::ReadWrite)),
+        ),
+        (
+            Key::EnableCpuCache,
+            Value::Bool(true),
+            Value::Bool(false),
+            Some(Value::Bool(false)),
+        ),
+        (
+            Key::GpuIds,
+            strs(&["b", "a"]),
+            strs(&["c", "a"]),
+            Some(strs(&["a", "b", "c"])),
+        ),
+        (
+            Key::PhysContiguous,
+            Value::Bool(false),
+            Value::Bool(true),
+            Some(Value::Bool(true)),
+        ),
+        (
+            Key::PreferredBackend,
+            Value::Backend(BackendKind::SystemHeap),
+            Value::Backend(BackendKind::CmaHeap),
+            None,
+        ),
+        (
+            Key::RawSize,
+            Value::U64(10),
+            Value::U64(20),
+            Some(Value::U64(20)),
+        ),
+        (
+            Key::RawAlign,
+            Value::U64(8),
+            Value::U64(4),
+            Some(Value::U64(8)),
+        ),
+        (
+            Key::ImageLayout,
+            Value::Layout(LayoutKind::PitchLinear),
+            Value::Layout(LayoutKind::Tiled),
+            None,
+        ),
+        (Key::ImageModifier, Value::U64(0), Value::U64(x_tiled), None),
+        (
+            Key::ImageFormat,
+            Value::Format(PixelFormat::Nv12),
+            Value::Format(PixelFormat::Nv21),
+            None,
+        ),
+        (Key::ImageWidth, Value::U32(64), Value::U32(32), None),
+        (Key::ImageHeight, Value::U32(64), Value::U32(32), None),
+        (
+            Key::ImageColorStd,
+            Value::ColorStd(ColorStd::Bt601),
+            Value::ColorStd(ColorStd::Bt709),
+            None,
+        ),
+        (
+            Key::ImageScanType,
+            Value::Scan(ScanType::Progressive),
+            Value::Scan(ScanType::Interlaced),
+            None,
+        ),
+        (Key::ImagePadding, pad(1, 0), pad(0, 2), Some(pad(1, 2))),
+        (
+            Key::ImagePitchAlign,
+            Value::U64(64),
+            Value::U64(256),
+            Some(Value::U64(256)),
+        ),
+        (
+            Key::ImageBaseAlign,
+            Value::U64(4096),
+            Value::U64(64),
+            Some(Value::U64(4096)),
+        ),
+        (
+            Key::ImageHeightAlign,
+            Value::U64(2),
+            Value::U64(16),
+            Some(Value::U64(16)),
+        ),
+        (
+            Key::ImageSizeAlign,
+            Value::U64(4096),
+            Value::U64(1),
+            Some(Value::U64(4096)),
+        ),
+        (
+            Key::ImageMinPitch,
+            Value::U64(100),
+            Value::U64(200),
+            Some(Value::U64(200)),
+        ),
+        (
+            Key::ImageMinSize,
+            Value::U64(10_000),
+            Value::U64(1),
+            Some(Value::U64(10_000)),
+        ),
+        (Key::ImageExactPitch, Value::U64(64), Value::U64(128), None),
+        (
+            Key::TensorDataType,
+            Value::DataType(DataType::Uint8),
+            Value::DataType(DataType::Int8),
+            None,
+        ),
+        (Key::TensorNumDims, Value::U32(2), Value::U32(3), None),
+        (
+            Key::TensorSizes,
+            Value::U64List(vec![4, 4]),
+            Value::U64List(vec![4, 8]),
+            None,
+        ),
+        (
+            Key::TensorAlignPerDim,
+            Value::U64List(vec![1, 8]),
+            Value::U64List(vec![16, 2]),
+            Some(Value::U64List(vec![16, 8])),
+        ),
+        (
+            Key::TensorBaseAlign,
+            Value::U64(64),
+            Value::U64(128),
+            Some(Value::U64(128)),
+        ),
+        (
+            Key::ArrayDataType,
+            Value::DataType(DataType::Uint8),
+            Value::DataType(DataType::Int8),
+            None,
+        ),
+        (Key::ArrayStride, Value::U64(4), Value::U64(8), None),
+        (Key::ArrayCapacity, Value::U64(4), Value::U64(8), None),
+        (Key::PyramidLevels, Value::U32(2), Value::U32(3), None),
+        (Key::PyramidScale, Value::F64(0.5), Value::F64(0.25), None),
+    ];
+    let covered: Vec<Key> = cases.iter().map(|c| c.0).collect();
+    for &k in Key::ALL {
+        let skip = matches!(k.merge_policy(), M::PerList | M::Output) || k == Key::Types;
+        assert_eq!(covered.contains(&k), !skip, "{k} coverage");
+    }
+    for (key, va, vb, want) in cases {
+        let mut a = base_for(key);
+        a.set_accessor_name("a").unwrap();
+        a.set(key, va.clone()).unwrap();
+        let mut b = base_for(key);
+        b.set_accessor_name("b").unwrap();
+        b.set(key, vb.clone()).unwrap();
+        assert_eq!(want.is_none(), key.merge_policy() == M::Equal, "{key}");
+        match want {
+            Some(w) => {
+                let r = reconcile([&a, &b]).unwrap_or_else(|c| panic!("{key}: {c}"));
+                assert_eq!(r.get(key), Some(&w), "{key}");
+                let r = reconcile([&b, &a]).unwrap();
+                assert_eq!(r.get(key), Some(&w), "{key} reversed");
+            }
+            None => {
+                let c = reconcile([&a, &b]).unwrap_err();
+                let item = c
+                    .items()
+                    .iter()
+                    .find(|i| i.key == key)
+                    .unwrap_or_else(|| panic!("{key}: {c}"));
+                assert_eq!(item.kind, ConflictKind::Disagree, "{key}");
+                assert_eq!(item.values.len(), 2, "{key}");
+                // The same value twice merges.
+                let mut a2 = base_for(key);
+                a2.set(key, va.clone()).unwrap();
+                let ok = reconcile([&a, &a2]);
+                if let Err(c) = &ok {
+                    assert!(
+                        c.items()
+                            .iter()
+                            .all(|i| i.key != key || i.kind != ConflictKind::Disagree),
+                        "{key}: {c}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn color_standard_must_fit_the_format() {
+    let mut l = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
+    l.set_color_std(ColorStd::Srgb).unwrap();
+    let c = reconcile([&l]).unwrap_err();
+    assert_eq!(c.keys().collect::<Vec<_>>(), vec![Key::ImageColorStd]);
+    let mut b = AttrList::image(PixelFormat::Srggb10, 64, 64).unwrap();
+    b.set_color_std(ColorStd::Raw).unwrap();
+    assert!(reconcile([&b]).is_ok());
+    let mut x = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
+    x.set_color_std(ColorStd::Bt709).unwrap();
+    assert!(reconcile([&x]).is_ok());
 }
