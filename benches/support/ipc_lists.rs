@@ -1,5 +1,5 @@
 // Lists used by the IPC benchmarks (included by benches/ipc.rs): a three-plane image list
-// (YUV420 1920x1080, as a camera states it) and a reconciled list of a camera and a CPU viewer.
+// (YUV420 1920x1080, as a camera states it) and a reconciled list of a CPU producer and viewer.
 
 use unibuf::attr::{AccessorKind, AttrList, Permission};
 use unibuf::ipc::Endpoint;
@@ -23,7 +23,21 @@ pub fn three_plane_image_list() -> AttrList {
     l
 }
 
+/// A CPU producer and a CPU viewer of the image (memfd is enough, so objects can be allocated
+/// on any machine).
 pub fn reconciled_image() -> std::sync::Arc<Reconciled> {
+    let mut producer = AttrList::image(PixelFormat::Yuv420, 1920, 1080).unwrap();
+    producer
+        .set_accessor_name("producer")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
+        .unwrap()
+        .set_pitch_align(256)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap();
     let mut viewer = AttrList::image(PixelFormat::Yuv420, 1920, 1080).unwrap();
     viewer
         .set_accessor_name("viewer")
@@ -34,7 +48,7 @@ pub fn reconciled_image() -> std::sync::Arc<Reconciled> {
         .unwrap()
         .set_required_perm(Permission::ReadOnly)
         .unwrap();
-    std::sync::Arc::new(reconcile(&[three_plane_image_list(), viewer]).unwrap())
+    std::sync::Arc::new(reconcile(&[producer, viewer]).unwrap())
 }
 
 pub fn export(ep: &mut Endpoint, l: &AttrList) {

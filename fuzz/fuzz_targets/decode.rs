@@ -28,6 +28,22 @@ fuzz_target!(|data: &[u8]| {
             _ => assert!(body.is_err(), "prefix path accepted what decode refused"),
         }
     }
+    // The borrowed list decoder must agree with the full decoder, and so must the typed layer
+    // built on each.
+    if let Ok(refs) = wire::decode_lists_ref(msg, nfds) {
+        match &decoded {
+            Ok(wire::Message::UnreconciledLists(lists)) => {
+                assert_eq!(refs.len(), lists.len());
+                for (i, (r, l)) in refs.iter().zip(lists).enumerate() {
+                    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+                    let a = attrs::list_from_entries(r, i, &mut s1).ok();
+                    let b = attrs::list_from_wire(l, i, &mut s2).ok();
+                    assert_eq!(a, b);
+                }
+            }
+            _ => panic!("borrowed list decoder accepted what decode refused"),
+        }
+    }
     let Ok(m) = decoded else { return };
     let again = wire::encode(&m).expect("a decoded message re-encodes");
     // The encoding is canonical except for the minor version the peer wrote.

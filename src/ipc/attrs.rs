@@ -13,10 +13,10 @@
 //! must-understand except the informational `accessor_name`.
 
 use super::endpoint::Endpoint;
-use super::ops::{negotiate, CheckedObject, Requested};
+use super::ops::{negotiate, unexpected, CheckedObject, Requested};
 use super::wire::{
-    decode_reconciled_body, Encoder, FdKind, ObjectHeader, WireEntry, WireList, WireReconciled,
-    WireValue,
+    decode_reconciled_body, Encoder, EntryRef, FdKind, Kind, ObjectHeader, ValueRef, WireEntry,
+    WireError, WireList, WireReconciled, WireValue,
 };
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
@@ -28,11 +28,19 @@ use std::sync::Arc;
 /// Lists imported from a peer, with the keys that were skipped under the unknown-key rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportedLists {
-    /// The lists, one per slot.
-    pub lists: MultiList,
+    /// The lists, one per slot (reconcile takes them as they are; [`ImportedLists::multi`]
+    /// makes core's multi-slot list).
+    pub slots: Vec<AttrList>,
     /// Codes of the keys that were skipped (unknown to this build, not must-understand), with
     /// their slot.
     pub skipped: Vec<(usize, u16)>,
+}
+
+impl ImportedLists {
+    /// The lists as one read-only multi-slot list.
+    pub fn multi(&self) -> MultiList {
+        AttrList::append(&self.slots)
+    }
 }
 
 /// Whether the receiver must refuse a message carrying `key` when it does not know it.
@@ -57,45 +65,77 @@ pub fn list_to_wire(list: &AttrList) -> WireList {
     }
 }
 
-/// Decodes the entries of a list, applying the unknown-key rule: yields `(key, value)` for the
-/// known entries and records the codes of the skipped ones.
-fn known_entries(
-    w: &WireList,
+/// An entry's value as the typed layer sees it.
+enum V<'a> {
+    Bytes(&'a [u8]),
+    Unknown(u8),
+    Other(&'a WireValue),
+}
+
+/// Applies the unknown-key rule to one entry: `Some((key, bytes))` for a known attribute,
+/// `None` for a skipped one (recorded in `skipped`), an error when it must be understood or a
+/// known key comes with another type than Bytes.
+fn known<'a>(
+    code: u16,
+    must_understand: bool,
+    value: V<'a>,
     slot: usize,
     skipped: &mut Vec<(usize, u16)>,
-) -> Result<Vec<(Key, Value)>> {
-    let mut out = Vec::with_capacity(w.entries.len());
-    for e in &w.entries {
-        let skip = |why: String| -> Result<()> {
-            if e.must_understand {
-                return Err(Error::Ipc(format!(
-                    "list {slot}: {why}, which the peer marked must-understand (a newer version?)"
-                )));
-            }
-            Ok(())
-        };
-        let Some(key) = Key::from_code(e.key) else {
-            skip(format!("unknown key {:#06x}", e.key))?;
-            skipped.push((slot, e.key));
-            continue;
-        };
-        let bytes = match &e.value {
-            WireValue::Bytes(b) => b,
-            WireValue::Unknown { tag, .. } => {
-                skip(format!("key {key} with a value of unknown type {tag}"))?;
-                skipped.push((slot, e.key));
-                continue;
-            }
-            other => {
-                return Err(Error::Ipc(format!(
-                    "list {slot}: key {key} must travel as bytes, got {other:?}"
-                )))
-            }
-        };
-        let value = Value::decode(key, bytes)?;
-        out.push((key, value));
+) -> Result<Option<(Key, &'a [u8])>> {
+    let skip = |why: String, skipped: &mut Vec<(usize, u16)>| -> Result<Option<(Key, &'a [u8])>> {
+        if must_understand {
+            return Err(Error::Ipc(format!(
+                "list {slot}: {why}, which the peer marked must-understand (a newer version?)"
+            )));
+        }
+        skipped.push((slot, code));
+        Ok(None)
+    };
+    let Some(key) = Key::from_code(code) else {
+        return skip(format!("unknown key {code:#06x}"), skipped);
+    };
+    match value {
+        V::Bytes(b) => Ok(Some((key, b))),
+        V::Unknown(tag) => skip(
+            format!("key {key} with a value of unknown type {tag}"),
+            skipped,
+        ),
+        V::Other(v) => Err(Error::Ipc(format!(
+            "list {slot}: key {key} must travel as bytes, got {v:?}"
+        ))),
     }
-    Ok(out)
+}
+
+fn wire_v(v: &WireValue) -> V<'_> {
+    match v {
+        WireValue::Bytes(b) => V::Bytes(b),
+        v if v.has_unknown() => V::Unknown(match v {
+            WireValue::Unknown { tag, .. } => *tag,
+            _ => 0,
+        }),
+        v => V::Other(v),
+    }
+}
+
+fn ref_v<'a>(v: &'a ValueRef<'a>) -> V<'a> {
+    match v {
+        ValueRef::Bytes(b) => V::Bytes(b),
+        ValueRef::Other(o) => wire_v(o),
+    }
+}
+
+/// Builds a list from known entries: types first (other keys depend on them), each through
+/// [`AttrList::set`].
+fn build(entries: &[(Key, &[u8])], slot: usize) -> Result<AttrList> {
+    let mut l = AttrList::new();
+    let types = entries.iter().filter(|(k, _)| *k == Key::Types);
+    let rest = entries.iter().filter(|(k, _)| *k != Key::Types);
+    for (k, b) in types.chain(rest) {
+        let v = Value::decode(*k, b)?;
+        l.set(*k, v)
+            .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
+    }
+    Ok(l)
 }
 
 /// Rebuilds an unreconciled list from its wire form; every entry goes through [`AttrList::set`]
@@ -105,14 +145,37 @@ pub fn list_from_wire(
     slot: usize,
     skipped: &mut Vec<(usize, u16)>,
 ) -> Result<AttrList> {
-    let mut entries = known_entries(w, slot, skipped)?;
-    entries.sort_by_key(|(k, _)| *k != Key::Types);
-    let mut l = AttrList::new();
-    for (k, v) in entries {
-        l.set(k, v)
-            .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
+    let mut kv = Vec::with_capacity(w.entries.len());
+    for e in &w.entries {
+        if let Some(x) = known(e.key, e.must_understand, wire_v(&e.value), slot, skipped)? {
+            kv.push(x);
+        }
     }
-    Ok(l)
+    build(&kv, slot)
+}
+
+/// [`list_from_wire`] over entries decoded without copying.
+pub fn list_from_entries(
+    entries: &[EntryRef<'_>],
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<AttrList> {
+    let mut kv = Vec::with_capacity(entries.len());
+    for e in entries {
+        if let Some(x) = known(e.key, e.must_understand, ref_v(&e.value), slot, skipped)? {
+            kv.push(x);
+        }
+    }
+    build(&kv, slot)
+}
+
+/// Writes one list straight into an encoder (no intermediate [`WireList`]).
+pub fn put_list(enc: &mut Encoder, list: &AttrList) -> std::result::Result<(), WireError> {
+    enc.put_list_head(list.len())?;
+    for (k, v) in list.iter() {
+        enc.put_bytes_entry(k.code(), must_understand(k), |b| v.encode(b))?;
+    }
+    Ok(())
 }
 
 /// The wire form of a reconciled list: its inputs and its outputs.
@@ -136,7 +199,18 @@ pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
         .enumerate()
         .map(|(i, l)| list_from_wire(l, i, &mut skipped))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = known_entries(&w.outputs, usize::MAX, &mut skipped)?;
+    let mut outputs = Vec::with_capacity(w.outputs.entries.len());
+    for e in &w.outputs.entries {
+        if let Some((k, b)) = known(
+            e.key,
+            e.must_understand,
+            wire_v(&e.value),
+            usize::MAX,
+            &mut skipped,
+        )? {
+            outputs.push((k, Value::decode(k, b)?));
+        }
+    }
     if let Some((k, _)) = outputs.iter().find(|(k, _)| !k.is_output()) {
         return Err(Error::Ipc(format!(
             "reconciled list: {k} is not an output key"
@@ -193,23 +267,25 @@ impl Endpoint {
         &mut self,
         lists: impl IntoIterator<Item = &'a AttrList>,
     ) -> Result<()> {
-        let w: Vec<WireList> = lists.into_iter().map(list_to_wire).collect();
-        self.send_wire_lists(&w)
+        let lists: Vec<&AttrList> = lists.into_iter().collect();
+        self.send_with(Kind::UnreconciledLists, |enc| {
+            enc.put_slots_head(lists.len())?;
+            lists.iter().try_for_each(|l| put_list(enc, l))
+        })
     }
 
     /// Imports unreconciled lists, each rebuilt through [`AttrList::set`].
     pub fn import_lists(&mut self) -> Result<ImportedLists> {
-        let w = self.recv_wire_lists()?;
-        let mut skipped = Vec::new();
-        let lists = w
-            .iter()
-            .enumerate()
-            .map(|(i, l)| list_from_wire(l, i, &mut skipped))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ImportedLists {
-            lists: AttrList::append(&lists),
-            skipped,
-        })
+        let r = self.recv_lists_with(|_, lists| {
+            let mut skipped = Vec::new();
+            let slots = lists
+                .iter()
+                .enumerate()
+                .map(|(i, l)| list_from_entries(l, i, &mut skipped))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(ImportedLists { slots, skipped })
+        })?;
+        r.map_err(|other| unexpected(self, Kind::UnreconciledLists, other))
     }
 
     /// Exports a reconciled list (its inputs and outputs).

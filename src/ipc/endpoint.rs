@@ -307,6 +307,44 @@ impl Endpoint {
         }))
     }
 
+    /// Encodes a message with `f` (between [`wire::Encoder::begin_message`] and
+    /// [`wire::Encoder::finish_message`]) and sends it without fds.
+    pub(super) fn send_with(
+        &mut self,
+        kind: wire::Kind,
+        f: impl FnOnce(&mut wire::Encoder) -> std::result::Result<(), wire::WireError>,
+    ) -> Result<()> {
+        self.enc.begin_message(kind, 0);
+        let name = &self.name;
+        f(&mut self.enc).map_err(|e| Error::Ipc(format!("{name}: {e}")))?;
+        let bytes = self
+            .enc
+            .finish_message()
+            .map_err(|e| Error::Ipc(format!("{name}: {e}")))?;
+        send_raw(&self.fd, &self.name, bytes, &[]).inspect_err(|e| {
+            if matches!(e, Error::Disconnected) {
+                self.closed = true;
+            }
+        })
+    }
+
+    /// Receives one message; unreconciled lists are decoded without copying their values (see
+    /// [`wire::decode_lists_ref`]) and handed to `f`; anything else is decoded whole and returned.
+    pub(super) fn recv_lists_with<T>(
+        &mut self,
+        f: impl FnOnce(&Self, Vec<Vec<wire::EntryRef<'_>>>) -> Result<T>,
+    ) -> Result<std::result::Result<T, Received>> {
+        let (n, fds) = self.recv_frame()?;
+        let msg = &self.rbuf[..n];
+        let h = wire::decode_header(msg, fds.len()).map_err(|e| self.malformed(e))?;
+        if h.kind != wire::Kind::UnreconciledLists {
+            let message = wire::decode(msg, fds.len()).map_err(|e| self.malformed(e))?;
+            return Ok(Err(Received { message, fds }));
+        }
+        let lists = wire::decode_lists_ref(msg, fds.len()).map_err(|e| self.malformed(e))?;
+        f(self, lists).map(Ok)
+    }
+
     /// Bytes of the last received message.
     pub(super) fn received_bytes(&self, r: Range<usize>) -> &[u8] {
         &self.rbuf[r]

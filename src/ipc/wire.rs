@@ -763,6 +763,15 @@ pub fn decode_reconciled_body(bytes: &[u8]) -> Result<WireReconciled, WireError>
 
 /// Slots: u16 count (1..=MAX_SLOTS), u16 reserved (0), then that many lists.
 fn decode_slots(r: &mut Reader<'_>) -> Result<Vec<WireList>, WireError> {
+    let n = decode_slot_count(r)?;
+    let mut lists = Vec::with_capacity(n);
+    for _ in 0..n {
+        lists.push(decode_list(r)?);
+    }
+    Ok(lists)
+}
+
+fn decode_slot_count(r: &mut Reader<'_>) -> Result<usize, WireError> {
     let at = r.pos;
     let raw = r.u16("slot count")?;
     let reserved = r.u16("reserved")?;
@@ -781,12 +790,7 @@ fn decode_slots(r: &mut Reader<'_>) -> Result<Vec<WireList>, WireError> {
         });
     }
     // Each list needs at least its 2-byte entry count.
-    let n = r.bounded(raw.into(), MAX_SLOTS, 2, "slot count")?;
-    let mut lists = Vec::with_capacity(n);
-    for _ in 0..n {
-        lists.push(decode_list(r)?);
-    }
-    Ok(lists)
+    r.bounded(raw.into(), MAX_SLOTS, 2, "slot count")
 }
 
 /// A reconciled list: its input slots, then its outputs list.
@@ -802,6 +806,44 @@ const ENTRY_HEAD: usize = 3;
 const VALUE_HEAD: usize = 5;
 
 fn decode_list(r: &mut Reader<'_>) -> Result<WireList, WireError> {
+    let entries = decode_list_ref(r)?
+        .into_iter()
+        .map(|e| WireEntry {
+            key: e.key,
+            must_understand: e.must_understand,
+            value: match e.value {
+                ValueRef::Bytes(b) => WireValue::Bytes(b.to_vec()),
+                ValueRef::Other(v) => v,
+            },
+        })
+        .collect();
+    Ok(WireList { entries })
+}
+
+/// A value decoded without copying where it can be: attribute values (tag 5, Bytes) are
+/// borrowed from the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    /// A Bytes value, borrowed.
+    Bytes(&'a [u8]),
+    /// Any other value, decoded.
+    Other(WireValue),
+}
+
+/// An entry decoded without copying its Bytes value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The key's wire code.
+    pub key: u16,
+    /// The must-understand flag.
+    pub must_understand: bool,
+    /// The value.
+    pub value: ValueRef<'a>,
+}
+
+/// The one list decoder: every check of a list and its entries is here; [`decode_list`] copies
+/// what it returns.
+fn decode_list_ref<'a>(r: &mut Reader<'a>) -> Result<Vec<EntryRef<'a>>, WireError> {
     let raw = r.u16("entry count")?;
     let n = r.bounded(
         raw.into(),
@@ -809,7 +851,7 @@ fn decode_list(r: &mut Reader<'_>) -> Result<WireList, WireError> {
         ENTRY_HEAD + VALUE_HEAD,
         "entry count",
     )?;
-    let mut entries: Vec<WireEntry> = Vec::with_capacity(n);
+    let mut entries: Vec<EntryRef<'a>> = Vec::with_capacity(n);
     for _ in 0..n {
         let key = r.u16("key")?;
         let at = r.pos;
@@ -824,14 +866,49 @@ fn decode_list(r: &mut Reader<'_>) -> Result<WireList, WireError> {
         if entries.iter().any(|e| e.key == key) {
             return Err(WireError::DuplicateKey(key));
         }
-        let value = decode_value(r, 0)?;
-        entries.push(WireEntry {
+        let value = if r.buf.get(r.pos) == Some(&TAG_BYTES) {
+            let _tag = r.u8("value tag")?;
+            let len = r.u32("value length")?;
+            let len = r.bounded(len.into(), MAX_MESSAGE, 1, "value length")?;
+            if len > MAX_BYTES {
+                return Err(WireError::Limit {
+                    what: "bytes length",
+                    value: len as u64,
+                    limit: MAX_BYTES as u64,
+                });
+            }
+            ValueRef::Bytes(r.take(len, "value")?)
+        } else {
+            ValueRef::Other(decode_value(r, 0)?)
+        };
+        entries.push(EntryRef {
             key,
             must_understand: flags & FLAG_MUST_UNDERSTAND != 0,
             value,
         });
     }
-    Ok(WireList { entries })
+    Ok(entries)
+}
+
+/// Decodes an unreconciled-lists message without copying attribute values: one vector of
+/// entries per slot. Checks everything [`decode`] checks.
+pub fn decode_lists_ref(msg: &[u8], nfds: usize) -> Result<Vec<Vec<EntryRef<'_>>>, WireError> {
+    let h = decode_header(msg, nfds)?;
+    if h.kind != Kind::UnreconciledLists {
+        return Err(WireError::Invalid {
+            field: "kind (unreconciled lists were expected)",
+            value: h.kind as u64,
+            at: 6,
+        });
+    }
+    let mut r = Reader::new(msg, HEADER_LEN);
+    let n = decode_slot_count(&mut r)?;
+    let mut lists = Vec::with_capacity(n);
+    for _ in 0..n {
+        lists.push(decode_list_ref(&mut r)?);
+    }
+    r.end("message body")?;
+    Ok(lists)
 }
 
 fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<WireValue, WireError> {
@@ -1000,6 +1077,69 @@ impl Encoder {
         let body = (self.buf.len() - HEADER_LEN) as u32;
         self.buf[8..12].copy_from_slice(&body.to_le_bytes());
         Ok(&self.buf)
+    }
+
+    /// Starts a message of `kind` carrying `nfds` fds; write its body with the `put_*` methods and
+    /// end it with [`Encoder::finish_message`]. For senders that encode their own structures
+    /// (attribute lists) without building [`WireList`]s first.
+    pub fn begin_message(&mut self, kind: Kind, nfds: usize) {
+        self.start(kind, nfds);
+    }
+
+    /// Ends a message begun with [`Encoder::begin_message`] and returns its bytes.
+    pub fn finish_message(&mut self) -> Result<&[u8], WireError> {
+        self.finish()
+    }
+
+    /// Writes the head of a Slots body with `n` lists.
+    pub fn put_slots_head(&mut self, n: usize) -> Result<(), WireError> {
+        if n == 0 || n > MAX_SLOTS {
+            return Err(WireError::Encode(format!(
+                "{n} lists (1 to {MAX_SLOTS} allowed)"
+            )));
+        }
+        self.buf.extend_from_slice(&(n as u16).to_le_bytes());
+        self.buf.extend_from_slice(&0u16.to_le_bytes());
+        Ok(())
+    }
+
+    /// Writes the head of a list of `n` entries.
+    pub fn put_list_head(&mut self, n: usize) -> Result<(), WireError> {
+        if n > MAX_ENTRIES {
+            return Err(WireError::Encode(format!(
+                "{n} entries (at most {MAX_ENTRIES})"
+            )));
+        }
+        self.buf.extend_from_slice(&(n as u16).to_le_bytes());
+        Ok(())
+    }
+
+    /// Writes one entry whose value is Bytes, filled by `fill` (the caller guarantees keys are
+    /// unique within the list).
+    pub fn put_bytes_entry(
+        &mut self,
+        key: u16,
+        must_understand: bool,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), WireError> {
+        self.buf.extend_from_slice(&key.to_le_bytes());
+        self.buf.push(if must_understand {
+            FLAG_MUST_UNDERSTAND
+        } else {
+            0
+        });
+        self.buf.push(TAG_BYTES);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        fill(&mut self.buf);
+        let len = self.buf.len() - at - 4;
+        if len > MAX_BYTES {
+            return Err(WireError::Encode(format!(
+                "value of key {key:#06x} is {len} bytes (at most {MAX_BYTES})"
+            )));
+        }
+        self.buf[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(())
     }
 
     fn object_fixed(&mut self, h: &ObjectHeader) -> Result<(), WireError> {
@@ -1224,7 +1364,39 @@ mod tests {
     fn write_fuzz_seeds() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode");
         std::fs::create_dir_all(&dir).unwrap();
-        for (i, m) in all_messages().iter().enumerate() {
+        let mut msgs = all_messages();
+        // Messages of the typed layer: real attribute lists, a reconciled list, an object.
+        use crate::attr::{AccessorKind, AttrList};
+        use crate::ipc::attrs::{list_to_wire, reconciled_to_wire};
+        let mut cam = AttrList::image(crate::layout::PixelFormat::Nv12, 640, 480).unwrap();
+        cam.set_accessor_name("cam")
+            .unwrap()
+            .set_accessor_kind(AccessorKind::Camera)
+            .unwrap()
+            .set_pitch_align(256)
+            .unwrap();
+        let mut cpu = AttrList::raw(4096).unwrap();
+        cpu.set_need_cpu_access(true)
+            .unwrap()
+            .set_required_perm(Permission::ReadOnly)
+            .unwrap();
+        msgs.push(Message::UnreconciledLists(vec![
+            list_to_wire(&cam),
+            list_to_wire(&cpu),
+        ]));
+        let r = crate::reconcile::reconcile(&[cam]).unwrap();
+        msgs.push(Message::ReconciledList(reconciled_to_wire(&r)));
+        msgs.push(Message::Object(
+            ObjectHeader {
+                permission: Permission::ReadWrite,
+                fd_kind: FdKind::DmaBuf,
+                backend: Some(BackendKind::Udmabuf),
+                size: r.size(),
+                with_memfd: true,
+            },
+            reconciled_to_wire(&r),
+        ));
+        for (i, m) in msgs.iter().enumerate() {
             let mut b = vec![m.fd_count() as u8];
             b.extend(encode(m).unwrap());
             std::fs::write(dir.join(format!("seed-{i}")), b).unwrap();

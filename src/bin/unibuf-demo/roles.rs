@@ -94,15 +94,15 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         .context("importing the consumer's lists")?;
     println!(
         "{p} consumer's needs ({} list{}{}):",
-        theirs.lists.len(),
-        if theirs.lists.len() == 1 { "" } else { "s" },
+        theirs.slots.len(),
+        if theirs.slots.len() == 1 { "" } else { "s" },
         if theirs.skipped.is_empty() {
             String::new()
         } else {
             format!(", skipped unknown keys {:?}", theirs.skipped)
         }
     );
-    for l in theirs.lists.slots() {
+    for l in &theirs.slots {
         for (k, v) in l.iter() {
             println!("{p}     {k} = {v}");
         }
@@ -118,7 +118,7 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         println!("{p} producer prefers the {b} backend");
     }
     let mut all: Vec<AttrList> = vec![mine];
-    all.extend(theirs.lists.slots().iter().cloned());
+    all.extend(theirs.slots.iter().cloned());
     let reconciled = match reconcile(&all) {
         Ok(r) => Arc::new(r),
         Err(c) => {
