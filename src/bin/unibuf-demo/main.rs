@@ -27,7 +27,7 @@ use unibuf::ipc::{Allowlist, Endpoint, Listener};
 struct Cli {
     #[command(subcommand)]
     role: Option<Role>,
-    /// Socket path, or @name for an abstract socket (default: @unibuf-demo-<pid>).
+    /// Socket path, or @name for an abstract socket (default: `@unibuf-demo-PID`).
     #[arg(long, global = true)]
     socket: Option<String>,
     /// Number of buffers.
