@@ -123,6 +123,32 @@ fn fd_count_disagrees_with_message() {
 }
 
 #[test]
+fn memfd_flag_disagreeing_with_the_fds() {
+    let _g = serial();
+    let a = memfd(4096, 0);
+    let c = memfd(4096, 0);
+    // A dma-buf object announcing the memfd behind it, sent with one fd only.
+    let mut h = object_header(4096);
+    h.fd_kind = FdKind::DmaBuf;
+    h.backend = Some(BackendKind::Udmabuf);
+    h.with_memfd = true;
+    let mut b = wire::encode(&Message::Object(h, list())).unwrap();
+    refuse(&b, &[a.as_fd()], "header announces 2 fds, 1 arrived");
+    b[12] = 1; // a header that agrees with the fds but not with the object's flag
+    refuse(&b, &[a.as_fd()], "the object announces a memfd");
+    // Not announcing it, sent with two.
+    h.with_memfd = false;
+    let mut b = wire::encode(&Message::Object(h, list())).unwrap();
+    b[12] = 2;
+    refuse(&b, &[a.as_fd(), c.as_fd()], "does not announce");
+    // The flag on a memfd object is refused outright.
+    let mut b = object_bytes(object_header(4096));
+    b[wire::HEADER_LEN + 3] = wire::OBJECT_WITH_MEMFD;
+    b[12] = 2;
+    refuse(&b, &[a.as_fd(), c.as_fd()], "memfd beside a memfd");
+}
+
+#[test]
 fn more_fds_than_allowed_is_ctrunc() {
     let _g = serial();
     let fds: Vec<_> = (0..wire::MAX_FDS + 3).map(|_| memfd(4096, 0)).collect();
