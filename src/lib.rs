@@ -21,3 +21,8 @@ pub mod reconcile;
 pub mod sys;
 
 pub use error::{Errno, Error, Result};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -55,8 +55,9 @@ pub enum FdKind {
     Memfd,
 }
 
-/// Facts about the buffer shared by every handle to it.
-#[derive(Debug)]
+/// Facts about the buffer, the same in every handle to it (held inline: no extra heap
+/// allocation on the allocation path).
+#[derive(Debug, Clone)]
 struct Info {
     kind: FdKind,
     backend: Option<BackendKind>,
@@ -73,7 +74,7 @@ pub struct Object {
     memfd: Option<OwnedFd>,
     list: Arc<Reconciled>,
     permission: Permission,
-    info: Arc<Info>,
+    info: Info,
 }
 
 impl std::fmt::Debug for Object {
@@ -217,7 +218,7 @@ impl Object {
         list: &Arc<Reconciled>,
         name: Option<&str>,
     ) -> Result<Object> {
-        let a = backends.allocate(&list.alloc_request(name))?;
+        let a = backends.allocate_owned(list.alloc_request(name))?;
         Object::from_allocation(a, list)
     }
 
@@ -250,7 +251,7 @@ impl Object {
             memfd: a.memfd,
             list: list.clone(),
             permission: Permission::ReadWrite,
-            info: Arc::new(Info {
+            info: Info {
                 kind,
                 backend: Some(a.choice.backend),
                 // Heaps, udmabuf, DRM dumb buffers and memfds all map; no probe needed.
@@ -259,7 +260,7 @@ impl Object {
                 size: a.size,
                 name: a.name,
                 exporter: None,
-            }),
+            },
         };
         match list_permission(list) {
             Permission::ReadWrite => Ok(obj),
@@ -363,7 +364,7 @@ impl Object {
             memfd,
             list: list.clone(),
             permission,
-            info: Arc::new(Info {
+            info: Info {
                 kind: id.kind,
                 backend,
                 choice: None,
@@ -371,7 +372,7 @@ impl Object {
                 name: id.name.unwrap_or_default(),
                 exporter: id.exporter,
                 cpu_mappable,
-            }),
+            },
         })
     }
 

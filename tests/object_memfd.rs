@@ -334,3 +334,15 @@ fn reconcile_and_allocate_shortcut_and_named_allocation() {
         r => panic!("expected a conflict, got {r:?}"),
     }
 }
+
+#[test]
+fn objects_and_maps_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Object>();
+    send_sync::<unibuf::map::ReadMap<'static>>();
+    send_sync::<unibuf::map::WriteMap<'static>>();
+    // An object moved to another thread still maps and frees there.
+    let o = memfd_obj(4096);
+    let h = std::thread::spawn(move || o.map_read().unwrap().read().unwrap()[0]);
+    assert_eq!(h.join().unwrap(), 0);
+}

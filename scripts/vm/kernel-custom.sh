@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+lock_cache
 
 frags=("$repo"/hw-tests/kernel/*.config)
 hash=$(cat "${frags[@]}" | sha256sum | cut -c1-12)
@@ -21,7 +22,7 @@ if [ -f "$CACHE/kernels/custom-last" ]; then
     fi
 fi
 
-trixie_update
+suite_update trixie
 ver=$(pkg_version trixie linux-source-6.12)
 [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "linux-source-6.12 not found in trixie"
 out="$CACHE/kernels/custom-$ver-$hash"

@@ -8,6 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+lock_cache
 
 series=${1:?usage: kernel-debian.sh 6.12|6.1}
 case "$series" in
@@ -23,7 +24,7 @@ if [ -f "$CACHE/kernels/debian-$series-last" ] && [ "${UNIBUF_REFRESH:-0}" != 1 
     [ -f "$d/vmlinuz" ] && [ -f "$d/modules/load-order" ] && { echo "$d"; exit 0; }
 fi
 
-[ "$suite" = trixie ] && trixie_update
+suite_update "$suite"
 pkg=$(resolve_image_pkg "$suite" linux-image-amd64)
 # The -unsigned package holds the same kernel without the signed-EFI wrapper; prefer it.
 if [ -n "$(pkg_version "$suite" "$pkg-unsigned" 2>/dev/null)" ] && [ "$(pkg_version "$suite" "$pkg-unsigned")" != "(none)" ]; then
@@ -49,7 +50,7 @@ moddir=$(find "$tmp/root/lib/modules/$krel" "$tmp/root/usr/lib/modules/$krel" -m
 cp "$tmp/root/boot/vmlinuz-$krel" "$tmp/vmlinuz"
 echo "$krel" >"$tmp/release"
 # Debian's packages do not ship modules.dep (postinst makes it): generate it.
-base=${moddir%/lib/modules/$krel}
+base=${moddir%/lib/modules/"$krel"}
 depmod -b "$base" "$krel" || die "depmod failed for $krel"
 
 norm() { echo "$1" | tr - _; }

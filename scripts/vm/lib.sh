@@ -1,14 +1,15 @@
+# shellcheck shell=bash
 # Shared helpers of scripts/hw-test (sourced, not run).
 #
 # Cache layout (UNIBUF_CACHE, default ~/.cache/unibuf):
-#   apt/trixie/         a private apt sources list + lists for Debian trixie (the system's stay untouched)
+#   apt/SUITE/          private apt sources list + lists for trixie / bookworm (the system's stay untouched)
 #   debs/               downloaded .deb packages (linux-source-6.12, linux-image-*)
 #   src/linux-source-V/ the unpacked kernel tree the custom kernel is built in (kept for incremental rebuilds)
 #   kernels/custom-V-H/ bzImage + config of the custom kernel (V = source package version, H = fragment hash)
 #   kernels/debian-6.12-V/, kernels/debian-6.1-V/
 #                       vmlinuz + modules/ (decompressed .ko, only what the tests need and their
 #                       dependencies) + modules/load-order (insmod order)
-#   runs/               per-run initramfs and serial logs (the last run of each kernel)
+#   runs/DATE.XXXX/     one directory per run (initramfs, serial logs); runs/latest links the last one
 
 CACHE="${UNIBUF_CACHE:-$HOME/.cache/unibuf}"
 mkdir -p "$CACHE"
@@ -36,69 +37,77 @@ install_host_deps() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
-# apt options that point apt at the private trixie lists.
-TRIXIE_DIR="$CACHE/apt/trixie"
-trixie_apt_opts() {
-    printf '%s\n' -o "Dir::Etc::SourceList=$TRIXIE_DIR/sources.list" -o "Dir::Etc::SourceParts=/dev/null" \
-        -o "Dir::State::Lists=$TRIXIE_DIR/lists" -o "Dir::Cache=$TRIXIE_DIR/cache" \
+# Debian kernels come from private apt lists per suite ($CACHE/apt/SUITE), so the host's own
+# sources (whatever release it runs) and lists stay untouched.
+suite_dir() { echo "$CACHE/apt/$1"; }
+suite_apt_opts() {
+    local d
+    d=$(suite_dir "$1")
+    printf '%s\n' -o "Dir::Etc::SourceList=$d/sources.list" -o "Dir::Etc::SourceParts=/dev/null" \
+        -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" \
         -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root"
 }
 
-# The URI of the machine's own Debian mirror (deb822 or one-line sources), else deb.debian.org.
+# The URI of the machine's own Debian mirror (deb822 or one-line sources), else deb.debian.org;
+# with `security`, the security mirror.
 debian_mirror() {
-    local uri=""
+    local kind=${1:-main} uri="" pat='grep -v security'
+    [ "$kind" = security ] && pat='grep security'
     if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        uri=$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/debian.sources | grep -v security | head -1)
+        uri=$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/debian.sources | $pat | head -1 || true)
     fi
     if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
-            /etc/apt/sources.list)
+        uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' \
+            /etc/apt/sources.list | $pat | head -1 || true)
     fi
-    echo "${uri:-http://deb.debian.org/debian}"
+    if [ -z "$uri" ]; then
+        if [ "$kind" = security ]; then uri=http://deb.debian.org/debian-security; else uri=http://deb.debian.org/debian; fi
+    fi
+    echo "$uri"
 }
 
-# Sets up (once a day at most) the private trixie lists.
-trixie_update() {
-    mkdir -p "$TRIXIE_DIR/lists/partial" "$TRIXIE_DIR/cache/archives/partial"
-    local mirror
-    mirror=$(debian_mirror)
-    local want="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main"
-    if [ -f "$TRIXIE_DIR/sources.list" ] && [ "$(cat "$TRIXIE_DIR/sources.list")" = "$want" ] &&
-        [ -n "$(find "$TRIXIE_DIR/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ]; then
+# Sets up (refreshed once a day at most) the private lists of SUITE: trixie (main suite only, so
+# linux-source-6.12 changes with point releases, not with every security upload) or bookworm
+# (with -updates and -security: its 6.1 kernels live there).
+suite_update() {
+    local suite=$1 d want key="signed-by=/usr/share/keyrings/debian-archive-keyring.gpg"
+    d=$(suite_dir "$suite")
+    mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+    case "$suite" in
+        trixie) want="deb [$key] $(debian_mirror) trixie main" ;;
+        bookworm)
+            want="deb [$key] $(debian_mirror) bookworm main
+deb [$key] $(debian_mirror) bookworm-updates main
+deb [$key] $(debian_mirror security) bookworm-security main" ;;
+        *) die "unknown suite $suite" ;;
+    esac
+    if [ -f "$d/sources.list" ] && [ "$(cat "$d/sources.list")" = "$want" ] &&
+        [ -n "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ]; then
         return 0
     fi
-    echo "$want" >"$TRIXIE_DIR/sources.list"
-    log "apt-get update (trixie, private lists in $TRIXIE_DIR)"
+    echo "$want" >"$d/sources.list"
+    log "apt-get update ($suite, private lists in $d)"
     # shellcheck disable=SC2046
-    apt-get $(trixie_apt_opts) update -q >&2 || die "apt-get update for trixie failed"
+    apt-get $(suite_apt_opts "$suite") update -q >&2 || die "apt-get update for $suite failed"
 }
 
-# trixie_apt CMD ARGS...: apt-get/apt-cache against the private trixie lists.
-trixie_apt_cache() {
+suite_apt_cache() {
+    local suite=$1
+    shift
     # shellcheck disable=SC2046
-    apt-cache $(trixie_apt_opts) "$@"
+    apt-cache $(suite_apt_opts "$suite") "$@"
 }
 
-# Candidate version of a package (system lists, or trixie when $1 = trixie).
+# Candidate version of a package in SUITE.
 pkg_version() {
-    local suite=$1 pkg=$2
-    if [ "$suite" = trixie ]; then
-        trixie_apt_cache policy "$pkg" | awk '/Candidate:/ {print $2}'
-    else
-        apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}'
-    fi
+    suite_apt_cache "$1" policy "$2" | awk '/Candidate:/ {print $2}'
 }
 
 # The concrete package behind a metapackage (e.g. linux-image-amd64 -> linux-image-6.12.48+deb13-amd64).
-# Prefers the -unsigned flavour (same kernel, no signature wrapper) when it exists.
 resolve_image_pkg() {
-    local suite=$1 meta=$2 dep
-    if [ "$suite" = trixie ]; then
-        dep=$(trixie_apt_cache depends "$meta" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-    else
-        dep=$(apt-cache depends "$meta" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-    fi
-    [ -n "$dep" ] || die "cannot resolve $meta in $suite"
+    local dep
+    dep=$(suite_apt_cache "$1" depends "$2" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    [ -n "$dep" ] || die "cannot resolve $2 in $1"
     echo "$dep"
 }
 
@@ -111,14 +120,20 @@ download_deb() {
     deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_$(echo "$ver" | sed 's/^[0-9]*://')_*.deb" | head -1)
     if [ -z "$deb" ]; then
         log "downloading $pkg $ver ($suite)"
-        if [ "$suite" = trixie ]; then
-            # shellcheck disable=SC2046
-            (cd "$CACHE/debs" && apt-get $(trixie_apt_opts) download -q "$pkg=$ver" >&2) || die "download of $pkg failed"
-        else
-            (cd "$CACHE/debs" && apt-get -o APT::Sandbox::User=root download -q "$pkg=$ver" >&2) || die "download of $pkg failed"
-        fi
+        # shellcheck disable=SC2046
+        (cd "$CACHE/debs" && apt-get $(suite_apt_opts "$suite") download -q "$pkg=$ver" >&2) ||
+            die "download of $pkg failed"
         deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_$(echo "$ver" | sed 's/^[0-9]*://')_*.deb" | head -1)
     fi
     [ -n "$deb" ] || die "downloaded $pkg but cannot find its .deb"
     echo "$deb"
+}
+
+# Serialises kernel fetches/builds between runs that share the cache (held until the script exits).
+lock_cache() {
+    exec 9>"$CACHE/.kernels.lock"
+    if ! flock -n 9; then
+        log "waiting for another hw-test run to finish fetching/building kernels"
+        flock 9
+    fi
 }

@@ -8,8 +8,8 @@
 //!    this machine cannot serve falls back to the rules below, and the choice records why;
 //! 3. contiguous → a CMA heap;
 //! 4. pinnable (VFIO) → udmabuf over a memfd the object keeps;
-//! 5. otherwise the system heap, then udmabuf, then DRM dumb buffers; for device accessors a CMA
-//!    heap as a last dma-buf provider; a plain memfd only when no accessor is a device;
+//! 5. otherwise the system heap, then udmabuf, then DRM dumb buffers; then a plain memfd, only
+//!    when no accessor is a device; then a CMA heap as the last provider;
 //! 6. otherwise an error naming what is missing and why each candidate was unusable.
 
 use super::discover::{Backends, HeapClass};
@@ -163,20 +163,19 @@ impl Backends {
                 return Ok(self.pick(kind, with_note(reason)));
             }
         }
-        if m.device_access {
-            if self.has(BackendKind::CmaHeap) {
-                return Ok(self.pick(
-                    BackendKind::CmaHeap,
-                    with_note(
-                        "the only dma-buf provider here is a CMA heap (contiguous memory although \
-                         not required)",
-                    ),
-                ));
-            }
-        } else if self.has(BackendKind::Memfd) {
+        if !m.device_access && self.has(BackendKind::Memfd) {
             return Ok(self.pick(
                 BackendKind::Memfd,
                 with_note("CPU-only lists and no dma-buf provider: a plain memfd"),
+            ));
+        }
+        if self.has(BackendKind::CmaHeap) {
+            return Ok(self.pick(
+                BackendKind::CmaHeap,
+                with_note(
+                    "the only provider here is a CMA heap (contiguous memory although not \
+                     required)",
+                ),
             ));
         }
         let why = [
@@ -242,6 +241,8 @@ mod tests {
                 card: None,
             }],
             memfd: usable(BackendKind::Memfd),
+            heap_dir: Access::Usable,
+            dri_dir: Access::Usable,
         }
     }
 
@@ -343,5 +344,46 @@ mod tests {
         let mut m = req(false, false, false);
         m.preferred = Some(Memfd);
         assert_eq!(with(&BackendKind::ALL).choose(&m).unwrap().backend, Memfd);
+    }
+
+    use proptest::prelude::*;
+
+    fn kind() -> impl Strategy<Value = BackendKind> {
+        prop::sample::select(BackendKind::ALL.to_vec())
+    }
+
+    proptest! {
+        /// Whatever the machine has and the lists need: a choice is usable and compatible, a
+        /// compatible usable hint is honored, and a refusal means nothing usable fits.
+        #[test]
+        fn choice_is_usable_compatible_and_refusals_are_justified(
+            have in prop::collection::vec(kind(), 0..5),
+            contiguous: bool, pinnable: bool, device: bool,
+            preferred in prop::option::of(kind()),
+        ) {
+            let b = with(&have);
+            let m = MemoryRequirement { contiguous, pinnable, device_access: device, preferred };
+            match b.choose(&m) {
+                Ok(c) => {
+                    prop_assert!(b.has(c.backend));
+                    prop_assert_eq!(incompatibility(c.backend, &m), None);
+                    if let Some(p) = preferred {
+                        if b.has(p) {
+                            prop_assert_eq!(c.backend, p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let hint_refused = preferred.is_some_and(|p| incompatibility(p, &m).is_some());
+                    let fits = BackendKind::ALL
+                        .iter()
+                        .any(|k| b.has(*k) && incompatibility(*k, &m).is_none());
+                    prop_assert!(
+                        hint_refused || (contiguous && pinnable) || !fits,
+                        "refused although a usable backend fits: {e}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -27,6 +27,11 @@ pub const CMA_HEAP_NAMES: [&str; 4] = [
 /// Where the kernel lists its CMA areas (`CONFIG_CMA_SYSFS`); a heap named after one is a CMA heap.
 pub const CMA_SYSFS_DIR: &str = "/sys/kernel/mm/cma";
 
+/// Where sysfs lists the heaps (world-readable, also when `/dev/dma_heap` is not).
+pub const HEAP_CLASS_DIR: &str = "/sys/class/dma_heap";
+/// Where sysfs lists DRM devices.
+pub const DRM_CLASS_DIR: &str = "/sys/class/drm";
+
 /// What the `udev-rules/` rules say to a user who hit `EACCES`.
 pub const EACCES_HINT: &str = "install udev-rules/60-unibuf.rules and add the user to group \
      'unibuf' (see docs/permissions.md); heaps and /dev/udmabuf are root-only by default";
@@ -185,6 +190,10 @@ pub struct Backends {
     pub drm: Vec<DrmInfo>,
     /// Whether `memfd_create` works (it needs no device, but a seccomp policy may refuse it).
     pub memfd: Access,
+    /// Whether `/dev/dma_heap` could be listed (absent on kernels without heaps).
+    pub heap_dir: Access,
+    /// Whether `/dev/dri` could be listed.
+    pub dri_dir: Access,
 }
 
 fn open_dev(path: &Path) -> Result<OwnedFd, Errno> {
@@ -194,11 +203,12 @@ fn open_dev(path: &Path) -> Result<OwnedFd, Errno> {
 impl Backends {
     /// Looks at `/dev/dma_heap`, `/dev/udmabuf`, `/dev/dri` and memfd, opening what it can.
     pub fn discover() -> Backends {
-        Backends::discover_in(
+        Backends::discover_with(
             Path::new(sys::dma_heap::DMA_HEAP_DEV_DIR),
             Path::new(sys::udmabuf::UDMABUF_DEV),
             Path::new(sys::drm::DRM_DEV_DIR),
             Path::new(CMA_SYSFS_DIR),
+            Some((Path::new(HEAP_CLASS_DIR), Path::new(DRM_CLASS_DIR))),
         )
     }
 
@@ -209,10 +219,22 @@ impl Backends {
         dri_dir: &Path,
         cma_dir: &Path,
     ) -> Backends {
+        Backends::discover_with(heap_dir, udmabuf, dri_dir, cma_dir, None)
+    }
+
+    fn discover_with(
+        heap_dir: &Path,
+        udmabuf: &Path,
+        dri_dir: &Path,
+        cma_dir: &Path,
+        sysfs: Option<(&Path, &Path)>,
+    ) -> Backends {
         Backends {
-            heaps: discover_heaps(heap_dir, cma_dir),
+            heaps: discover_heaps(heap_dir, cma_dir, sysfs.map(|s| s.0)),
+            heap_dir: list_access(heap_dir),
+            dri_dir: list_access(dri_dir),
             udmabuf: discover_udmabuf(udmabuf),
-            drm: discover_drm(dri_dir),
+            drm: discover_drm(dri_dir, sysfs.map(|s| s.1)),
             memfd: probe_memfd(),
         }
     }
@@ -229,6 +251,8 @@ impl Backends {
             },
             drm: Vec::new(),
             memfd: probe_memfd(),
+            heap_dir: Access::Absent("not looked for (memfd-only backends)".into()),
+            dri_dir: Access::Absent("not looked for (memfd-only backends)".into()),
         }
     }
 
@@ -271,8 +295,9 @@ impl Backends {
             if of.is_empty() {
                 let names: Vec<&str> = self.heaps.iter().map(|h| h.name.as_str()).collect();
                 format!(
-                    "no {class} heap in {} (heaps found: {})",
+                    "no {class} heap in {} ({}; heaps found: {})",
                     sys::dma_heap::DMA_HEAP_DEV_DIR,
+                    self.heap_dir,
                     if names.is_empty() {
                         "none".to_string()
                     } else {
@@ -298,7 +323,11 @@ impl Backends {
             }
             BackendKind::DrmDumb => {
                 if self.drm.is_empty() {
-                    format!("no DRM card node in {}", sys::drm::DRM_DEV_DIR)
+                    format!(
+                        "no DRM card node in {} ({})",
+                        sys::drm::DRM_DEV_DIR,
+                        self.dri_dir
+                    )
                 } else {
                     self.drm
                         .iter()
@@ -315,11 +344,19 @@ impl Backends {
 impl fmt::Display for Backends {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.heaps.is_empty() {
-            writeln!(
-                f,
-                "dma-heap: none in {} (kernel without CONFIG_DMABUF_HEAPS, or no heap registered)",
-                sys::dma_heap::DMA_HEAP_DEV_DIR
-            )?;
+            match &self.heap_dir {
+                Access::Usable => writeln!(
+                    f,
+                    "dma-heap: none in {} (no heap registered)",
+                    sys::dma_heap::DMA_HEAP_DEV_DIR
+                )?,
+                Access::Absent(why) => writeln!(
+                    f,
+                    "dma-heap: none ({why}: kernel without CONFIG_DMABUF_HEAPS, or no heap \
+                     registered)"
+                )?,
+                other => writeln!(f, "dma-heap: none found: {other}")?,
+            }
         }
         for h in &self.heaps {
             writeln!(
@@ -338,7 +375,12 @@ impl fmt::Display for Backends {
             self.udmabuf.access
         )?;
         if self.drm.is_empty() {
-            writeln!(f, "drm: no card node in {}", sys::drm::DRM_DEV_DIR)?;
+            writeln!(
+                f,
+                "drm: no card node in {} ({})",
+                sys::drm::DRM_DEV_DIR,
+                self.dri_dir
+            )?;
         }
         for d in &self.drm {
             writeln!(
@@ -353,33 +395,68 @@ impl fmt::Display for Backends {
     }
 }
 
-fn discover_heaps(dir: &Path, cma_dir: &Path) -> Vec<HeapInfo> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(_) => return Vec::new(),
-    };
-    let mut heaps: Vec<HeapInfo> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let path = e.path();
+/// Whether a device directory can be listed; `EACCES` names the udev rules.
+fn list_access(dir: &Path) -> Access {
+    match std::fs::read_dir(dir) {
+        Ok(_) => Access::Usable,
+        Err(e) => {
+            let errno = Errno::from_io_error(&e).unwrap_or(Errno::IO);
+            match errno {
+                Errno::NOENT | Errno::NOTDIR => {
+                    Access::Absent(format!("{}: {}", dir.display(), crate::Errno(errno)))
+                }
+                Errno::ACCESS | Errno::PERM => Access::Denied(format!(
+                    "list {}: {}: {EACCES_HINT}",
+                    dir.display(),
+                    crate::Errno(errno)
+                )),
+                _ => Access::Failed(format!("list {}: {}", dir.display(), crate::Errno(errno))),
+            }
+        }
+    }
+}
+
+/// Names in `dir`, or none when it cannot be listed.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Heap names: the nodes in `dir`, plus the heaps sysfs lists in `class_dir`
+/// (`/sys/class/dma_heap`, world-readable), so a heap is found, and its `EACCES` reported, also
+/// when `/dev/dma_heap` itself cannot be listed.
+fn discover_heaps(dir: &Path, cma_dir: &Path, class_dir: Option<&Path>) -> Vec<HeapInfo> {
+    let mut names = names_in(dir);
+    if let Some(c) = class_dir {
+        names.extend(names_in(c));
+    }
+    names.retain(|n| !n.contains('/') && n != "." && n != "..");
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
             let (class, class_reason) = classify_heap(&name, cma_dir);
             let (access, fd) = match open_dev(&path) {
                 Ok(fd) => (Access::Usable, Some(fd)),
                 Err(e) => (Access::from_open_error(&path, e), None),
             };
-            Some(HeapInfo {
+            HeapInfo {
                 name,
                 path,
                 class,
                 class_reason,
                 access,
                 fd,
-            })
+            }
         })
-        .collect();
-    heaps.sort_by(|a, b| a.name.cmp(&b.name));
-    heaps
+        .collect()
 }
 
 fn discover_udmabuf(path: &Path) -> UdmabufInfo {
@@ -394,18 +471,22 @@ fn discover_udmabuf(path: &Path) -> UdmabufInfo {
     }
 }
 
-fn discover_drm(dir: &Path) -> Vec<DrmInfo> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(_) => return Vec::new(),
-    };
-    let mut out: Vec<DrmInfo> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("card"))
-        .map(|e| probe_drm(&e.path()))
-        .collect();
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+/// `cardN` (not `cardN-Connector`, not `renderD*`).
+fn is_card_name(n: &str) -> bool {
+    n.strip_prefix("card")
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Card nodes in `dir`, plus those sysfs lists in `class_dir` (`/sys/class/drm`).
+fn discover_drm(dir: &Path, class_dir: Option<&Path>) -> Vec<DrmInfo> {
+    let mut names = names_in(dir);
+    if let Some(c) = class_dir {
+        names.extend(names_in(c));
+    }
+    names.retain(|n| is_card_name(n));
+    names.sort_by_key(|n| n[4..].parse::<u32>().unwrap_or(u32::MAX));
+    names.dedup();
+    names.into_iter().map(|n| probe_drm(&dir.join(n))).collect()
 }
 
 fn probe_drm(path: &Path) -> DrmInfo {
@@ -457,6 +538,13 @@ fn probe_memfd() -> Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_names() {
+        assert!(is_card_name("card0") && is_card_name("card12"));
+        assert!(!is_card_name("card0-Writeback-1") && !is_card_name("renderD128"));
+        assert!(!is_card_name("card"));
+    }
 
     #[test]
     fn classifies_cma_under_every_name() {

@@ -76,7 +76,29 @@ impl Backends {
     /// Chooses a backend for `req.memory` and allocates one buffer from it.
     pub fn allocate(&self, req: &AllocRequest) -> Result<Allocation> {
         let choice = self.choose(&req.memory)?;
-        self.allocate_as(&choice, req)
+        let name = self.buffer_name(req)?;
+        self.alloc_inner(choice, req, name)
+    }
+
+    /// Like [`Backends::allocate`], taking the request by value (its name is moved, not copied:
+    /// the path [`crate::object::Object::allocate`] takes).
+    pub fn allocate_owned(&self, mut req: AllocRequest) -> Result<Allocation> {
+        let choice = self.choose(&req.memory)?;
+        let name = if req.name.is_empty() || req.name.len() > MAX_NAME_LEN {
+            self.buffer_name(&req)?
+        } else {
+            fit_name(&req.name)?;
+            std::mem::take(&mut req.name)
+        };
+        self.alloc_inner(choice, &req, name)
+    }
+
+    fn buffer_name(&self, req: &AllocRequest) -> Result<String> {
+        Ok(if req.name.is_empty() {
+            derived_name()
+        } else {
+            fit_name(&req.name)?.to_string()
+        })
     }
 
     /// Allocates `n` buffers for one request (one choice for all; each gets its own name:
@@ -104,12 +126,12 @@ impl Backends {
     /// Allocates one buffer from the backend of `choice` (made by [`Backends::choose`] on this
     /// same `Backends`).
     pub fn allocate_as(&self, choice: &Choice, req: &AllocRequest) -> Result<Allocation> {
+        let name = self.buffer_name(req)?;
+        self.alloc_inner(choice.clone(), req, name)
+    }
+
+    fn alloc_inner(&self, choice: Choice, req: &AllocRequest, name: String) -> Result<Allocation> {
         let len = check_request(req)?;
-        let name = if req.name.is_empty() {
-            derived_name()
-        } else {
-            fit_name(&req.name)?.to_string()
-        };
         let missing = |what: &str| Error::Unavailable {
             what: what.to_string(),
             why: self.why_not(choice.backend),
@@ -172,7 +194,7 @@ impl Backends {
             memfd,
             size,
             name,
-            choice: choice.clone(),
+            choice,
         })
     }
 }

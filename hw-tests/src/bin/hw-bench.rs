@@ -104,6 +104,17 @@ fn size_name(s: u64) -> String {
 }
 
 fn bare_heap_alloc(heap: &OwnedFd, len: u64) {
+    drop(bare_heap_fd(heap, len));
+}
+
+/// The bare allocation plus the `DMA_BUF_SET_NAME` unibuf does on every buffer, to show how much
+/// of the difference is the naming the design asks for.
+fn bare_heap_alloc_named(heap: &OwnedFd, len: u64) {
+    let fd = bare_heap_fd(heap, len);
+    unibuf::backend::set_name(fd.as_fd(), "bench").expect("DMA_BUF_SET_NAME");
+}
+
+fn bare_heap_fd(heap: &OwnedFd, len: u64) -> OwnedFd {
     let mut data = unibuf::sys::dma_heap::DmaHeapAllocationData {
         len,
         fd: 0,
@@ -115,8 +126,8 @@ fn bare_heap_alloc(heap: &OwnedFd, len: u64) {
         unibuf::sys::ioctl_with(heap, unibuf::sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data)
     }
     .expect("bare DMA_HEAP_IOCTL_ALLOC");
-    // SAFETY: a new fd from the kernel; closed by drop.
-    drop(unsafe { OwnedFd::from_raw_fd(data.fd as i32) });
+    // SAFETY: a new fd from the kernel, owned by the returned OwnedFd.
+    unsafe { OwnedFd::from_raw_fd(data.fd as i32) }
 }
 
 fn bare_memfd_alloc(len: u64) {
@@ -149,6 +160,24 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                     || bare_heap_alloc(h, size),
                 );
                 report_alloc("system-heap", size, ub, bare, "DMA_HEAP_IOCTL_ALLOC+close");
+                let (ub, named) = batches(
+                    rounds,
+                    Duration::from_millis(2),
+                    || {
+                        drop(black_box(
+                            Object::allocate_from(b, &l, None).expect("allocate"),
+                        ))
+                    },
+                    || bare_heap_alloc_named(h, size),
+                );
+                println!(
+                    "BENCH alloc system-heap {}: vs bare ALLOC+SET_NAME+close {:.2} us: ratio {:.3} \
+                     (min-of-batches {:.3}) (informative: naming is part of unibuf's allocation)",
+                    size_name(size),
+                    named.median / 1e3,
+                    ub.median / named.median,
+                    ub.min / named.min
+                );
             }
             None => {
                 let l = list(size, BackendKind::Memfd);

@@ -63,13 +63,28 @@ pub fn tests() -> Vec<Test> {
         },
         Test {
             name: "backend::prot_write_on_rdonly_fd",
-            needs: "a DMA-BUF heap or udmabuf",
+            needs: "a DMA-BUF heap, udmabuf or a DRM dumb-buffer device",
             run: prot_write_on_rdonly_fd,
         },
         Test {
             name: "backend::undersized_import_refused",
             needs: "any dma-buf backend",
             run: undersized_import_refused,
+        },
+        Test {
+            name: "backend::allocate_n_and_shortcut",
+            needs: "any dma-buf backend",
+            run: allocate_n_and_shortcut,
+        },
+        Test {
+            name: "backend::udmabuf_read_only_handle",
+            needs: "/dev/udmabuf",
+            run: udmabuf_read_only_handle,
+        },
+        Test {
+            name: "backend::eacces_names_udev_rules",
+            needs: "a root-only heap or /dev/udmabuf (the default modes)",
+            run: eacces_names_udev_rules,
         },
         Test {
             name: "backend::fd_count_10000_cycles",
@@ -470,11 +485,57 @@ fn prot_write_on_rdonly_fd() -> anyhow::Result<Outcome> {
         );
         notes.push("udmabuf RO memfd: EACCES".into());
     }
+    if let Some(d) = b.drm_dumb() {
+        // A dumb buffer exported by PRIME without DRM_RDWR is an O_RDONLY dma-buf.
+        let card = Card(rustix::fs::open(
+            &d.path,
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?);
+        use drm::control::Device as _;
+        let _ = drm::Device::release_master_lock(&card);
+        let dumb = card.create_dumb_buffer((1024, 1), drm::buffer::DrmFourcc::Xrgb8888, 32)?;
+        let fd = card.buffer_to_prime_fd(
+            drm::buffer::Buffer::handle(&dumb),
+            unibuf::sys::drm::DRM_CLOEXEC,
+        );
+        card.destroy_dumb_buffer(dumb)?;
+        let fd = fd?;
+        let e = mmap_rw(fd.as_fd(), 4096).err();
+        ensure!(
+            e == Some(rustix::io::Errno::ACCESS),
+            "PROT_WRITE on an O_RDONLY PRIME export of {}: {e:?}",
+            d.path.display()
+        );
+        let l = list(4096, None, "hwtest-rdonly");
+        ensure!(
+            matches!(
+                Object::import(fd, &l, Permission::ReadWrite),
+                Err(unibuf::Error::PermissionDenied(_))
+            ),
+            "RW import of an O_RDONLY PRIME export was not refused"
+        );
+        notes.push(format!(
+            "{} ({}) O_RDONLY PRIME export: EACCES",
+            d.path.display(),
+            d.driver.as_deref().unwrap_or("?")
+        ));
+    }
     if notes.is_empty() {
-        return skip("no DMA-BUF heap and no udmabuf here");
+        return skip("no DMA-BUF heap, udmabuf or DRM dumb-buffer device here");
     }
     pass(notes.join("; "))
 }
+
+/// A DRM node for the `drm` crate's traits.
+struct Card(OwnedFd);
+impl AsFd for Card {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+impl drm::Device for Card {}
+impl drm::control::Device for Card {}
 
 fn undersized_import_refused() -> anyhow::Result<Outcome> {
     let Some(kind) = any_dma_buf() else {
@@ -517,4 +578,153 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
         "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",
         t.elapsed().as_secs_f64()
     ))
+}
+
+fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
+    use std::os::unix::fs::PermissionsExt;
+    // Nodes only root can open (the kernel's default 0600).
+    let mut root_only: Vec<std::path::PathBuf> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/dev/dma_heap") {
+        for e in rd.flatten() {
+            root_only.push(e.path());
+        }
+    }
+    root_only.push("/dev/udmabuf".into());
+    root_only.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o066 == 0));
+    if root_only.is_empty() {
+        return skip("no root-only heap or udmabuf node (udev rules installed, or none present)");
+    }
+    // The VM's initramfs root may be 0700 (a mktemp directory packed by cpio): then nobody cannot
+    // reach /dev at all and every open fails with EACCES for the wrong reason. Make `/`
+    // traversable so the nodes' own modes decide.
+    let mut note = String::new();
+    let root_mode = std::fs::metadata("/")?.permissions().mode();
+    if root_mode & 0o001 == 0 {
+        std::fs::set_permissions("/", std::fs::Permissions::from_mode(root_mode | 0o055))?;
+        note = format!(" (made / traversable: it was {:o})", root_mode & 0o7777);
+    }
+    // This test runs in its own forked child: drop to nobody for good.
+    // SAFETY: plain syscalls on this process's credentials.
+    let r = unsafe {
+        (
+            libc::setgroups(0, std::ptr::null()),
+            libc::setgid(65534),
+            libc::setuid(65534),
+        )
+    };
+    ensure!(r == (0, 0, 0), "could not drop to uid/gid 65534: {r:?}");
+    let b = unibuf::backend::Backends::discover();
+    let mut seen = Vec::new();
+    for p in &root_only {
+        let access = if p.starts_with("/dev/dma_heap") {
+            b.heaps
+                .iter()
+                .find(|h| &h.path == p)
+                .map(|h| h.access.clone())
+                .with_context(|| format!("heap missing from discovery: {b}"))?
+        } else {
+            b.udmabuf.access.clone()
+        };
+        let unibuf::backend::Access::Denied(msg) = &access else {
+            bail!("{}: {access} (want denied)", p.display());
+        };
+        ensure!(
+            msg.contains("EACCES") && msg.contains("udev-rules/60-unibuf.rules"),
+            "{}: message does not name EACCES and the rules: {msg}",
+            p.display()
+        );
+        seen.push(p.display().to_string());
+    }
+    // A device allocation that has nothing else says why, naming the rules.
+    let l = list(4096, Some(BackendKind::Udmabuf), "hwtest-eacces");
+    if !b.has(BackendKind::Udmabuf) {
+        let e = Object::allocate_from(&b, &l, None)
+            .err()
+            .context("udmabuf allocation as nobody succeeded")?
+            .to_string();
+        ensure!(
+            e.contains("udev-rules"),
+            "error does not name the rules: {e}"
+        );
+    }
+    pass(format!(
+        "as uid 65534: denied with the udev hint: {}{note}",
+        seen.join(", ")
+    ))
+}
+
+fn allocate_n_and_shortcut() -> anyhow::Result<Outcome> {
+    let Some(kind) = any_dma_buf() else {
+        return skip("no dma-buf backend here");
+    };
+    let l = list(65536, Some(kind), "hwtest-n");
+    let objs = Object::allocate_n(&l, 4)?;
+    ensure!(objs.len() == 4, "{} objects", objs.len());
+    for (i, o) in objs.iter().enumerate() {
+        let info = fdinfo(o.fd())?;
+        let name = fdinfo_field(&info, "name").unwrap_or_default();
+        ensure!(
+            name == format!("hwtest-n-{i}"),
+            "object {i} is named {name:?}"
+        );
+        ensure!(
+            o.backend() == Some(kind),
+            "object {i} from {:?}",
+            o.backend()
+        );
+    }
+    // Distinct buffers: a write to one is not seen in another.
+    let mut objs = objs;
+    objs[0].map_write()?.write()?[0] = 0x11;
+    ensure!(objs[1].map_read()?.read()?[0] == 0, "buffers alias");
+    // The shortcut: a camera (device, writes) and a CPU reader (read-only), one call.
+    let mut cam = AttrList::raw(100_000)?;
+    cam.set_accessor_kind(AccessorKind::Camera)?
+        .set_accessor_name("cam")?;
+    let mut cpu = AttrList::raw(100_000)?;
+    cpu.set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?
+        .set_accessor_name("cpu")?;
+    let o = Object::reconcile_and_allocate([&cam, &cpu])?;
+    ensure!(o.is_dma_buf(), "a camera list got a non-dma-buf");
+    ensure!(o.size() >= 100_000, "size {}", o.size());
+    let name = fdinfo_field(&fdinfo(o.fd())?, "name").unwrap_or_default();
+    pass(format!(
+        "4 x 64 KiB from {kind} named hwtest-n-0..3; shortcut: {} named {name:?}",
+        o.choice().map(|c| c.to_string()).unwrap_or_default()
+    ))
+}
+
+fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
+    if let Some(why) = missing(BackendKind::Udmabuf) {
+        return skip(why);
+    }
+    let mut rw = Object::allocate(&list(8192, Some(BackendKind::Udmabuf), "hwtest-ro-udmabuf"))?;
+    let ro = rw.dup_with(Permission::ReadOnly)?;
+    {
+        let mut w = rw.map_write()?;
+        let mut g = w.write()?;
+        g[..5].copy_from_slice(b"hello");
+        g[8191] = 0x42;
+    }
+    // The read-only handle maps its O_RDONLY memfd and sees the writes.
+    let m = ro.memfd().context("RO udmabuf handle keeps a memfd")?;
+    let fl = rustix::fs::fcntl_getfl(m)?;
+    ensure!(
+        fl & rustix::fs::OFlags::RWMODE == rustix::fs::OFlags::RDONLY,
+        "RO handle's memfd is {fl:?}"
+    );
+    let r = ro.map_read()?;
+    let g = r.read()?;
+    ensure!(
+        &g[..5] == b"hello" && g[8191] == 0x42,
+        "RO view does not see the writes"
+    );
+    // Its dma-buf is the same buffer (same exporter, same size).
+    ensure!(
+        backend::fd_size(ro.fd(), "dma-buf")? == backend::fd_size(rw.fd(), "dma-buf")?,
+        "sizes differ"
+    );
+    pass("writes through the RW map are seen through the RO handle's O_RDONLY memfd map")
 }

@@ -45,6 +45,11 @@ pub fn tests() -> Vec<Test> {
             run: vkms_writeback,
         },
         Test {
+            name: "env::unibuf_discovery",
+            needs: "nothing: checks that unibuf's backend discovery agrees with what is there",
+            run: unibuf_discovery,
+        },
+        Test {
             name: "env::vfio_edu",
             needs:
                 "the QEMU edu device (1234:11e8) bound to vfio-pci in its own IOMMU group (VM only)",
@@ -434,4 +439,51 @@ fn vfio_edu() -> anyhow::Result<Outcome> {
         }
     }
     pass(note)
+}
+
+/// unibuf's own discovery (`Backends::discover`) must see exactly the backends the raw discovery
+/// above finds: no backend missed (a wrong path or name rule) and none invented.
+fn unibuf_discovery() -> anyhow::Result<Outcome> {
+    use unibuf::attr::BackendKind;
+    use unibuf::backend::Backends;
+    let b = Backends::discover();
+    let vgem = drm_card("vgem").is_some();
+    let any_card = !drm_cards().is_empty();
+    let want = [
+        (
+            BackendKind::SystemHeap,
+            heap_names().iter().any(|h| h == "system"),
+        ),
+        (BackendKind::CmaHeap, cma_heap_name().is_some()),
+        (BackendKind::Udmabuf, udmabuf_node().is_some()),
+        (BackendKind::Memfd, true),
+    ];
+    let mut wrong = Vec::new();
+    for (kind, there) in want {
+        if b.has(kind) != there {
+            wrong.push(format!(
+                "{kind:?}: unibuf says {}, raw discovery says {} ({})",
+                if b.has(kind) { "usable" } else { "not usable" },
+                if there { "present" } else { "absent" },
+                b.why_not(kind)
+            ));
+        }
+    }
+    // Dumb buffers: vgem must be found and preferred when it exists; no card, no dumb buffers.
+    let dumb = b.drm_dumb().and_then(|d| d.driver.clone());
+    if vgem && dumb.as_deref() != Some("vgem") {
+        wrong.push(format!("DrmDumb: vgem present but unibuf picks {dumb:?}"));
+    }
+    if !any_card && dumb.is_some() {
+        wrong.push(format!("DrmDumb: no DRM card but unibuf picks {dumb:?}"));
+    }
+    if !wrong.is_empty() {
+        bail!("{}", wrong.join("; "));
+    }
+    let usable: Vec<String> = BackendKind::ALL
+        .iter()
+        .filter(|k| b.has(**k))
+        .map(|k| format!("{k:?}"))
+        .collect();
+    pass(format!("usable backends: {}", usable.join(" ")))
 }
