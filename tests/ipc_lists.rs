@@ -232,6 +232,25 @@ fn objects_with_auto_permission() {
                 Permission::ReadWrite
             )
             .is_err());
+        // A buffer smaller than its reconciled list says.
+        let small = memfd(4096, 0);
+        a.export_object_parts(
+            small.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadWrite,
+        )
+        .unwrap();
+        let err = b
+            .import_object_parts(Requested::ReadWrite, None)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("the fd's buffer has 4096 bytes"),
+            "{err}"
+        );
+        drop(small);
         // The importer's own needs are checked against the object's list.
         let mut big = viewer(Permission::ReadOnly);
         big.set_min_size(64 << 20).unwrap();
