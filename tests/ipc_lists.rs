@@ -272,10 +272,9 @@ fn objects_with_auto_permission() {
 
 /// The input the fuzzer found (fuzz/regressions/layout-pitch-mul-overflow): a reconciled list
 /// whose input has a huge `image.min_pitch`. Re-reconciling it must be refused with an error;
-/// today core's `ImageLayout::compute_at` overflows on `pitch0 * bpp` (a panic with overflow
-/// checks, a wrapped pitch without). Ignored until core checks that multiplication.
+/// `ImageLayout::compute_at` used to overflow on `pitch0 * bpp` (a panic with overflow checks,
+/// a wrapped pitch without).
 #[test]
-#[ignore = "core: src/layout/mod.rs pitch0 * bpp overflows (found by fuzz/regressions)"]
 fn regression_layout_pitch_overflow_is_an_error() {
     let data = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),

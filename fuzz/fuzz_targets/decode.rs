@@ -58,15 +58,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         wire::Message::ReconciledList(r) | wire::Message::Object(_, r) => {
-            // Rebuild the input lists (AttrList::set on untrusted values). Re-reconciling them
-            // (attrs::reconciled_from_wire) is left out until core's layout code checks
-            // `pitch0 * bpp` for overflow (src/layout/mod.rs, ImageLayout::compute_at): the
-            // fuzzer found that a huge image.min_pitch panics there in debug builds and wraps
-            // in release. Reproducer: fuzz/regressions/layout-pitch-mul-overflow.
-            let mut skipped = Vec::new();
-            for (i, l) in r.inputs.iter().enumerate() {
-                let _ = attrs::list_from_wire(l, i, &mut skipped);
-            }
+            // Rebuild the input lists (AttrList::set on untrusted values) and re-reconcile them:
+            // layout arithmetic on a peer's values must end in an error, never a panic
+            // (regression: fuzz/regressions/layout-pitch-mul-overflow).
+            let _ = attrs::reconciled_from_wire(r);
         }
         _ => {}
     }
