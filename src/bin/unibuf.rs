@@ -123,6 +123,11 @@ fn run() -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // A CLI whose output is piped into `head` should stop quietly when the reader goes away,
+    // as C tools do, instead of panicking in println!: restore the default SIGPIPE action that
+    // the Rust runtime replaced with SIG_IGN.
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match run() {
         Ok(c) => c,
         Err(e) => {

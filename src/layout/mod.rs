@@ -75,6 +75,17 @@ fn overflow() -> LayoutError {
     lerr(Key::OutSize, "layout size overflows")
 }
 
+/// `a * b`, or the overflow error: every product here can be driven by values from another
+/// process (pitch alignments, minimum pitches), so none may wrap or panic.
+fn mul(a: u64, b: u64) -> Result<u64, LayoutError> {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+/// `a + b`, or the overflow error.
+fn add(a: u64, b: u64) -> Result<u64, LayoutError> {
+    a.checked_add(b).ok_or_else(overflow)
+}
+
 /// The layout of one image plane. Offsets are from the start of the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PlaneLayout {
@@ -247,10 +258,10 @@ impl ImageLayout {
             let g = gcd(u64::from(pl.bpp), u64::from(pl.hsub) * bpp0);
             let num = u64::from(pl.bpp) / g;
             let den = u64::from(pl.hsub) * bpp0 / g;
-            let plane_unit = den * a / gcd(a, num);
+            let plane_unit = mul(den, a)? / gcd(a, num);
             unit = lcm(unit, plane_unit).ok_or_else(overflow)?;
-            let row_bytes = (w.div_ceil(u64::from(pl.hsub)) * u64::from(pl.bpp)).div_ceil(8);
-            need = need.max((row_bytes * den).div_ceil(num));
+            let row_bytes = mul(w.div_ceil(u64::from(pl.hsub)), u64::from(pl.bpp))?.div_ceil(8);
+            need = need.max(mul(row_bytes, den)?.div_ceil(num));
         }
         let pitch0 = if p.exact_pitch != 0 {
             if p.exact_pitch < need || p.exact_pitch % unit != 0 {
@@ -278,14 +289,18 @@ impl ImageLayout {
         let mut planes = Vec::with_capacity(info.planes.len());
         let mut cursor = start;
         for pl in info.planes {
-            let pitch = pitch0 * u64::from(pl.bpp) / (u64::from(pl.hsub) * bpp0);
+            let pitch = mul(pitch0, u64::from(pl.bpp))? / (u64::from(pl.hsub) * bpp0);
             let vsub = u64::from(pl.vsub);
             let field_rows = align_up(ah0.div_ceil(vsub), tile.height_rows).ok_or_else(overflow)?;
             let field_bytes = pitch.checked_mul(field_rows).ok_or_else(overflow)?;
             let offset = align_up(cursor, p.base_align).ok_or_else(overflow)?;
             let (aligned_height, raw_size, second) = if interlaced {
                 let first = align_up(field_bytes, p.base_align).ok_or_else(overflow)?;
-                (2 * field_rows, first + field_bytes, offset + first)
+                (
+                    mul(2, field_rows)?,
+                    add(first, field_bytes)?,
+                    add(offset, first)?,
+                )
             } else {
                 (field_rows, field_bytes, 0)
             };
@@ -504,6 +519,37 @@ impl PyramidLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the IPC fuzzer (fuzz/regressions/layout-pitch-mul-overflow): huge minimum
+    /// pitches and pitch alignments from a peer overflowed `pitch0 * bpp`. Every extreme must
+    /// be an error, never a panic or a wrapped layout.
+    #[test]
+    fn extreme_pitches_are_errors_not_overflows() {
+        for format in [
+            PixelFormat::Nv12,
+            PixelFormat::Yuv420,
+            PixelFormat::Xrgb8888,
+        ] {
+            for (min_pitch, pitch_align, exact_pitch) in [
+                (u64::MAX / 2, 1, 0),
+                (u64::MAX, 1, 0),
+                (0, 1 << 63, 0),
+                (1 << 62, 1 << 62, 0),
+                (0, 1, u64::MAX),
+                (0, 1, 1 << 63),
+            ] {
+                let mut p = ImageParams::new(format, 1920, 1080);
+                p.min_pitch = min_pitch;
+                p.pitch_align = pitch_align;
+                p.exact_pitch = exact_pitch;
+                p.scan = ScanType::Interlaced;
+                assert!(
+                    ImageLayout::compute(&p).is_err(),
+                    "{format:?} min_pitch {min_pitch} align {pitch_align} exact {exact_pitch}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn align_up_works() {

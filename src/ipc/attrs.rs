@@ -1,0 +1,439 @@
+//! The typed layer: attribute lists and reconciled lists of the library over the wire.
+//!
+//! Every attribute travels as one entry: the key's stable code ([`Key::code`]), the
+//! must-understand flag, and a `Bytes` value holding the value's own wire form
+//! ([`Value::encode`]); the key decides how the bytes are read ([`Value::decode`]). Imported
+//! entries go through [`AttrList::set`], so the receiving side applies every rule a local caller
+//! meets (set once, no output keys in an unreconciled list, keys of the list's buffer types only,
+//! ranges).
+//!
+//! Unknown keys (from a newer peer): an entry whose code this build does not know, or whose value
+//! uses a tag it does not know, is skipped and reported in `skipped` when the sender did not mark
+//! it must-understand; otherwise the whole message is refused. This build marks every key
+//! must-understand except the informational `accessor_name`.
+
+use super::endpoint::Endpoint;
+use super::ops::{negotiate, unexpected, CheckedObject, Requested};
+use super::wire::{
+    decode_reconciled_body, Encoder, EntryRef, FdKind, Kind, ObjectHeader, ValueRef, WireEntry,
+    WireError, WireList, WireReconciled, WireValue,
+};
+use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
+use crate::error::{Error, Result};
+use crate::object::{ImportParts, Object};
+use crate::reconcile::Reconciled;
+use rustix::fd::BorrowedFd;
+use std::sync::Arc;
+
+/// Lists imported from a peer, with the keys that were skipped under the unknown-key rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedLists {
+    /// The lists, one per slot (reconcile takes them as they are; [`ImportedLists::multi`]
+    /// makes core's multi-slot list).
+    pub slots: Vec<AttrList>,
+    /// Codes of the keys that were skipped (unknown to this build, not must-understand), with
+    /// their slot.
+    pub skipped: Vec<(usize, u16)>,
+}
+
+impl ImportedLists {
+    /// The lists as one read-only multi-slot list.
+    pub fn multi(&self) -> MultiList {
+        AttrList::append(&self.slots)
+    }
+}
+
+/// Whether the receiver must refuse a message carrying `key` when it does not know it.
+fn must_understand(key: Key) -> bool {
+    key != Key::AccessorName
+}
+
+fn entry(key: Key, value: &Value) -> WireEntry {
+    let mut b = Vec::with_capacity(16);
+    value.encode(&mut b);
+    WireEntry {
+        key: key.code(),
+        must_understand: must_understand(key),
+        value: WireValue::Bytes(b),
+    }
+}
+
+/// The wire form of one list.
+pub fn list_to_wire(list: &AttrList) -> WireList {
+    WireList {
+        entries: list.iter().map(|(k, v)| entry(k, v)).collect(),
+    }
+}
+
+/// An entry's value as the typed layer sees it.
+enum V<'a> {
+    Bytes(&'a [u8]),
+    Unknown(u8),
+    Other(&'a WireValue),
+}
+
+/// Applies the unknown-key rule to one entry: `Some((key, bytes))` for a known attribute,
+/// `None` for a skipped one (recorded in `skipped`), an error when it must be understood or a
+/// known key comes with another type than Bytes.
+fn known<'a>(
+    code: u16,
+    must_understand: bool,
+    value: V<'a>,
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<Option<(Key, &'a [u8])>> {
+    let skip = |why: String, skipped: &mut Vec<(usize, u16)>| -> Result<Option<(Key, &'a [u8])>> {
+        if must_understand {
+            return Err(Error::Ipc(format!(
+                "list {slot}: {why}, which the peer marked must-understand (a newer version?)"
+            )));
+        }
+        skipped.push((slot, code));
+        Ok(None)
+    };
+    let Some(key) = Key::from_code(code) else {
+        return skip(format!("unknown key {code:#06x}"), skipped);
+    };
+    match value {
+        V::Bytes(b) => Ok(Some((key, b))),
+        V::Unknown(tag) => skip(
+            format!("key {key} with a value of unknown type {tag}"),
+            skipped,
+        ),
+        V::Other(v) => Err(Error::Ipc(format!(
+            "list {slot}: key {key} must travel as bytes, got {v:?}"
+        ))),
+    }
+}
+
+fn wire_v(v: &WireValue) -> V<'_> {
+    match v {
+        WireValue::Bytes(b) => V::Bytes(b),
+        v if v.has_unknown() => V::Unknown(match v {
+            WireValue::Unknown { tag, .. } => *tag,
+            _ => 0,
+        }),
+        v => V::Other(v),
+    }
+}
+
+fn ref_v<'a>(v: &'a ValueRef<'a>) -> V<'a> {
+    match v {
+        ValueRef::Bytes(b) => V::Bytes(b),
+        ValueRef::Other(o) => wire_v(o),
+    }
+}
+
+/// Builds a list from known entries: types first (other keys depend on them), each through
+/// [`AttrList::set`].
+fn build(entries: &[(Key, &[u8])], slot: usize) -> Result<AttrList> {
+    let mut l = AttrList::new();
+    let types = entries.iter().filter(|(k, _)| *k == Key::Types);
+    let rest = entries.iter().filter(|(k, _)| *k != Key::Types);
+    for (k, b) in types.chain(rest) {
+        let v = Value::decode(*k, b)?;
+        l.set(*k, v)
+            .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
+    }
+    Ok(l)
+}
+
+/// Rebuilds an unreconciled list from its wire form; every entry goes through [`AttrList::set`]
+/// (types first, since other keys depend on them).
+pub fn list_from_wire(
+    w: &WireList,
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<AttrList> {
+    let mut kv = Vec::with_capacity(w.entries.len());
+    for e in &w.entries {
+        if let Some(x) = known(e.key, e.must_understand, wire_v(&e.value), slot, skipped)? {
+            kv.push(x);
+        }
+    }
+    build(&kv, slot)
+}
+
+/// [`list_from_wire`] over entries decoded without copying.
+pub fn list_from_entries(
+    entries: &[EntryRef<'_>],
+    slot: usize,
+    skipped: &mut Vec<(usize, u16)>,
+) -> Result<AttrList> {
+    let mut kv = Vec::with_capacity(entries.len());
+    for e in entries {
+        if let Some(x) = known(e.key, e.must_understand, ref_v(&e.value), slot, skipped)? {
+            kv.push(x);
+        }
+    }
+    build(&kv, slot)
+}
+
+/// Writes one list straight into an encoder (no intermediate [`WireList`]).
+pub fn put_list(enc: &mut Encoder, list: &AttrList) -> std::result::Result<(), WireError> {
+    enc.put_list_head(list.len())?;
+    for (k, v) in list.iter() {
+        enc.put_bytes_entry(k.code(), must_understand(k), |b| v.encode(b))?;
+    }
+    Ok(())
+}
+
+/// The wire form of a reconciled list: its inputs and its outputs.
+pub fn reconciled_to_wire(r: &Reconciled) -> WireReconciled {
+    WireReconciled {
+        inputs: r.inputs().iter().map(list_to_wire).collect(),
+        outputs: WireList {
+            entries: r.iter_outputs().map(|(k, v)| entry(k, v)).collect(),
+        },
+    }
+}
+
+/// Rebuilds a reconciled list from its wire form: reconciles the inputs again and requires the
+/// very outputs that were sent ([`Reconciled::from_parts`]). A peer cannot make this side believe
+/// in a layout that its inputs do not give.
+pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
+    let mut skipped = Vec::new();
+    let inputs = w
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| list_from_wire(l, i, &mut skipped))
+        .collect::<Result<Vec<_>>>()?;
+    let mut outputs = Vec::with_capacity(w.outputs.entries.len());
+    for e in &w.outputs.entries {
+        if let Some((k, b)) = known(
+            e.key,
+            e.must_understand,
+            wire_v(&e.value),
+            usize::MAX,
+            &mut skipped,
+        )? {
+            outputs.push((k, Value::decode(k, b)?));
+        }
+    }
+    if let Some((k, _)) = outputs.iter().find(|(k, _)| !k.is_output()) {
+        return Err(Error::Ipc(format!(
+            "reconciled list: {k} is not an output key"
+        )));
+    }
+    Ok(Reconciled::from_parts(&inputs, &outputs)?)
+}
+
+/// What an importer's own lists say about Auto: the highest permission they require, a list that
+/// states none counting as read-write (as reconciliation counts it).
+pub fn required_by(own: &[AttrList]) -> impl Iterator<Item = Permission> + '_ {
+    own.iter().map(|l| match l.get(Key::RequiredPerm) {
+        Some(Value::Permission(p)) => *p,
+        _ => Permission::ReadWrite,
+    })
+}
+
+/// Resolves a request against the importer's own lists (needed for Auto).
+pub fn resolve(requested: Requested, own: Option<&[AttrList]>) -> Result<Permission> {
+    match (requested, own) {
+        (Requested::ReadOnly, _) => Ok(Permission::ReadOnly),
+        (Requested::ReadWrite, _) => Ok(Permission::ReadWrite),
+        (Requested::Auto, Some(own)) if !own.is_empty() => {
+            Ok(required_by(own).max().unwrap_or(Permission::ReadWrite))
+        }
+        (Requested::Auto, _) => Err(Error::InvalidArgument(
+            "Auto permission needs this peer's own unreconciled lists".into(),
+        )),
+    }
+}
+
+/// An object as imported at the typed level: the fd (checked), its reconciled list (re-derived
+/// from its inputs and, when the importer gave its own lists, validated against them), the
+/// backend it came from and the permission this side holds.
+#[derive(Debug)]
+pub struct ImportedObject {
+    /// The fd: a dma-buf, or a memfd (read-only holders get an `O_RDONLY` description).
+    pub fd: rustix::fd::OwnedFd,
+    /// The memfd behind the dma-buf (a udmabuf), when the exporter passed it.
+    pub memfd: Option<rustix::fd::OwnedFd>,
+    /// The reconciled list (shared by every object imported with the same list).
+    pub reconciled: Arc<Reconciled>,
+    /// The backend that allocated it (`None`: a foreign dma-buf).
+    pub backend: Option<BackendKind>,
+    /// The permission this side holds.
+    pub permission: Permission,
+    /// The permission the exporter granted.
+    pub exported: Permission,
+}
+
+impl Endpoint {
+    /// Exports unreconciled lists (one slot each; a [`MultiList`] or a slice of lists).
+    pub fn export_lists<'a>(
+        &mut self,
+        lists: impl IntoIterator<Item = &'a AttrList>,
+    ) -> Result<()> {
+        let lists: Vec<&AttrList> = lists.into_iter().collect();
+        self.send_with(Kind::UnreconciledLists, |enc| {
+            enc.put_slots_head(lists.len())?;
+            lists.iter().try_for_each(|l| put_list(enc, l))
+        })
+    }
+
+    /// Imports unreconciled lists, each rebuilt through [`AttrList::set`].
+    pub fn import_lists(&mut self) -> Result<ImportedLists> {
+        let r = self.recv_lists_with(|_, lists| {
+            let mut skipped = Vec::new();
+            let slots = lists
+                .iter()
+                .enumerate()
+                .map(|(i, l)| list_from_entries(l, i, &mut skipped))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(ImportedLists { slots, skipped })
+        })?;
+        r.map_err(|other| unexpected(self, Kind::UnreconciledLists, other))
+    }
+
+    /// Exports a reconciled list (its inputs and outputs).
+    pub fn export_reconciled(&mut self, r: &Reconciled) -> Result<()> {
+        self.send_wire_reconciled(&reconciled_to_wire(r))
+    }
+
+    /// Imports a reconciled list: reconciles its inputs again, requires the outputs sent, and,
+    /// when `own` is given, validates it against this side's own unreconciled lists
+    /// ([`Reconciled::validate`]; the error names each key that is not satisfied).
+    pub fn import_reconciled(&mut self, own: Option<&[AttrList]>) -> Result<Reconciled> {
+        let w = self.recv_wire_reconciled()?;
+        let r = reconciled_from_wire(&w)?;
+        if let Some(own) = own {
+            r.validate(own)?;
+        }
+        Ok(r)
+    }
+
+    /// Exports an object of the library ([`Object`]) granting `granted` (at most what the handle
+    /// holds). The memfd behind a udmabuf travels with it, so that a read-only importer's CPU
+    /// maps are kernel-enforced and a VFIO importer can pin it.
+    pub fn export_object(&mut self, obj: &Object, granted: Permission) -> Result<()> {
+        let memfd = if obj.is_dma_buf() { obj.memfd() } else { None };
+        self.export_object_parts(
+            obj.fd(),
+            memfd,
+            obj.backend(),
+            obj.list(),
+            obj.permission(),
+            granted,
+        )
+    }
+
+    /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then
+    /// [`Object::import_parts`] (which identifies the exporter, measures the buffer, and probes
+    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds.
+    pub fn import_object(
+        &mut self,
+        requested: Requested,
+        own: Option<&[AttrList]>,
+    ) -> Result<Object> {
+        let o = self.import_object_parts(requested, own)?;
+        Object::import_parts(
+            ImportParts {
+                fd: o.fd,
+                memfd: o.memfd,
+                backend: o.backend,
+            },
+            &o.reconciled,
+            o.permission,
+        )
+    }
+
+    /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,
+    /// when the importer should get it), the backend it came from, its reconciled list, and the
+    /// permission granted to the importer (at most `holder`, the permission of the exporting
+    /// handle).
+    ///
+    /// The wire form of the list is kept for the next export of the same list (same `Arc`), so a
+    /// stream of buffers sharing one list encodes it once.
+    pub fn export_object_parts(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        memfd: Option<BorrowedFd<'_>>,
+        backend: Option<BackendKind>,
+        reconciled: &Arc<Reconciled>,
+        holder: Permission,
+        granted: Permission,
+    ) -> Result<()> {
+        if granted > holder {
+            return Err(Error::PermissionDenied(format!(
+                "cannot export {granted} from a {holder} handle"
+            )));
+        }
+        let header = ObjectHeader {
+            permission: granted,
+            fd_kind: if backend == Some(BackendKind::Memfd) {
+                FdKind::Memfd
+            } else {
+                FdKind::DmaBuf
+            },
+            backend,
+            size: reconciled.size(),
+            with_memfd: memfd.is_some(),
+        };
+        let body = match self.send_cache.take() {
+            Some((r, b)) if Arc::ptr_eq(&r, reconciled) => b,
+            _ => Encoder::new()
+                .reconciled_body(&reconciled_to_wire(reconciled))
+                .map_err(|e| Error::Ipc(format!("{}: {e}", self.name())))?,
+        };
+        let res = self.send_object_body(fd, memfd, header, &body);
+        self.send_cache = Some((reconciled.clone(), body));
+        res
+    }
+
+    /// Imports an object: resolves `requested` (Auto needs `own`), applies the permission rule,
+    /// checks the fds (kind, size), rebuilds the reconciled list and validates it against `own`
+    /// when given. On any error every fd that arrived is closed.
+    ///
+    /// The reconciled list is verified once per distinct list: the same bytes reconcile to the
+    /// same list (reconciliation is deterministic), so a stream of buffers sharing one list
+    /// shares one `Arc<Reconciled>`.
+    pub fn import_object_parts(
+        &mut self,
+        requested: Requested,
+        own: Option<&[AttrList]>,
+    ) -> Result<ImportedObject> {
+        let want = resolve(requested, own)?;
+        let CheckedObject {
+            fd,
+            memfd,
+            header,
+            permission,
+            list,
+            ..
+        } = self.recv_object_checked(want)?;
+        debug_assert_eq!(negotiate(header.permission, want).ok(), Some(permission));
+        let bytes = self.received_bytes(list);
+        let reconciled = match &self.rec_cache {
+            Some((b, r)) if b.as_slice() == bytes => r.clone(),
+            _ => {
+                let w = decode_reconciled_body(bytes).map_err(|e| self.malformed(e))?;
+                let bytes = bytes.to_vec();
+                let r = Arc::new(reconciled_from_wire(&w)?);
+                self.rec_cache = Some((bytes, r.clone()));
+                r
+            }
+        };
+        if reconciled.size() != header.size {
+            return Err(Error::Ipc(format!(
+                "{}: object header says {} bytes, its reconciled list {}",
+                self.name(),
+                header.size,
+                reconciled.size()
+            )));
+        }
+        if let Some(own) = own {
+            reconciled.validate(own)?;
+        }
+        Ok(ImportedObject {
+            fd,
+            memfd,
+            reconciled,
+            backend: header.backend,
+            permission,
+            exported: header.permission,
+        })
+    }
+}

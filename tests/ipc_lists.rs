@@ -1,0 +1,292 @@
+//! Attribute lists and reconciled lists over an endpoint: round trips, the unknown-key rule,
+//! refusals of what a local caller could not do either, validation against the importer's lists.
+
+mod ipc_util;
+
+use ipc_util::*;
+use rustix::fd::AsFd;
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Key, Permission};
+use unibuf::ipc::attrs::{list_to_wire, reconciled_to_wire};
+use unibuf::ipc::wire::{WireEntry, WireList, WireValue};
+use unibuf::ipc::{Endpoint, Requested};
+use unibuf::layout::PixelFormat;
+use unibuf::reconcile::reconcile;
+use unibuf::Error;
+
+fn camera() -> AttrList {
+    let mut l = AttrList::image(PixelFormat::Yuv420, 1920, 1080).unwrap();
+    l.set_accessor_name("camera")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Camera)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
+        .unwrap()
+        .set_pitch_align(256)
+        .unwrap();
+    l
+}
+
+fn viewer(perm: Permission) -> AttrList {
+    let mut l = AttrList::image(PixelFormat::Yuv420, 1920, 1080).unwrap();
+    l.set_accessor_name("viewer")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap()
+        .set_required_perm(perm)
+        .unwrap();
+    l
+}
+
+#[test]
+fn unreconciled_lists_round_trip_multi_slot() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let lists = [camera(), viewer(Permission::ReadOnly)];
+    a.export_lists(&lists).unwrap();
+    let got = b.import_lists().unwrap();
+    assert!(got.skipped.is_empty());
+    assert_eq!(got.slots, lists);
+    assert_eq!(got.multi().len(), 2);
+    // A MultiList goes as it is too.
+    a.export_lists(&AttrList::append(&lists)).unwrap();
+    assert_eq!(b.import_lists().unwrap().slots.len(), 2);
+}
+
+#[test]
+fn unknown_keys_follow_the_must_understand_flag() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let mut w = list_to_wire(&camera());
+    w.entries.push(WireEntry {
+        key: 0x7f01,
+        must_understand: false,
+        value: WireValue::U64(3),
+    });
+    w.entries.push(WireEntry {
+        key: Key::ImageMinSize.code(),
+        must_understand: false,
+        value: WireValue::Unknown {
+            tag: 99,
+            bytes: vec![1, 2],
+        },
+    });
+    a.send_wire_lists(std::slice::from_ref(&w)).unwrap();
+    let got = b.import_lists().unwrap();
+    assert_eq!(
+        got.skipped,
+        vec![(0, 0x7f01), (0, Key::ImageMinSize.code())]
+    );
+    assert_eq!(got.slots[0], camera());
+
+    let n = w.entries.len();
+    w.entries[n - 2].must_understand = true;
+    a.send_wire_lists(std::slice::from_ref(&w)).unwrap();
+    let err = b.import_lists().unwrap_err().to_string();
+    assert!(
+        err.contains("0x7f01") && err.contains("must-understand"),
+        "{err}"
+    );
+    // Usable afterwards.
+    a.export_lists(&[camera()]).unwrap();
+    assert!(b.import_lists().is_ok());
+}
+
+#[test]
+fn imported_entries_meet_the_set_rules() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let r = reconcile(&[camera()]).unwrap();
+    // An output key inside an unreconciled list.
+    let (k, v) = r.iter_outputs().next().unwrap();
+    let mut w = list_to_wire(&camera());
+    let mut bytes = Vec::new();
+    v.encode(&mut bytes);
+    w.entries.push(WireEntry {
+        key: k.code(),
+        must_understand: true,
+        value: WireValue::Bytes(bytes),
+    });
+    a.send_wire_lists(&[w]).unwrap();
+    let err = b.import_lists().unwrap_err().to_string();
+    assert!(err.contains("output key"), "{err}");
+    // A value that does not decode for its key (a bool of 2 bytes).
+    let mut w = WireList::default();
+    w.entries.push(WireEntry {
+        key: Key::NeedCpuAccess.code(),
+        must_understand: true,
+        value: WireValue::Bytes(vec![1, 0]),
+    });
+    a.send_wire_lists(&[w]).unwrap();
+    assert!(matches!(b.import_lists(), Err(Error::Attr(_))));
+    // A known key sent with a generic type instead of its bytes.
+    let mut w = WireList::default();
+    w.entries.push(WireEntry {
+        key: Key::NeedCpuAccess.code(),
+        must_understand: true,
+        value: WireValue::Bool(true),
+    });
+    a.send_wire_lists(&[w]).unwrap();
+    assert!(b.import_lists().is_err());
+}
+
+#[test]
+fn reconciled_round_trip_and_validation() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let mine = [viewer(Permission::ReadOnly)];
+    let r = reconcile(&[camera(), viewer(Permission::ReadOnly)]).unwrap();
+    a.export_reconciled(&r).unwrap();
+    let got = b.import_reconciled(Some(&mine)).unwrap();
+    assert_eq!(got, r);
+    assert_eq!(got.image().unwrap().planes.len(), 3);
+
+    // A reconciled list that does not satisfy the importer's own list: the key is named.
+    let other = reconcile(&[camera()]).unwrap();
+    let mut big = viewer(Permission::ReadOnly);
+    big.set_min_size(64 << 20).unwrap();
+    a.export_reconciled(&other).unwrap();
+    let err = b.import_reconciled(Some(&[big])).unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("image.min_size"), "{err}");
+
+    // Tampered outputs are caught by re-reconciliation.
+    let mut w = reconciled_to_wire(&r);
+    let e = w
+        .outputs
+        .entries
+        .iter_mut()
+        .find(|e| e.key == Key::OutSize.code())
+        .expect("size output");
+    e.value = WireValue::Bytes((1u64 << 40).to_le_bytes().to_vec());
+    a.send_wire_reconciled(&w).unwrap();
+    let err = b.import_reconciled(None).unwrap_err().to_string();
+    assert!(err.contains("out.size"), "{err}");
+}
+
+#[test]
+fn objects_with_auto_permission() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let r = std::sync::Arc::new(reconcile(&[camera(), viewer(Permission::ReadOnly)]).unwrap());
+    let fd = memfd(r.size(), 0);
+    no_fd_leak("typed object import", || {
+        // Auto over a read-only viewer: holds read-only, even though read-write was exported.
+        let own = [viewer(Permission::ReadOnly)];
+        a.export_object_parts(
+            fd.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadWrite,
+        )
+        .unwrap();
+        let o = b.import_object_parts(Requested::Auto, Some(&own)).unwrap();
+        assert_eq!(o.permission, Permission::ReadOnly);
+        assert_eq!(o.exported, Permission::ReadWrite);
+        assert!(is_read_only(&o.fd));
+        assert_eq!(*o.reconciled, *r);
+        drop(o);
+        // Auto over a read-write list of ours, object exported read-only: denied.
+        let own = [viewer(Permission::ReadWrite)];
+        a.export_object_parts(
+            fd.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadOnly,
+        )
+        .unwrap();
+        let err = b
+            .import_object_parts(Requested::Auto, Some(&own))
+            .unwrap_err();
+        assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
+        // Auto without lists is refused before anything is received... and the object waiting
+        // in the socket is still importable afterwards.
+        a.export_object_parts(
+            fd.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadWrite,
+        )
+        .unwrap();
+        assert!(matches!(
+            b.import_object_parts(Requested::Auto, None),
+            Err(Error::InvalidArgument(_))
+        ));
+        let o = b.import_object_parts(Requested::ReadWrite, None).unwrap();
+        assert_eq!(o.permission, Permission::ReadWrite);
+        // A read-only handle cannot grant read-write.
+        assert!(a
+            .export_object_parts(
+                fd.as_fd(),
+                None,
+                Some(BackendKind::Memfd),
+                &r,
+                Permission::ReadOnly,
+                Permission::ReadWrite
+            )
+            .is_err());
+        // A buffer smaller than its reconciled list says.
+        let small = memfd(4096, 0);
+        a.export_object_parts(
+            small.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadWrite,
+        )
+        .unwrap();
+        let err = b
+            .import_object_parts(Requested::ReadWrite, None)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("the fd's buffer has 4096 bytes"),
+            "{err}"
+        );
+        drop(small);
+        // The importer's own needs are checked against the object's list.
+        let mut big = viewer(Permission::ReadOnly);
+        big.set_min_size(64 << 20).unwrap();
+        a.export_object_parts(
+            fd.as_fd(),
+            None,
+            Some(BackendKind::Memfd),
+            &r,
+            Permission::ReadWrite,
+            Permission::ReadOnly,
+        )
+        .unwrap();
+        let err = b
+            .import_object_parts(Requested::ReadOnly, Some(&[big]))
+            .unwrap_err();
+        assert!(err.to_string().contains("image.min_size"), "{err}");
+    });
+}
+
+/// The input the fuzzer found (fuzz/regressions/layout-pitch-mul-overflow): a reconciled list
+/// whose input has a huge `image.min_pitch`. Re-reconciling it must be refused with an error;
+/// `ImageLayout::compute_at` used to overflow on `pitch0 * bpp` (a panic with overflow checks,
+/// a wrapped pitch without).
+#[test]
+fn regression_layout_pitch_overflow_is_an_error() {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/layout-pitch-mul-overflow"
+    ))
+    .unwrap();
+    let (nfds, msg) = data.split_first().unwrap();
+    let m = unibuf::ipc::wire::decode(msg, *nfds as usize % 6).expect("the message decodes");
+    let r = match m {
+        unibuf::ipc::wire::Message::Object(_, r)
+        | unibuf::ipc::wire::Message::ReconciledList(r) => r,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(unibuf::ipc::attrs::reconciled_from_wire(&r).is_err());
+}
