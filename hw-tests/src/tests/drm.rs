@@ -8,9 +8,10 @@ use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
-use unibuf::attr::{AccessorKind, AttrList, BufferType, Permission};
+use unibuf::attr::{AccessorKind, AttrList, BufferType, Key, Permission, Value};
 use unibuf::interop::drm::{Card, FbLayout, Output};
 use unibuf::interop::v4l2::{CapturePlane, DmabufCapture};
+use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::object::Object;
 use unibuf::reconcile::Reconciled;
 use unibuf::sys::v4l2::V4L2_PIX_FMT_XBGR32;
@@ -32,6 +33,11 @@ pub fn tests() -> Vec<Test> {
             name: "drm::pipeline_vivid_vkms_writeback",
             needs: "vivid, vkms with writeback, a dma-buf backend",
             run: pipeline,
+        },
+        Test {
+            name: "drm::pipeline_two_process_readonly",
+            needs: "vivid, vkms with writeback, a dma-buf backend, unibuf IPC",
+            run: pipeline_ipc,
         },
     ]
 }
@@ -299,7 +305,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
         let g = wm.read()?;
         let r = check_colorbar(&g, w, h, wpitch);
         if n == frames - 1 {
-            let p = artifact_dir().join("unibuf-pipeline-frame.png");
+            let p = artifact_dir().join("unibuf-pipeline-frame-1proc.png");
             unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g)?;
             png = Some(p);
         }
@@ -312,11 +318,6 @@ fn pipeline() -> anyhow::Result<Outcome> {
     let wb_only = out.writeback_only();
     out.disable(&card)?;
     let png = png.context("no PNG")?;
-    // The VM's file system goes away with it: also print the file, base64, so the host can
-    // recover it from the results log.
-    let bytes = std::fs::read(&png)?;
-    println!("PIPELINE-PNG {} ({} bytes)", png.display(), bytes.len());
-    println!("PIPELINE-PNG-BASE64 {}", base64(&bytes));
     harness::pass(format!(
         "{} -> {} -> writeback, {frames} frames {w}x{h} pitch {}, {} {} buffers, colorbar {seen}; PNG {}{}",
         node.path(),
@@ -379,4 +380,295 @@ fn commit_debug(
             ))
         }
     }
+}
+
+// ---- The pipeline across two processes ---------------------------------------------------------
+//
+// The camera process owns vivid and allocates; the display process owns vkms and imports the
+// capture buffers read-only over a unibuf IPC endpoint (a socketpair):
+//
+//   camera  -> display  the camera's unreconciled list
+//   display -> camera   the display's unreconciled list (from the vkms plane)
+//   camera  -> display  "N <count>", then <count> objects granted read-only
+//   camera  -> display  "F <index> <sequence>" per captured frame
+//   display -> camera   "OK <colors>" once the frame is scanned out, written back and checked
+//   camera  -> display  "Q"; display -> camera "DONE <png path>"
+//
+// Any failure on the display side is sent as an IPC error, so the camera side reports it.
+
+const IPC_TIMEOUT: Duration = Duration::from_secs(40);
+
+fn pipeline_ipc() -> anyhow::Result<Outcome> {
+    if Card::find("vkms").is_none() {
+        return harness::skip(
+            "no vkms card in /dev/dri (kernel without CONFIG_DRM_VKMS, e.g. Debian's)",
+        );
+    }
+    if vivid_node().is_none() {
+        return harness::skip("no vivid capture node");
+    }
+    let (mut cam_ep, mut disp_ep) = Endpoint::pair()?;
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: the test process is single-threaded; the child only runs the display side and
+    // leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(cam_ep);
+        // Die with the test process, and hold none of its fds (the runner waits for EOF on its
+        // result pipe): keep only stdio and the endpoint.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        close_other_fds(&[0, 1, 2, rustix::fd::AsRawFd::as_raw_fd(&disp_ep.as_fd())]);
+        // Should anything block for good, end this process before the runner's limit.
+        // SAFETY: alarm has no memory-safety preconditions.
+        unsafe { libc::alarm(100) };
+        let code = match display_side(&mut disp_ep) {
+            Ok(()) => 0,
+            Err(e) => {
+                let msg = format!("display process, at {}: {e:#}", last_step());
+                let _ = disp_ep.send_error(ErrorCode::Other, &msg);
+                1
+            }
+        };
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    drop(disp_ep);
+    let res =
+        camera_side(&mut cam_ep).with_context(|| format!("camera process, at {}", last_step()));
+    drop(cam_ep);
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let note = res?;
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("display process ended with status {status:#x}");
+    }
+    harness::pass(note)
+}
+
+fn camera_side(ep: &mut Endpoint) -> anyhow::Result<String> {
+    ep.set_recv_timeout(Some(IPC_TIMEOUT))?;
+    let node = vivid_node().context("no vivid node")?;
+    vivid_colorbar(&node)?;
+    let cam = node.try_format(V4L2_PIX_FMT_XBGR32, 640, 480)?;
+    let cam_list = cam.attr_list()?;
+    step("camera", "export list");
+    ep.export_lists([&cam_list])?;
+    step("camera", "import display list");
+    let theirs = ep.import_lists().context("receiving the display's list")?;
+    let mut lists = vec![cam_list];
+    lists.extend(theirs.slots.iter().cloned());
+    let r = reconcile(&lists)?;
+    step("camera", "allocate");
+    let bufs = Object::allocate_n(&r, 4)?;
+    step("camera", "export objects");
+    ep.send_data(format!("N {}", bufs.len()).as_bytes())?;
+    for b in &bufs {
+        ep.export_object(b, Permission::ReadOnly)?;
+    }
+    let img = r.image().context("no image layout")?;
+    let v4l = img
+        .v4l2_format()
+        .context("layout not expressible as a V4L2 format")?;
+    node.set_format(cam.fourcc, cam.width, cam.height, &[v4l.bytesperline])?;
+    let planes = bufs
+        .iter()
+        .map(|b| {
+            vec![CapturePlane {
+                fd: b.fd(),
+                length: b.size() as u32,
+            }]
+        })
+        .collect();
+    step("camera", "stream");
+    let mut cap = DmabufCapture::new(&node, planes)?;
+    for i in 0..cap.len() {
+        cap.queue(i)?;
+    }
+    cap.start()?;
+    let frames = 6;
+    let mut seqs = Vec::new();
+    let mut seen = String::new();
+    for _ in 0..frames {
+        let f = cap.dequeue(Duration::from_secs(10))?;
+        ep.send_data(format!("F {} {}", f.index, f.sequence).as_bytes())?;
+        let reply = String::from_utf8_lossy(&ep.recv_data()?).into_owned();
+        seen = reply
+            .strip_prefix("OK ")
+            .with_context(|| format!("display answered {reply:?}"))?
+            .to_string();
+        seqs.push(f.sequence);
+        cap.queue(f.index)?;
+    }
+    cap.stop()?;
+    ep.send_data(b"Q")?;
+    let done = String::from_utf8_lossy(&ep.recv_data()?).into_owned();
+    let png = done
+        .strip_prefix("DONE ")
+        .with_context(|| format!("display answered {done:?}"))?;
+    Ok(format!(
+        "{} -> [IPC, read-only] -> display process: vkms scanout -> writeback; {frames} frames seq {seqs:?}, {w}x{h} pitch {}, {} {} buffers; last frame {seen}; PNG {png}",
+        node.path(),
+        v4l.bytesperline,
+        bufs.len(),
+        bufs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
+        w = cam.width,
+        h = cam.height,
+    ))
+}
+
+fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
+    ep.set_recv_timeout(Some(IPC_TIMEOUT))?;
+    step("display", "import camera list");
+    let theirs = ep.import_lists().context("receiving the camera's list")?;
+    let cam_list = theirs.slots.first().context("no camera list")?.clone();
+    let fourcc = match cam_list.get(Key::ImageFormat) {
+        Some(Value::Format(f)) => f.drm_fourcc().context("camera format has no DRM fourcc")? as u32,
+        other => bail!("camera list has image.format {other:?}"),
+    };
+    let size = |k: Key| -> anyhow::Result<u32> {
+        let v = cam_list.get(k).and_then(|v| v.as_u64());
+        let v = v.with_context(|| format!("camera list has no {}", k.name()))?;
+        Ok(u32::try_from(v)?)
+    };
+    let (w, h) = (size(Key::ImageWidth)?, size(Key::ImageHeight)?);
+    step("display", "open vkms");
+    let card = Card::open(Card::find("vkms").context("no vkms card")?)?;
+    if !card.enable_atomic()? {
+        bail!("no writeback connector support");
+    }
+    let mut out = Output::find(&card, w, h)?;
+    let disp = card.plane_constraints(out.plane)?;
+    let own = [disp.attr_list(fourcc, w, h)?];
+    step("display", "export list");
+    ep.export_lists(&own)?;
+    let n: usize = String::from_utf8_lossy(&ep.recv_data()?)
+        .strip_prefix("N ")
+        .and_then(|s| s.parse().ok())
+        .context("expected the buffer count")?;
+    let mut bufs = Vec::new();
+    step("display", "import objects");
+    for _ in 0..n {
+        // The reconciled list comes with each object and is validated against our own list.
+        let o = ep.import_object(Requested::ReadOnly, Some(&own))?;
+        if o.permission() != Permission::ReadOnly {
+            bail!("imported buffer holds {}", o.permission());
+        }
+        bufs.push(o);
+    }
+    // Read-only is enforced: this side gets no writable CPU view.
+    if bufs[0].map_write().is_ok() {
+        bail!("a read-only import yielded a writable CPU map");
+    }
+    let fbl: FbLayout = (&bufs[0]
+        .list()
+        .image()
+        .context("no image layout")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into();
+    step("display", "framebuffers");
+    let fbs = bufs
+        .iter()
+        .map(|b| card.import_framebuffer(b.fd(), &fbl))
+        .collect::<Result<Vec<_>, _>>()?;
+    step("display", "writeback buffer");
+    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
+    cpu_r
+        .set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(Permission::ReadOnly)?;
+    let rw = reconcile([&disp.writeback_attr_list(fourcc, w, h)?, &cpu_r])?;
+    let wbobj = Object::allocate_named(&rw, "vkms-writeback")?;
+    let wbl: FbLayout = (&rw
+        .image()
+        .context("no image")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into();
+    let wb = card.import_framebuffer(wbobj.fd(), &wbl)?;
+    let wm = wbobj.map_read()?;
+    let wpitch = wbl.pitches[0] as usize;
+    loop {
+        let msg = String::from_utf8_lossy(&ep.recv_data()?).into_owned();
+        if msg == "Q" {
+            break;
+        }
+        let mut it = msg.split(' ');
+        let (Some("F"), Some(i), Some(seq)) = (it.next(), it.next(), it.next()) else {
+            bail!("unexpected message {msg:?}");
+        };
+        let i: usize = i.parse()?;
+        let fb = fbs.get(i).with_context(|| format!("no buffer {i}"))?;
+        step("display", &format!("commit {i}"));
+        let fence = commit_debug(&mut out, &card, fb, &wb)?;
+        fence.wait(Duration::from_secs(10))?;
+        let g = wm.read()?;
+        let r = check_colorbar(&g, w, h, wpitch);
+        g.end()?;
+        let seen = r.with_context(|| format!("written-back frame (capture seq {seq})"))?;
+        ep.send_data(format!("OK {seen}").as_bytes())?;
+    }
+    // The last written-back frame, as a PNG.
+    let p = artifact_dir().join("unibuf-pipeline-frame.png");
+    {
+        let g = wm.read()?;
+        unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g)?;
+        g.end()?;
+    }
+    let wb_only = out.writeback_only();
+    out.disable(&card)?;
+    let bytes = std::fs::read(&p)?;
+    println!(
+        "PIPELINE-PNG {} ({} bytes{})",
+        p.display(),
+        bytes.len(),
+        if wb_only {
+            "; CRTC drove the writeback connector alone"
+        } else {
+            ""
+        }
+    );
+    // The VM's file system goes away with it: the file also goes out base64, so the host can
+    // recover it from the results log.
+    println!("PIPELINE-PNG-BASE64 {}", base64(&bytes));
+    ep.send_data(format!("DONE {}", p.display()).as_bytes())?;
+    Ok(())
+}
+
+/// Closes every fd of this process except `keep`.
+fn close_other_fds(keep: &[i32]) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if !keep.contains(&fd) {
+            // SAFETY: closing an fd this process holds; nothing in this fresh child uses the
+            // closed ones (the read_dir fd is already closed and fails harmlessly).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+thread_local! {
+    static STEP: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Records where this side of the pipeline is, for the failure message.
+fn step(side: &str, what: &str) {
+    STEP.with(|s| *s.borrow_mut() = format!("{side}: {what}"));
+}
+
+fn last_step() -> String {
+    STEP.with(|s| s.borrow().clone())
 }
