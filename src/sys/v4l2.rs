@@ -499,6 +499,12 @@ mod tests {
         assert_eq!(std::mem::offset_of!(V4l2Buffer, m), 64);
         assert_eq!(std::mem::offset_of!(V4l2Buffer, length), 72);
         assert_eq!(std::mem::offset_of!(V4l2Format, fmt), 8);
+        assert_eq!(std::mem::offset_of!(V4l2PixFormatMplane, plane_fmt), 20);
+        assert_eq!(std::mem::offset_of!(V4l2PixFormatMplane, num_planes), 180);
+        assert_eq!(std::mem::offset_of!(V4l2PlanePixFormat, bytesperline), 4);
+        assert_eq!(std::mem::offset_of!(V4l2Plane, m), 8);
+        assert_eq!(std::mem::offset_of!(V4l2Plane, data_offset), 16);
+        assert_eq!(std::mem::offset_of!(V4l2RequestBuffers, flags), 16);
     }
 
     #[test]

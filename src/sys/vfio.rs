@@ -66,7 +66,8 @@ pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
 /// The group is attached to a container.
 pub const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
 
-/// `struct vfio_device_info`.
+/// `struct vfio_device_info` as in 6.12 (24 bytes; older headers lack `pad` and are 20 bytes —
+/// the kernel copies `min(argsz, its size)`, so either works).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct VfioDeviceInfo {
