@@ -52,9 +52,16 @@ pub enum AccessorKind {
 }
 
 impl AccessorKind {
-    /// Whether this accessor is a device (anything but the CPU) and so needs a dma-buf.
+    /// Whether this accessor is a device (anything but the CPU).
     pub fn is_device(self) -> bool {
         self != AccessorKind::Cpu
+    }
+
+    /// Whether this accessor imports the buffer as a dma-buf fd (a camera, a display, a GPU,
+    /// another device). A VFIO accessor does not: VFIO type1 and iommufd map the process's own
+    /// memory (a memfd mapping), so VFIO alone does not require a dma-buf provider.
+    pub fn imports_dma_buf(self) -> bool {
+        !matches!(self, AccessorKind::Cpu | AccessorKind::Vfio)
     }
 }
 

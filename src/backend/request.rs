@@ -10,7 +10,9 @@ pub struct MemoryRequirement {
     /// Some accessor pins the memory through VFIO; a heap dma-buf's own mapping cannot be pinned
     /// (it is `VM_PFNMAP`), so the buffer must be memfd-backed (udmabuf).
     pub pinnable: bool,
-    /// Some accessor is a device (not the CPU), so the buffer must be a dma-buf.
+    /// Some accessor imports the buffer as a dma-buf (a camera, display, GPU or unspecified
+    /// device), so the buffer must be a dma-buf. CPU and VFIO accessors map memory and do not
+    /// count: CPU- and VFIO-only lists may use a plain memfd where no udmabuf exists.
     pub device_access: bool,
     /// The backend the lists asked for, if any (a hint: honored when compatible).
     pub preferred: Option<BackendKind>,

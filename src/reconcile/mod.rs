@@ -332,7 +332,7 @@ impl Reconciled {
                     values: vec![(who.clone(), Value::Accessor(AccessorKind::Vfio))],
                 });
             }
-            if kind.is_none_or(AccessorKind::is_device) && !self.memory.device_access {
+            if kind.is_none_or(AccessorKind::imports_dma_buf) && !self.memory.device_access {
                 items.push(ConflictItem {
                     key: Key::OutDeviceAccess,
                     kind: ConflictKind::NotSatisfied,

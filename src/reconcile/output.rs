@@ -306,7 +306,7 @@ pub(super) fn compute(
             .any(|(_, l)| l.accessor_kind() == Some(AccessorKind::Vfio)),
         device_access: ls
             .iter()
-            .any(|(_, l)| l.accessor_kind().is_none_or(AccessorKind::is_device)),
+            .any(|(_, l)| l.accessor_kind().is_none_or(AccessorKind::imports_dma_buf)),
         preferred: match merged.get(Key::PreferredBackend) {
             Some(Value::Backend(b)) => Some(*b),
             _ => None,

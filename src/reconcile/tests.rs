@@ -146,9 +146,27 @@ fn merge_policies() {
     ); // union
     assert!(r.memory().contiguous);
     assert!(r.memory().pinnable);
-    assert!(r.memory().device_access);
+    // CPU + VFIO: nobody imports a dma-buf (VFIO maps process memory).
+    assert!(!r.memory().device_access);
     // Both lists state no permission: read-write.
     assert_eq!(r.permission(), Permission::ReadWrite);
+}
+
+#[test]
+fn vfio_needs_pinnable_memory_and_a_dma_buf_only_beside_an_importer() {
+    let mut vfio = AttrList::raw(4096).unwrap();
+    vfio.set_accessor_kind(AccessorKind::Vfio).unwrap();
+    let r = reconcile([&vfio]).unwrap();
+    assert!(r.memory().pinnable);
+    assert!(!r.memory().device_access);
+    let mut cam = AttrList::raw(4096).unwrap();
+    cam.set_accessor_kind(AccessorKind::Camera).unwrap();
+    let r = reconcile([&vfio, &cam]).unwrap();
+    assert!(r.memory().pinnable);
+    assert!(r.memory().device_access);
+    // A list without a kind may be any importer.
+    let anon = AttrList::raw(4096).unwrap();
+    assert!(reconcile([&vfio, &anon]).unwrap().memory().device_access);
 }
 
 #[test]

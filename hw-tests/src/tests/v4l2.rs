@@ -4,8 +4,7 @@
 
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
-use rustix::fd::{BorrowedFd, OwnedFd};
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BufferType, Permission};
@@ -27,54 +26,6 @@ pub fn tests() -> Vec<Test> {
             run: vivid_dmabuf_capture,
         },
     ]
-}
-
-/// A shared CPU mapping of an fd, unmapped on drop.
-pub struct CpuMap {
-    ptr: *mut std::ffi::c_void,
-    len: usize,
-}
-
-impl CpuMap {
-    /// Maps `len` bytes of `fd` shared, read-only or read-write.
-    pub fn new(fd: BorrowedFd<'_>, len: usize, write: bool) -> anyhow::Result<CpuMap> {
-        let prot = if write {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
-        // SAFETY: a fresh shared mapping placed by the kernel.
-        let ptr =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }
-                .context("mmap")?;
-        Ok(CpuMap { ptr, len })
-    }
-
-    /// The mapped bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-
-    /// The mapped bytes, writable (the mapping must be read-write).
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` maps `len` bytes for as long as `self` lives; `&mut self` is exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len) }
-    }
-
-    /// Sets every byte (the mapping must be read-write).
-    pub fn fill(&self, v: u8) {
-        // SAFETY: `ptr` maps `len` writable bytes (read-write mapping); no Rust reference to the
-        // memory is live across this call in the callers.
-        unsafe { std::ptr::write_bytes(self.ptr.cast::<u8>(), v, self.len) }
-    }
-}
-
-impl Drop for CpuMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
-    }
 }
 
 /// vivid's "100% Colorbar": eight vertical bars, left to right.

@@ -2,7 +2,6 @@
 //! container and iommufd cdev), DMA-ing into and out of unibuf buffers mapped with their
 //! permission; a DMA write into a read-only mapping must leave the buffer unchanged.
 
-use super::v4l2::CpuMap;
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
 use rustix::fd::{AsFd, OwnedFd};
@@ -57,15 +56,6 @@ fn edu_bdf() -> anyhow::Result<Result<String, String>> {
     }
 }
 
-/// A pinnable buffer: the memfd that would back a udmabuf object.
-fn pinnable(size: usize, fill: u8, name: &str) -> anyhow::Result<(OwnedFd, CpuMap)> {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
-    rustix::fs::ftruncate(&fd, size as u64)?;
-    let map = CpuMap::new(fd.as_fd(), size, true)?;
-    map.fill(fill);
-    Ok((fd, map))
-}
-
 /// Reads the kernel log records written since `start` (a /dev/kmsg fd positioned at the end).
 pub fn kmsg_open() -> Option<OwnedFd> {
     let fd = rustix::fs::open(
@@ -98,13 +88,10 @@ pub fn kmsg_lines(fd: &OwnedFd) -> Vec<String> {
 
 const T: Duration = Duration::from_secs(10);
 
-/// One test buffer: a unibuf object reconciled from the edu's VFIO list and a CPU list (so it is
-/// udmabuf, memfd-backed), or — on kernels without udmabuf (Debian 6.1), where no object can
-/// serve a VFIO accessor — a plain memfd.
-enum EduBuf {
-    Object(Object),
-    Memfd(OwnedFd, CpuMap),
-}
+/// One test buffer: a unibuf object reconciled from the edu's VFIO list and a CPU list. Both
+/// map memory rather than import a dma-buf, so unibuf makes it udmabuf (memfd-backed) where the
+/// kernel has udmabuf and a plain memfd where it has not (Debian 6.1): either can be pinned.
+struct EduBuf(Object);
 
 impl EduBuf {
     fn new(c: &ivfio::VfioConstraints, size: u64, name: &str) -> anyhow::Result<EduBuf> {
@@ -117,47 +104,27 @@ impl EduBuf {
         let r = Arc::new(
             unibuf::reconcile::reconcile([&dev, &cpu]).map_err(|e| anyhow::anyhow!("{e}"))?,
         );
-        match Object::allocate_named(&r, name) {
-            Ok(o) => Ok(EduBuf::Object(o)),
-            Err(unibuf::Error::Unavailable { .. }) => {
-                let (fd, map) = pinnable(size as usize, 0, name)?;
-                Ok(EduBuf::Memfd(fd, map))
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(EduBuf(Object::allocate_named(&r, name)?))
     }
 
     fn what(&self) -> String {
-        match self {
-            EduBuf::Object(o) => format!("{:?} object", o.backend()),
-            EduBuf::Memfd(..) => "plain memfd (no udmabuf)".into(),
-        }
+        format!("{:?} object", self.0.backend())
     }
 
     fn write(&mut self, f: impl FnOnce(&mut [u8])) -> anyhow::Result<()> {
-        match self {
-            EduBuf::Object(o) => {
-                let mut m = o.map_write()?;
-                let mut g = m.write()?;
-                f(&mut g);
-                g.end()?;
-            }
-            EduBuf::Memfd(_, m) => f(m.bytes_mut()),
-        }
+        let mut m = self.0.map_write()?;
+        let mut g = m.write()?;
+        f(&mut g);
+        g.end()?;
         Ok(())
     }
 
     fn read(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(match self {
-            EduBuf::Object(o) => {
-                let m = o.map_read()?;
-                let g = m.read()?;
-                let v = g.to_vec();
-                g.end()?;
-                v
-            }
-            EduBuf::Memfd(_, m) => m.bytes().to_vec(),
-        })
+        let m = self.0.map_read()?;
+        let g = m.read()?;
+        let v = g.to_vec();
+        g.end()?;
+        Ok(v)
     }
 
     /// Maps it for the device with `perm` (a read-only object handle for `ReadOnly`).
@@ -167,19 +134,11 @@ impl EduBuf {
         iova: u64,
         perm: Permission,
     ) -> anyhow::Result<ivfio::DmaMapping<'d>> {
-        Ok(match self {
-            EduBuf::Object(o) => {
-                if perm == Permission::ReadOnly {
-                    let ro = o.dup_with(Permission::ReadOnly)?;
-                    d.map_object(&ro, iova)?
-                } else {
-                    d.map_object(o, iova)?
-                }
-            }
-            EduBuf::Memfd(fd, _) => {
-                let page = rustix::param::page_size() as u64;
-                d.map_fd(fd.as_fd(), page, iova, perm)?
-            }
+        Ok(if perm == Permission::ReadOnly {
+            let ro = self.0.dup_with(Permission::ReadOnly)?;
+            d.map_object(&ro, iova)?
+        } else {
+            d.map_object(&self.0, iova)?
         })
     }
 }
