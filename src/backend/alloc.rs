@@ -90,7 +90,12 @@ unsafe fn own(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// A memfd of `len` bytes named `unibuf:<name>`, sealable.
+/// A memfd of `len` bytes named `unibuf:<name>`, sealed against shrinking (`F_SEAL_SHRINK`).
+///
+/// The seal matters for soundness, not only for udmabuf: the memfd is mapped `MAP_SHARED` and
+/// handed out as `&[u8]`, and it is sent to other processes. Without the seal any holder could
+/// `ftruncate` it below the mapping and every access past the new end would raise `SIGBUS` in
+/// safe code. Importers ([`crate::object::Object::import_parts`]) refuse memfds without it.
 pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
     // "unibuf:" + a name of at most 31 bytes + NUL, built on the stack (this is on the hot path).
     const PREFIX: &[u8] = b"unibuf:";
@@ -104,6 +109,13 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
         .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
     rustix::fs::ftruncate(&memfd, len)
         .map_err(|e| Error::sys("ftruncate", format!("memfd unibuf:{name}"), e))?;
+    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK).map_err(|e| {
+        Error::sys(
+            "F_ADD_SEALS(F_SEAL_SHRINK)",
+            format!("memfd unibuf:{name}"),
+            e,
+        )
+    })?;
     Ok(memfd)
 }
 
@@ -115,16 +127,9 @@ pub(crate) fn udmabuf_alloc(
     len: u64,
     name: &str,
 ) -> Result<(OwnedFd, OwnedFd)> {
-    let memfd = memfd_alloc(len, name)?;
     // udmabuf refuses a memfd that can shrink (pages could vanish under the device) and one
-    // sealed against writes.
-    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK).map_err(|e| {
-        Error::sys(
-            "F_ADD_SEALS(F_SEAL_SHRINK)",
-            format!("memfd unibuf:{name}"),
-            e,
-        )
-    })?;
+    // sealed against writes: `memfd_alloc` seals F_SEAL_SHRINK and nothing else.
+    let memfd = memfd_alloc(len, name)?;
     let raw_memfd = {
         use rustix::fd::AsRawFd;
         memfd.as_raw_fd()
