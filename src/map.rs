@@ -62,8 +62,14 @@ fn sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
     let mut arg = uapi::DmaBufSync { flags };
     // SAFETY: `arg` is the `dma_buf_sync` DMA_BUF_IOCTL_SYNC reads. `ioctl_with` retries
     // EINTR/EAGAIN.
-    unsafe { crate::sys::ioctl_with(fd, uapi::DMA_BUF_IOCTL_SYNC, &mut arg) }
-        .map_err(|e| Error::sys("DMA_BUF_IOCTL_SYNC", "dma-buf", e))?;
+    unsafe { crate::sys::ioctl_with(fd, uapi::DMA_BUF_IOCTL_SYNC, &mut arg) }.map_err(|e| {
+        use rustix::fd::AsRawFd;
+        let what = match flags & uapi::DMA_BUF_SYNC_END {
+            0 => "DMA_BUF_IOCTL_SYNC(START)",
+            _ => "DMA_BUF_IOCTL_SYNC(END)",
+        };
+        Error::sys(what, format!("dma-buf fd {}", fd.as_raw_fd()), e)
+    })?;
     Ok(())
 }
 
@@ -364,5 +370,34 @@ impl Drop for WriteGuard<'_> {
         if let Some(fd) = self.sync.take() {
             let _ = sync_end(fd, self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::{AsFd, AsRawFd};
+
+    #[test]
+    fn sync_errors_name_the_direction_the_fd_and_the_errno() {
+        // A memfd is not a dma-buf: the ioctl fails with ENOTTY.
+        let m = rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let e = sync_start(m.as_fd(), SyncDir::Read)
+            .unwrap_err()
+            .to_string();
+        let fd = format!("dma-buf fd {}", m.as_raw_fd());
+        assert!(
+            e.contains("DMA_BUF_IOCTL_SYNC(START)") && e.contains(&fd),
+            "{e}"
+        );
+        assert!(
+            e.contains("ENOTTY") || e.contains("inappropriate ioctl"),
+            "{e}"
+        );
+        let e = sync_end(m.as_fd(), SyncDir::Write).unwrap_err().to_string();
+        assert!(
+            e.contains("DMA_BUF_IOCTL_SYNC(END)") && e.contains(&fd),
+            "{e}"
+        );
     }
 }

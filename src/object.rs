@@ -119,7 +119,8 @@ pub fn reopen_readonly(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 
 /// The access mode the fd was opened with allows writing.
 fn fd_writable(fd: BorrowedFd<'_>) -> Result<bool> {
-    let fl = rustix::fs::fcntl_getfl(fd).map_err(|e| Error::sys("F_GETFL", "imported fd", e))?;
+    let fl = rustix::fs::fcntl_getfl(fd)
+        .map_err(|e| Error::sys("F_GETFL", format!("imported fd {}", fd.as_raw_fd()), e))?;
     Ok(fl & OFlags::RWMODE == OFlags::RDWR || fl & OFlags::RWMODE == OFlags::WRONLY)
 }
 
