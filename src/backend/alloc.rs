@@ -197,11 +197,25 @@ pub(crate) fn drm_dumb_probe(card: &DrmCard) -> Result<()> {
     Ok(())
 }
 
-/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)` (the fd's offset is not used by
-/// anything else; it is left at the end).
+/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)`, with the fd's offset put back.
+///
+/// The offset belongs to the open file description, which an imported fd shares with whoever
+/// sent it: leaving it at the end would move the sender's `read`/`write` position of a memfd.
 pub fn fd_size(fd: impl AsFd, what: &str) -> Result<u64> {
-    rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0))
-        .map_err(|e| Error::sys("lseek(SEEK_END)", what, e))
+    use rustix::fs::{seek, SeekFrom};
+    let fd = fd.as_fd();
+    // dma-bufs answer only SEEK_END and SEEK_SET (EINVAL for SEEK_CUR) and keep no offset that
+    // matters; memfds keep a real one.
+    let cur = match seek(fd, SeekFrom::Current(0)) {
+        Ok(c) => Some(c),
+        Err(rustix::io::Errno::INVAL) => None,
+        Err(e) => return Err(Error::sys("lseek(SEEK_CUR)", what, e)),
+    };
+    let end = seek(fd, SeekFrom::End(0)).map_err(|e| Error::sys("lseek(SEEK_END)", what, e))?;
+    if let Some(cur) = cur.filter(|&c| c != end) {
+        seek(fd, SeekFrom::Start(cur)).map_err(|e| Error::sys("lseek(SEEK_SET)", what, e))?;
+    }
+    Ok(end)
 }
 
 #[cfg(test)]
@@ -216,6 +230,15 @@ mod tests {
         let multi = format!("{}é", "a".repeat(30)); // 'é' would straddle byte 31
         assert_eq!(fit_name(&multi).unwrap(), "a".repeat(30));
         assert!(fit_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn fd_size_leaves_the_shared_offset_alone() {
+        let m = memfd_alloc(8192, "offset").unwrap();
+        rustix::io::write(&m, b"hello").unwrap();
+        assert_eq!(fd_size(&m, "memfd").unwrap(), 8192);
+        let pos = rustix::fs::seek(&m, rustix::fs::SeekFrom::Current(0)).unwrap();
+        assert_eq!(pos, 5);
     }
 
     #[test]
