@@ -11,8 +11,24 @@
 //! and `EAGAIN`. Objects that are plain memfds (CPU-only) have no dma-buf: their guards issue no
 //! ioctl.
 //!
-//! The bytes are shared memory: other handles, other processes and devices may change them while
-//! a guard is held. The guards give the cache-coherency protocol, not exclusion.
+//! # The aliasing contract (read this before using the guards)
+//!
+//! The bytes are shared memory: other handles of the same buffer (in this process, made by
+//! `dup`, `import` or IPC), other processes and devices may change them while a guard is held.
+//! The guards give the cache-coherency protocol, not exclusion. The borrow checker sees only
+//! *this* mapping: it stops a `WriteGuard` and a `ReadGuard` of the same [`WriteMap`] from
+//! coexisting, but it cannot see a second mapping of the same pages.
+//!
+//! [`ReadGuard`] derefs to `&[u8]` and [`WriteGuard`] to `&mut [u8]`, and Rust assumes that the
+//! bytes behind a `&[u8]` do not change and that nothing else reads or writes the bytes behind a
+//! `&mut [u8]` while the reference lives. Any write to the buffer through another mapping, by
+//! another process or by a device *while a guard is held* breaks that assumption: it is a data
+//! race, undefined behaviour, even though no `unsafe` appears in the caller's code. unibuf cannot
+//! check this (the writer may be another process or a DMA engine); the application must order
+//! accesses, the way every user of shared memory does: hand buffers between producer and
+//! consumer (IPC messages, fences, a queue such as V4L2 `QBUF`/`DQBUF`) so that no one writes a
+//! buffer while another side holds a guard on it. Outside a guard, use [`ReadMap::as_ptr`] /
+//! [`WriteMap::as_mut_ptr`] with volatile or atomic accesses if the bytes may change under you.
 
 use crate::error::{Error, Result};
 use crate::sys::dma_buf as uapi;
@@ -46,8 +62,14 @@ fn sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
     let mut arg = uapi::DmaBufSync { flags };
     // SAFETY: `arg` is the `dma_buf_sync` DMA_BUF_IOCTL_SYNC reads. `ioctl_with` retries
     // EINTR/EAGAIN.
-    unsafe { crate::sys::ioctl_with(fd, uapi::DMA_BUF_IOCTL_SYNC, &mut arg) }
-        .map_err(|e| Error::sys("DMA_BUF_IOCTL_SYNC", "dma-buf", e))?;
+    unsafe { crate::sys::ioctl_with(fd, uapi::DMA_BUF_IOCTL_SYNC, &mut arg) }.map_err(|e| {
+        use rustix::fd::AsRawFd;
+        let what = match flags & uapi::DMA_BUF_SYNC_END {
+            0 => "DMA_BUF_IOCTL_SYNC(START)",
+            _ => "DMA_BUF_IOCTL_SYNC(END)",
+        };
+        Error::sys(what, format!("dma-buf fd {}", fd.as_raw_fd()), e)
+    })?;
     Ok(())
 }
 
@@ -68,10 +90,15 @@ struct Region {
     len: usize,
 }
 
-// SAFETY: the region is plain shared memory; access to its bytes is governed by the borrow rules
-// of the views below, which are the same as for a `&[u8]` / `&mut [u8]`.
+// SAFETY: a `Region` owns a mapping (not thread-bound: munmap from any thread is fine) and hands
+// out views only through the guards, whose borrows follow `&[u8]` / `&mut [u8]` rules for this
+// mapping: `&Region` gives shared reads, a write view needs `&mut WriteMap`. Sending or sharing
+// the region across threads adds no aliasing that the borrow checker does not see. (Aliasing
+// through *other* mappings of the same pages is outside what any impl here can justify: see the
+// module's aliasing contract.)
 unsafe impl Send for Region {}
-// SAFETY: see above.
+// SAFETY: see above; `&Region` only reads `ptr`/`len`, and only `ReadGuard` (shared) views come
+// from `&ReadMap`/`&WriteMap`.
 unsafe impl Sync for Region {}
 
 impl Region {
@@ -223,6 +250,9 @@ impl<'o> WriteMap<'o> {
 
 /// A CPU read in progress: derefs to the bytes; drop (or [`ReadGuard::end`]) issues
 /// `SYNC_END | READ`.
+///
+/// No one may write the buffer (through another handle, process or device) while this guard
+/// lives: see the [module's aliasing contract](self).
 #[derive(Debug)]
 pub struct ReadGuard<'m> {
     bytes: &'m [u8],
@@ -234,8 +264,12 @@ impl<'m> ReadGuard<'m> {
         if let Some(fd) = sync {
             sync_start(fd, SyncDir::Read)?;
         }
-        // SAFETY: the region is a live PROT_READ mapping of `len` bytes for as long as `'m`
-        // borrows it.
+        // SAFETY: the region is a live, readable mapping of exactly `len` bytes (mmap succeeded
+        // for `len`; the objects it maps are at least `len` bytes long and cannot shrink:
+        // dma-bufs have a fixed size, memfds are sealed F_SEAL_SHRINK) for as long as `'m`
+        // borrows it, and `&'m Region` keeps `&mut`-views of this mapping away. Writes through
+        // other mappings while the guard lives are excluded by the module's aliasing contract,
+        // which the caller must uphold; the library cannot.
         let bytes = unsafe { std::slice::from_raw_parts(region.ptr.as_ptr(), region.len) };
         Ok(ReadGuard { bytes, sync })
     }
@@ -266,6 +300,9 @@ impl Drop for ReadGuard<'_> {
 
 /// A CPU write (or read-write) in progress: derefs mutably to the bytes; drop (or
 /// [`WriteGuard::end`]) issues `SYNC_END` with the same direction.
+///
+/// No one else may read or write the buffer (through another handle, process or device) while
+/// this guard lives: see the [module's aliasing contract](self).
 #[derive(Debug)]
 pub struct WriteGuard<'m> {
     bytes: &'m mut [u8],
@@ -278,8 +315,10 @@ impl<'m> WriteGuard<'m> {
         if let Some(fd) = sync {
             sync_start(fd, dir)?;
         }
-        // SAFETY: the region is a live PROT_READ|PROT_WRITE mapping of `len` bytes; the guard is
-        // made from `&'m mut WriteMap`, so no other view of this mapping exists for `'m`.
+        // SAFETY: the region is a live PROT_READ|PROT_WRITE mapping of exactly `len` bytes (see
+        // `ReadGuard::begin` for why its pages stay there); the guard is made from
+        // `&'m mut WriteMap`, so no other view of this mapping exists for `'m`. Accesses through
+        // other mappings are excluded by the module's aliasing contract (caller's duty).
         let bytes = unsafe { std::slice::from_raw_parts_mut(region.ptr.as_ptr(), region.len) };
         Ok(WriteGuard { bytes, sync, dir })
     }
@@ -331,5 +370,34 @@ impl Drop for WriteGuard<'_> {
         if let Some(fd) = self.sync.take() {
             let _ = sync_end(fd, self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::{AsFd, AsRawFd};
+
+    #[test]
+    fn sync_errors_name_the_direction_the_fd_and_the_errno() {
+        // A memfd is not a dma-buf: the ioctl fails with ENOTTY.
+        let m = rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let e = sync_start(m.as_fd(), SyncDir::Read)
+            .unwrap_err()
+            .to_string();
+        let fd = format!("dma-buf fd {}", m.as_raw_fd());
+        assert!(
+            e.contains("DMA_BUF_IOCTL_SYNC(START)") && e.contains(&fd),
+            "{e}"
+        );
+        assert!(
+            e.contains("ENOTTY") || e.contains("inappropriate ioctl"),
+            "{e}"
+        );
+        let e = sync_end(m.as_fd(), SyncDir::Write).unwrap_err().to_string();
+        assert!(
+            e.contains("DMA_BUF_IOCTL_SYNC(END)") && e.contains(&fd),
+            "{e}"
+        );
     }
 }

@@ -119,7 +119,8 @@ pub fn reopen_readonly(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 
 /// The access mode the fd was opened with allows writing.
 fn fd_writable(fd: BorrowedFd<'_>) -> Result<bool> {
-    let fl = rustix::fs::fcntl_getfl(fd).map_err(|e| Error::sys("F_GETFL", "imported fd", e))?;
+    let fl = rustix::fs::fcntl_getfl(fd)
+        .map_err(|e| Error::sys("F_GETFL", format!("imported fd {}", fd.as_raw_fd()), e))?;
     Ok(fl & OFlags::RWMODE == OFlags::RDWR || fl & OFlags::RWMODE == OFlags::WRONLY)
 }
 
@@ -155,7 +156,13 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<FdIdentity> {
     let link = rustix::fs::readlink(format!("/proc/self/fd/{raw}"), Vec::new())
         .map(|c| c.to_string_lossy().into_owned())
         .map_err(|e| Error::sys("readlink", format!("/proc/self/fd/{raw}"), e))?;
-    if link.contains("dmabuf") {
+    // The link target alone is a path: any file whose name contains "dmabuf" must not pass for
+    // one. A dma-buf lives on the dma-buf pseudo filesystem (its own since Linux 5.3) or, before
+    // that, is the anonymous inode named exactly `dmabuf`.
+    let on_dmabuf_fs = rustix::fs::fstatfs(fd)
+        .map(|st| st.f_type as u32 == DMA_BUF_MAGIC)
+        .map_err(|e| Error::sys("fstatfs", format!("/proc/self/fd/{raw}"), e))?;
+    if on_dmabuf_fs || link == "anon_inode:dmabuf" {
         return Ok(FdIdentity {
             kind: FdKind::DmaBuf,
             exporter: None,
@@ -173,6 +180,24 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<FdIdentity> {
     Err(Error::InvalidArgument(format!(
         "fd {raw} is not a dma-buf or a memfd (it is {link:?})"
     )))
+}
+
+/// `DMA_BUF_MAGIC` from `include/uapi/linux/magic.h`: the `f_type` of the dma-buf filesystem.
+const DMA_BUF_MAGIC: u32 = 0x444d_4142;
+
+/// Refuses a memfd that is not sealed `F_SEAL_SHRINK`: it is about to be mapped `MAP_SHARED` and
+/// read through `&[u8]`, and whoever else holds it (the peer that sent it) could `ftruncate` it
+/// below the mapping, turning every later access past the new end into `SIGBUS`. (A shmem file
+/// that is not a memfd, e.g. in `/dev/shm`, cannot be sealed at all, so it is refused too.)
+fn require_shrink_seal(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::sys("F_GET_SEALS", what, e))?;
+    if !seals.contains(rustix::fs::SealFlags::SHRINK) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is not sealed F_SEAL_SHRINK: its holder could shrink it under a mapping \
+             (SIGBUS); seal it with fcntl(F_ADD_SEALS, F_SEAL_SHRINK) before sharing it"
+        )));
+    }
+    Ok(())
 }
 
 /// The backend an exporter name points to, where it is one of ours.
@@ -285,7 +310,9 @@ impl Object {
     ///
     /// Checks that `fd` is a dma-buf (or a memfd, for a list with no device accessor), that its
     /// size (`lseek(SEEK_END)`) is at least the list's, that a read-write `permission` comes with
-    /// fds opened for writing, and that `memfd` (if any) is a memfd as large as the buffer.
+    /// fds opened for writing, and that `memfd` (if any) is a memfd as large as the buffer. Every
+    /// memfd (the fd of a CPU-only object, or the one beside a udmabuf) must be sealed
+    /// `F_SEAL_SHRINK` (unibuf's own allocations are), so no holder can shrink it under a mapping.
     /// Records whether the buffer can be CPU-mapped (some exporters' dma-bufs cannot be, e.g.
     /// GPU memory: `ENOTSUPP`). A read-only handle keeps an `O_RDONLY` reopen of a writable memfd
     /// and drops the writable one.
@@ -328,11 +355,14 @@ impl Object {
                 ));
             }
             let msize = backend::fd_size(m.as_fd(), "imported memfd")?;
-            if msize < size.min(list_size(list)) {
+            // The memfd is what gets mapped, for the whole `size` of the buffer: a shorter one
+            // would leave the tail of the mapping past its end (SIGBUS on access).
+            if msize < size {
                 return Err(Error::InvalidArgument(format!(
                     "imported memfd has {msize} bytes, the buffer {size}"
                 )));
             }
+            require_shrink_seal(m.as_fd(), "imported memfd")?;
             let writable = fd_writable(m.as_fd())?;
             if permission == Permission::ReadWrite && !writable {
                 return Err(Error::PermissionDenied(
@@ -345,6 +375,9 @@ impl Object {
             } else {
                 m
             });
+        }
+        if id.kind == FdKind::Memfd {
+            require_shrink_seal(parts.fd.as_fd(), &what)?;
         }
         let mut fd = parts.fd;
         if id.kind == FdKind::Memfd

@@ -123,3 +123,12 @@ fn dumps() {
     let back = parse_json(&j["inputs"][0].to_string(), "in.json").unwrap();
     assert_eq!(back, l);
 }
+
+#[test]
+fn load_refuses_endless_or_huge_files() {
+    // Before: /dev/zero was read until memory ran out (the test would abort or hang).
+    let e = unibuf::attr::file::load(std::path::Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
+}

@@ -102,3 +102,19 @@ fn demo_consumer_with_conflicting_needs_is_told_why() {
         "{cerr}"
     );
 }
+
+#[test]
+fn demo_refuses_a_buffer_count_the_consumer_cannot_take() {
+    // Before: --buffers 0 made the producer panic (frame % 0) and --buffers 65 ran into the
+    // consumer's refusal only after allocating; both are now usage errors (exit 2), no panic.
+    for n in ["0", "65"] {
+        let out = Command::new(DEMO)
+            .args(["--buffers", n, "--frames", "1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--buffers {n}: {err}");
+        assert!(err.contains("--buffers"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -346,3 +346,41 @@ fn objects_and_maps_cross_threads() {
     let h = std::thread::spawn(move || o.map_read().unwrap().read().unwrap()[0]);
     assert_eq!(h.join().unwrap(), 0);
 }
+
+#[test]
+fn import_refuses_memfds_that_can_shrink() {
+    // Before: an unsealed memfd was accepted, and its sender could ftruncate it under our
+    // mapping, so that reading the safe `&[u8]` of a ReadGuard raised SIGBUS.
+    let list = cpu_list(8192, Permission::ReadWrite, true);
+    let m = rustix::fs::memfd_create(
+        "unsealed",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .unwrap();
+    rustix::fs::ftruncate(&m, 8192).unwrap();
+    let e = Object::import(m, &list, Permission::ReadOnly)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("F_SEAL_SHRINK"), "{e}");
+
+    // unibuf's own memfds carry the seal, so they import.
+    let o = memfd_obj(8192);
+    let seals = rustix::fs::fcntl_get_seals(o.fd()).unwrap();
+    assert!(seals.contains(rustix::fs::SealFlags::SHRINK));
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    assert!(Object::import(fd, &list, Permission::ReadOnly).is_ok());
+}
+
+#[test]
+fn identify_does_not_take_a_file_named_dmabuf_for_a_dma_buf() {
+    // Before: any file whose path contained "dmabuf" was identified as a dma-buf.
+    let dir = std::env::temp_dir().join(format!("unibuf-dmabuf-name-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("not-a-dmabuf");
+    std::fs::write(&p, vec![0u8; 8192]).unwrap();
+    let f = std::fs::File::open(&p).unwrap();
+    let r = identify_fd(f.as_fd());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("not a dma-buf"), "{e}");
+}

@@ -207,15 +207,31 @@ pub fn parse_json(text: &str, path: &str) -> Result<AttrList, FileError> {
     }
 }
 
-/// Loads a list from a file: JSON if the name ends in `.json`, TOML otherwise.
+/// The largest list file [`load`] reads. Real lists are a few hundred bytes; the bound keeps a
+/// wrong path (`/dev/zero`, a FIFO fed without end, a huge file) from exhausting memory.
+pub const MAX_FILE_LEN: u64 = 1 << 20;
+
+/// Loads a list from a file: JSON if the name ends in `.json`, TOML otherwise. Files larger than
+/// [`MAX_FILE_LEN`] are refused.
 pub fn load(path: &Path) -> Result<AttrList, FileError> {
+    use std::io::Read as _;
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let err = |message: String| FileError {
         path: p.clone(),
         line: None,
         key: None,
-        message: format!("cannot read: {e}"),
-    })?;
+        message,
+    };
+    let f = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut text = String::new();
+    f.take(MAX_FILE_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_FILE_LEN {
+        return Err(err(format!(
+            "larger than {MAX_FILE_LEN} bytes: not an attribute list"
+        )));
+    }
     if path.extension().is_some_and(|e| e == "json") {
         parse_json(&text, &p)
     } else {

@@ -90,7 +90,12 @@ unsafe fn own(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// A memfd of `len` bytes named `unibuf:<name>`, sealable.
+/// A memfd of `len` bytes named `unibuf:<name>`, sealed against shrinking (`F_SEAL_SHRINK`).
+///
+/// The seal matters for soundness, not only for udmabuf: the memfd is mapped `MAP_SHARED` and
+/// handed out as `&[u8]`, and it is sent to other processes. Without the seal any holder could
+/// `ftruncate` it below the mapping and every access past the new end would raise `SIGBUS` in
+/// safe code. Importers ([`crate::object::Object::import_parts`]) refuse memfds without it.
 pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
     // "unibuf:" + a name of at most 31 bytes + NUL, built on the stack (this is on the hot path).
     const PREFIX: &[u8] = b"unibuf:";
@@ -104,6 +109,13 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
         .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
     rustix::fs::ftruncate(&memfd, len)
         .map_err(|e| Error::sys("ftruncate", format!("memfd unibuf:{name}"), e))?;
+    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK).map_err(|e| {
+        Error::sys(
+            "F_ADD_SEALS(F_SEAL_SHRINK)",
+            format!("memfd unibuf:{name}"),
+            e,
+        )
+    })?;
     Ok(memfd)
 }
 
@@ -115,16 +127,9 @@ pub(crate) fn udmabuf_alloc(
     len: u64,
     name: &str,
 ) -> Result<(OwnedFd, OwnedFd)> {
-    let memfd = memfd_alloc(len, name)?;
     // udmabuf refuses a memfd that can shrink (pages could vanish under the device) and one
-    // sealed against writes.
-    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK).map_err(|e| {
-        Error::sys(
-            "F_ADD_SEALS(F_SEAL_SHRINK)",
-            format!("memfd unibuf:{name}"),
-            e,
-        )
-    })?;
+    // sealed against writes: `memfd_alloc` seals F_SEAL_SHRINK and nothing else.
+    let memfd = memfd_alloc(len, name)?;
     let raw_memfd = {
         use rustix::fd::AsRawFd;
         memfd.as_raw_fd()
@@ -192,11 +197,25 @@ pub(crate) fn drm_dumb_probe(card: &DrmCard) -> Result<()> {
     Ok(())
 }
 
-/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)` (the fd's offset is not used by
-/// anything else; it is left at the end).
+/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)`, with the fd's offset put back.
+///
+/// The offset belongs to the open file description, which an imported fd shares with whoever
+/// sent it: leaving it at the end would move the sender's `read`/`write` position of a memfd.
 pub fn fd_size(fd: impl AsFd, what: &str) -> Result<u64> {
-    rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0))
-        .map_err(|e| Error::sys("lseek(SEEK_END)", what, e))
+    use rustix::fs::{seek, SeekFrom};
+    let fd = fd.as_fd();
+    // dma-bufs answer only SEEK_END and SEEK_SET (EINVAL for SEEK_CUR) and keep no offset that
+    // matters; memfds keep a real one.
+    let cur = match seek(fd, SeekFrom::Current(0)) {
+        Ok(c) => Some(c),
+        Err(rustix::io::Errno::INVAL) => None,
+        Err(e) => return Err(Error::sys("lseek(SEEK_CUR)", what, e)),
+    };
+    let end = seek(fd, SeekFrom::End(0)).map_err(|e| Error::sys("lseek(SEEK_END)", what, e))?;
+    if let Some(cur) = cur.filter(|&c| c != end) {
+        seek(fd, SeekFrom::Start(cur)).map_err(|e| Error::sys("lseek(SEEK_SET)", what, e))?;
+    }
+    Ok(end)
 }
 
 #[cfg(test)]
@@ -211,6 +230,15 @@ mod tests {
         let multi = format!("{}é", "a".repeat(30)); // 'é' would straddle byte 31
         assert_eq!(fit_name(&multi).unwrap(), "a".repeat(30));
         assert!(fit_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn fd_size_leaves_the_shared_offset_alone() {
+        let m = memfd_alloc(8192, "offset").unwrap();
+        rustix::io::write(&m, b"hello").unwrap();
+        assert_eq!(fd_size(&m, "memfd").unwrap(), 8192);
+        let pos = rustix::fs::seek(&m, rustix::fs::SeekFrom::Current(0)).unwrap();
+        assert_eq!(pos, 5);
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::time::Duration;
 /// the connection or socketpair was made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCred {
-    /// Process id.
+    /// Process id, as seen in this process's pid namespace: 0 when the peer's process is not
+    /// visible there (e.g. this end runs in a container and the peer on the host).
     pub pid: i32,
     /// Effective user id.
     pub uid: u32,
@@ -105,13 +106,11 @@ fn seqpacket() -> Result<OwnedFd> {
 }
 
 fn peercred(fd: BorrowedFd<'_>, name: &str) -> Result<PeerCred> {
-    let c = net::sockopt::socket_peercred(fd)
+    // Not rustix's socket_peercred: it would build a non-zero `Pid` from the 0 the kernel
+    // reports for a peer in a pid namespace we cannot see (undefined behaviour).
+    let (pid, uid, gid) = crate::sys::socket::peercred(fd)
         .map_err(|e| Error::sys("getsockopt(SO_PEERCRED)", name, e))?;
-    Ok(PeerCred {
-        pid: c.pid.as_raw_nonzero().get(),
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
+    Ok(PeerCred { pid, uid, gid })
 }
 
 fn abstract_addr(name: &str) -> Result<SocketAddrUnix> {

@@ -176,8 +176,22 @@ impl Endpoint {
         let ro = header.permission == Permission::ReadOnly;
         let read_only_memfd = |m: BorrowedFd<'_>| -> Result<OwnedFd> {
             let r = fdcheck::reopen_read_only(m)?;
-            // Best effort: an exporter that does not own the memfd cannot chmod it.
-            let _ = fdcheck::forbid_writable_reopen(&r);
+            // An exporter that does not own the memfd cannot chmod it. That is fine when its mode
+            // has no write bit already (a relay of a buffer it got read-only); otherwise the
+            // importer could reopen it writable through /proc and "read-only" would not hold:
+            // refuse rather than grant a permission that is not enforced.
+            if let Err(e) = fdcheck::forbid_writable_reopen(&r) {
+                let st = rustix::fs::fstat(&r)
+                    .map_err(|e| Error::sys("fstat", "memfd to export read-only", e))?;
+                if st.st_mode & 0o222 != 0 {
+                    return Err(Error::PermissionDenied(format!(
+                        "{}: cannot export this memfd read-only: its mode {:o} lets the importer \
+                         reopen it writable, and making it 0444 failed ({e})",
+                        self.name(),
+                        st.st_mode & 0o7777
+                    )));
+                }
+            }
             Ok(r)
         };
         match (header.fd_kind, memfd) {

@@ -6,6 +6,7 @@
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm;
+pub mod socket;
 pub mod udmabuf;
 pub mod v4l2;
 pub mod vfio;

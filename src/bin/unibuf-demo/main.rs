@@ -30,8 +30,10 @@ struct Cli {
     /// Socket path, or @name for an abstract socket (default: `@unibuf-demo-PID`).
     #[arg(long, global = true)]
     socket: Option<String>,
-    /// Number of buffers.
-    #[arg(long, default_value_t = 3, global = true)]
+    /// Number of buffers (1 to 64: the consumer accepts no more, and 0 leaves no buffer to
+    /// write frames into).
+    #[arg(long, default_value_t = 3, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     buffers: usize,
     /// Number of frames.
     #[arg(long, default_value_t = 8, global = true)]
