@@ -136,7 +136,12 @@ impl Backends {
             if !m.device_access && self.has(BackendKind::Memfd) {
                 return Ok(self.pick(
                     BackendKind::Memfd,
-                    with_note("pinnable memory for the CPU only: a memfd"),
+                    Cow::Owned(format!(
+                        "{}a VFIO accessor pins the memory and no accessor imports a dma-buf: a \
+                         memfd (udmabuf: {})",
+                        hint_note.as_deref().unwrap_or(""),
+                        self.why_not(BackendKind::Udmabuf)
+                    )),
                 ));
             }
             return Err(Error::Unavailable {

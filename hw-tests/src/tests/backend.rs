@@ -114,7 +114,17 @@ fn list(size: u64, kind: Option<BackendKind>, name: &str) -> Arc<Reconciled> {
             Some(BackendKind::CmaHeap) => l
                 .set_contiguous(true)
                 .and_then(|l| l.set_accessor_kind(AccessorKind::Device)),
-            Some(BackendKind::Udmabuf) => l.set_accessor_kind(AccessorKind::Vfio),
+            // VFIO pins the memory and another device imports the dma-buf: only udmabuf
+            // serves both (VFIO alone could also use a plain memfd).
+            Some(BackendKind::Udmabuf) => {
+                let mut importer = AttrList::raw(size).map_err(|e| e.to_string())?;
+                importer
+                    .set_accessor_kind(AccessorKind::Device)
+                    .map_err(|e| e.to_string())?;
+                l.set_accessor_kind(AccessorKind::Vfio)
+                    .map_err(|e| e.to_string())?;
+                return reconcile([&l, &importer]).map_err(|e| e.to_string());
+            }
             Some(k) => l
                 .set_accessor_kind(AccessorKind::Device)
                 .and_then(|l| l.set_preferred_backend(k)),
