@@ -98,6 +98,42 @@ impl V4l2Constraints {
     }
 }
 
+impl V4l2Constraints {
+    /// One attribute list per memory plane, for formats whose planes live in separate buffers
+    /// (multi-planar API, `NV12M`): plane `i` is a raw buffer of at least `planes[i].size` bytes
+    /// (`sizeimage`) that the camera writes (accessor kind `Camera`, read-write); its pitch is the
+    /// driver's `planes[i].pitch`, passed back to [`VideoNode::set_format`]. Each list is
+    /// reconciled and allocated on its own, and buffer `n` of the capture is made of the `n`-th
+    /// object of every plane. A format with one memory plane gets [`Self::attr_list`]'s image list.
+    pub fn plane_attr_lists(&self) -> Result<Vec<AttrList>> {
+        if self.planes.len() == 1 {
+            return Ok(vec![self.attr_list()?]);
+        }
+        self.planes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if p.size == 0 || p.pitch == 0 {
+                    return Err(Error::Device {
+                        device: self.device.clone(),
+                        what: format!(
+                            "{} plane {i}: bytesperline {} sizeimage {}",
+                            fourcc_str(self.fourcc),
+                            p.pitch,
+                            p.size
+                        ),
+                    });
+                }
+                let mut l = AttrList::raw(p.size as u64)?;
+                l.set_accessor_kind(AccessorKind::Camera)?
+                    .set_accessor_name(&format!("v4l2:{}:plane{i}", self.device))?
+                    .set_required_perm(Permission::ReadWrite)?;
+                Ok(l)
+            })
+            .collect()
+    }
+}
+
 /// Maps the V4L2 fourccs whose layout has a DRM twin.
 pub fn v4l2_to_drm_fourcc(code: u32) -> Option<u32> {
     use drm_fourcc::DrmFourcc as D;
@@ -723,6 +759,47 @@ mod tests {
             Some(drm_fourcc::DrmFourcc::Xrgb8888 as u32)
         );
         assert_eq!(v4l2_to_drm_fourcc(v::fourcc(b"ZZZZ")), None);
+    }
+
+    #[test]
+    fn plane_lists_one_per_memory_plane() {
+        let c = V4l2Constraints {
+            accessor: AccessorKind::Camera,
+            device: "/dev/video9".into(),
+            fourcc: v::V4L2_PIX_FMT_NV12M,
+            width: 64,
+            height: 32,
+            mplane: true,
+            planes: vec![
+                PlaneConstraint {
+                    pitch: 64,
+                    size: 2048,
+                },
+                PlaneConstraint {
+                    pitch: 64,
+                    size: 1024,
+                },
+            ],
+            pitch_flexible: false,
+        };
+        assert!(matches!(c.attr_list(), Err(Error::InvalidArgument(_))));
+        let l = c.plane_attr_lists().unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].accessor_kind(), Some(AccessorKind::Camera));
+        let mut bad = c.clone();
+        bad.planes[1].size = 0;
+        assert!(bad.plane_attr_lists().is_err());
+        let one = V4l2Constraints {
+            fourcc: v::V4L2_PIX_FMT_XBGR32,
+            planes: vec![PlaneConstraint {
+                pitch: 256,
+                size: 8192,
+            }],
+            ..c
+        };
+        let l = one.plane_attr_lists().unwrap();
+        assert_eq!(l.len(), 1);
+        assert!(l[0].types().contains(BufferType::Image));
     }
 
     #[test]

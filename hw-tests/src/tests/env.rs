@@ -345,7 +345,30 @@ fn video_nodes() -> anyhow::Result<Outcome> {
     if known_to_have(Feature::Vivid) == Some(true) && !found.iter().any(|f| f.contains("vivid")) {
         bail!("video nodes {found:?} include no vivid node");
     }
-    pass(found.join(", "))
+    // vivid capture nodes by API (capabilities, not node numbers): the VM makes one single-planar
+    // and one multi-planar instance, and both must be there.
+    let mut apis = Vec::new();
+    for p in unibuf::interop::v4l2::VideoNode::find(Some("vivid")) {
+        if let Ok(n) = unibuf::interop::v4l2::VideoNode::open(&p) {
+            let api = if n.is_mplane() { "mplane" } else { "single" };
+            apis.push(format!("{}:{api}", p.display()));
+        }
+    }
+    if known_to_have(Feature::Vivid) == Some(true) {
+        for api in ["single", "mplane"] {
+            if !apis.iter().any(|a| a.ends_with(api)) {
+                return missing(
+                    Feature::Vivid,
+                    format!("no {api} vivid capture node (vivid capture nodes: {apis:?})"),
+                );
+            }
+        }
+    }
+    pass(format!(
+        "{}; vivid capture {}",
+        found.join(", "),
+        apis.join(" ")
+    ))
 }
 
 fn drm_vgem() -> anyhow::Result<Outcome> {

@@ -2,6 +2,7 @@
 //! unibuf dma-bufs with `V4L2_MEMORY_DMABUF`, checked against vivid's 100% colorbar pattern.
 //! Also the small helpers (CPU maps, colorbar check) the drm tests share.
 
+use super::env::{missing, Feature};
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
 use rustix::fd::OwnedFd;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BufferType, Permission};
 use unibuf::interop::v4l2::{fourcc_str, CapturePlane, DmabufCapture, VideoNode};
 use unibuf::object::Object;
-use unibuf::sys::v4l2::V4L2_PIX_FMT_XBGR32;
+use unibuf::sys::v4l2::{V4L2_PIX_FMT_NV12M, V4L2_PIX_FMT_XBGR32};
 
 /// The tests of this area.
 pub fn tests() -> Vec<Test> {
@@ -24,6 +25,21 @@ pub fn tests() -> Vec<Test> {
             name: "v4l2::vivid_dmabuf_capture",
             needs: "vivid, a dma-buf backend (heap, udmabuf or DRM dumb)",
             run: vivid_dmabuf_capture,
+        },
+        Test {
+            name: "v4l2::vivid_mplane_try_fmt",
+            needs: "a multi-planar vivid instance (vivid multiplanar=2)",
+            run: vivid_mplane_try_fmt,
+        },
+        Test {
+            name: "v4l2::vivid_mplane_dmabuf_capture",
+            needs: "a multi-planar vivid instance (multiplanar=2), a dma-buf backend",
+            run: vivid_mplane_dmabuf_capture,
+        },
+        Test {
+            name: "v4l2::vivid_mplane_nv12m_capture",
+            needs: "a multi-planar vivid instance (multiplanar=2), a dma-buf backend",
+            run: vivid_mplane_nv12m_capture,
         },
     ]
 }
@@ -79,19 +95,47 @@ pub fn check_colorbar(data: &[u8], w: u32, h: u32, pitch: usize) -> anyhow::Resu
     Ok(seen.join(","))
 }
 
+/// The first vivid capture node of the given API (multi-planar or single-planar), found by its
+/// capabilities, whatever its `/dev/videoN` number.
+pub fn vivid_node_api(mplane: bool) -> Option<VideoNode> {
+    VideoNode::find(Some("vivid"))
+        .into_iter()
+        .filter_map(|p| VideoNode::open(&p).ok())
+        .find(|n| n.is_mplane() == mplane)
+}
+
 /// The first vivid capture node, single-planar if there is one.
 pub fn vivid_node() -> Option<VideoNode> {
-    let nodes = VideoNode::find(Some("vivid"));
-    let mut mplane = None;
-    for p in nodes {
-        if let Ok(n) = VideoNode::open(&p) {
-            if !n.is_mplane() {
-                return Some(n);
-            }
-            mplane.get_or_insert(n);
-        }
-    }
-    mplane
+    vivid_node_api(false).or_else(|| vivid_node_api(true))
+}
+
+/// The vivid node of one API, or the outcome for its absence (FAIL on a VM kernel with vivid:
+/// scripts/vm makes one single-planar and one multi-planar instance).
+fn vivid_or_missing(mplane: bool) -> Result<VideoNode, anyhow::Result<Outcome>> {
+    vivid_node_api(mplane).ok_or_else(|| {
+        let api = if mplane {
+            "multi-planar (vivid multiplanar=2)"
+        } else {
+            "single-planar (vivid multiplanar=1)"
+        };
+        missing(
+            Feature::Vivid,
+            format!(
+                "no {api} vivid capture node among {:?}",
+                VideoNode::find(Some("vivid"))
+            ),
+        )
+    })
+}
+
+/// The bytes of a captured object, copied out through a CPU read map (`DMA_BUF_IOCTL_SYNC`
+/// bracketed). The one place these tests read captured memory.
+pub fn captured_bytes(obj: &Object) -> anyhow::Result<Vec<u8>> {
+    let map = obj.map_read()?;
+    let g = map.read()?;
+    let v = g.to_vec();
+    g.end()?;
+    Ok(v)
 }
 
 /// Sets vivid's test pattern to the 100% colorbar and turns its OSD text off.
@@ -103,9 +147,13 @@ pub fn vivid_colorbar(node: &VideoNode) -> anyhow::Result<()> {
 }
 
 fn vivid_try_fmt() -> anyhow::Result<Outcome> {
-    let Some(node) = vivid_node() else {
-        return harness::skip("no vivid capture node (vivid not loaded / not built)");
-    };
+    match vivid_or_missing(false) {
+        Ok(node) => try_fmt_xr24(&node),
+        Err(o) => o,
+    }
+}
+
+fn try_fmt_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
     let fmts = node.formats()?;
     if !fmts.contains(&V4L2_PIX_FMT_XBGR32) {
         bail!(
@@ -178,10 +226,16 @@ pub fn raw_heap_dmabuf(size: u64) -> anyhow::Result<Option<OwnedFd>> {
 }
 
 fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
-    let Some(node) = vivid_node() else {
-        return harness::skip("no vivid capture node (vivid not loaded / not built)");
-    };
-    vivid_colorbar(&node)?;
+    match vivid_or_missing(false) {
+        Ok(node) => capture_xr24(&node),
+        Err(o) => o,
+    }
+}
+
+/// XR24 capture into four unibuf objects (one memory plane each, through either API), 8 frames,
+/// the last checked for the colorbar.
+fn capture_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
+    vivid_colorbar(node)?;
     let c = node.try_format(V4L2_PIX_FMT_XBGR32, 640, 480)?;
     // Camera list + a CPU reader, reconciled; four objects from the chosen backend.
     let mut cpu = AttrList::with_types(&[BufferType::Image])?;
@@ -214,7 +268,7 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
             }]
         })
         .collect();
-    let mut cap = DmabufCapture::new(&node, planes)?;
+    let mut cap = DmabufCapture::new(node, planes)?;
     for i in 0..cap.len() {
         cap.queue(i)?;
     }
@@ -239,23 +293,236 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
         }
     }
     let idx = last.context("no frame")?;
-    let obj = &objs[idx];
-    let map = obj.map_read()?;
-    let g = map.read()?;
-    let seen = check_colorbar(&g, c.width, c.height, pitch as usize);
-    g.end()?;
-    let seen = seen?;
     cap.stop()?;
+    let data = captured_bytes(&objs[idx])?;
+    let seen = check_colorbar(&data, c.width, c.height, pitch as usize)?;
     if seqs.windows(2).any(|w| w[1] <= w[0]) {
         bail!("sequence numbers not increasing: {seqs:?}");
     }
     harness::pass(format!(
-        "{} XR24 {}x{} pitch {} into {} unibuf {} buffers; 8 frames seq {seqs:?}; colorbar {seen}",
+        "{} mplane={} XR24 {}x{} pitch {} into {} unibuf {} buffers; 8 frames seq {seqs:?}; colorbar {seen}",
         node.path(),
+        node.is_mplane(),
         c.width,
         c.height,
         pitch,
         objs.len(),
         objs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
+    ))
+}
+
+fn vivid_mplane_try_fmt() -> anyhow::Result<Outcome> {
+    let node = match vivid_or_missing(true) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    // A one-plane format through the multi-planar API: same checks as the single-planar test.
+    let xr24 = match try_fmt_xr24(&node)? {
+        Outcome::Pass(note) => note,
+        other => return Ok(other),
+    };
+    // NV12M: two memory planes, each with its own bytesperline and sizeimage.
+    let fmts = node.formats()?;
+    if !fmts.contains(&V4L2_PIX_FMT_NV12M) {
+        bail!(
+            "{} (multi-planar) does not list NM12: {:?}",
+            node.path(),
+            fmts.iter().map(|f| fourcc_str(*f)).collect::<Vec<_>>()
+        );
+    }
+    let c = node.try_format(V4L2_PIX_FMT_NV12M, 640, 480)?;
+    if c.fourcc != V4L2_PIX_FMT_NV12M || !c.mplane || c.planes.len() != 2 {
+        bail!("TRY_FMT NM12 640x480 gave {c:?}");
+    }
+    let (y, uv) = (c.planes[0], c.planes[1]);
+    let (w, h) = (c.width as u64, c.height as u64);
+    if (y.pitch as u64) < w
+        || (y.size as u64) < y.pitch as u64 * h
+        || (uv.pitch as u64) < w
+        || (uv.size as u64) < uv.pitch as u64 * h.div_ceil(2)
+    {
+        bail!("TRY_FMT NM12 {w}x{h}: planes {:?} too small", c.planes);
+    }
+    // The planes become one list each; one list for all planes is refused with the reason.
+    let lists = c.plane_attr_lists()?;
+    if lists.len() != 2 {
+        bail!("{} plane lists for NM12", lists.len());
+    }
+    if c.attr_list().is_ok() {
+        bail!("attr_list accepted a two-memory-plane format");
+    }
+    let mut sizes = Vec::new();
+    for (i, l) in lists.iter().enumerate() {
+        let r = unibuf::reconcile::reconcile([l]).map_err(|e| anyhow::anyhow!("plane {i}: {e}"))?;
+        if r.size() < c.planes[i].size as u64 {
+            bail!(
+                "plane {i}: reconciled {} bytes < sizeimage {}",
+                r.size(),
+                c.planes[i].size
+            );
+        }
+        sizes.push(r.size());
+    }
+    // TRY_FMT must not change the current format.
+    let before = node.current_format()?;
+    let _ = node.try_format(V4L2_PIX_FMT_NV12M, 320, 180)?;
+    if node.current_format()? != before {
+        bail!("TRY_FMT NM12 changed the current format");
+    }
+    harness::pass(format!(
+        "{xr24}; NM12 {w}x{h} planes {:?} -> reconciled sizes {sizes:?}",
+        c.planes
+            .iter()
+            .map(|p| format!("pitch {} size {}", p.pitch, p.size))
+            .collect::<Vec<_>>()
+    ))
+}
+
+fn vivid_mplane_dmabuf_capture() -> anyhow::Result<Outcome> {
+    match vivid_or_missing(true) {
+        Ok(node) => capture_xr24(&node),
+        Err(o) => o,
+    }
+}
+
+/// vivid's 100% colorbar in 8-bit Y'CbCr: luma falls from white to black, bar by bar.
+/// Checks the Y plane (strictly decreasing luma, white bright, black dark) and the CbCr plane
+/// (white and black neutral, blue high Cb, red high Cr, yellow low Cb, cyan low Cr) at three rows
+/// of the lower half. Returns the luma values seen.
+pub fn check_nv12_colorbar(
+    y: &[u8],
+    ypitch: usize,
+    uv: &[u8],
+    uvpitch: usize,
+    w: u32,
+    h: u32,
+) -> anyhow::Result<String> {
+    let mut seen = String::new();
+    for row in [h / 2 + 8, h * 3 / 4, h - 8] {
+        let xs: Vec<usize> = (0..8).map(|i| ((2 * i + 1) * w / 16) as usize).collect();
+        let luma: Vec<u8> = xs.iter().map(|&x| y[row as usize * ypitch + x]).collect();
+        let chroma: Vec<(u8, u8)> = xs
+            .iter()
+            .map(|&x| {
+                let o = (row as usize / 2) * uvpitch + (x / 2) * 2;
+                (uv[o], uv[o + 1])
+            })
+            .collect();
+        let ctx = || format!("row {row}: Y {luma:?} CbCr {chroma:02x?}");
+        if luma.windows(2).any(|p| p[1] + 8 > p[0]) || luma[0] < 0xc0 || luma[7] > 0x30 {
+            bail!(
+                "luma is not the colorbar's (falling, white to black): {}",
+                ctx()
+            );
+        }
+        let neutral = |(cb, cr): (u8, u8)| cb.abs_diff(128) <= 12 && cr.abs_diff(128) <= 12;
+        let (yellow, cyan, red, blue) = (chroma[1], chroma[2], chroma[5], chroma[6]);
+        if !neutral(chroma[0])
+            || !neutral(chroma[7])
+            || yellow.0 > 0x40
+            || cyan.1 > 0x40
+            || red.1 < 0xc0
+            || blue.0 < 0xc0
+        {
+            bail!("chroma is not the colorbar's: {}", ctx());
+        }
+        if row == h * 3 / 4 {
+            seen = format!("Y {luma:?} CbCr {chroma:?}");
+        }
+    }
+    Ok(seen)
+}
+
+/// NV12M capture: two memory planes, each a unibuf object of its own (one dma-buf per plane:
+/// videobuf2 takes a capture plane's `data_offset` from the driver, never from us, so the planes
+/// cannot share one dma-buf at offsets).
+fn vivid_mplane_nv12m_capture() -> anyhow::Result<Outcome> {
+    let node = match vivid_or_missing(true) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    vivid_colorbar(&node)?;
+    let c = node.try_format(V4L2_PIX_FMT_NV12M, 640, 480)?;
+    if c.fourcc != V4L2_PIX_FMT_NV12M || c.planes.len() != 2 {
+        bail!("TRY_FMT NM12 640x480 gave {c:?}");
+    }
+    let mut per_plane = Vec::new();
+    for (i, l) in c.plane_attr_lists()?.iter().enumerate() {
+        let mut cpu = AttrList::with_types(&[BufferType::RawBuffer])?;
+        cpu.set_accessor_kind(AccessorKind::Cpu)?
+            .set_need_cpu_access(true)?
+            .set_required_perm(Permission::ReadOnly)?;
+        let r = Arc::new(
+            unibuf::reconcile::reconcile([l, &cpu])
+                .map_err(|e| anyhow::anyhow!("plane {i}: {e}"))?,
+        );
+        match Object::allocate_n(&r, 4) {
+            Ok(o) => per_plane.push(o),
+            Err(unibuf::Error::Unavailable { what, why }) => {
+                return harness::skip(format!("no dma-buf backend: {what}: {why}"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let pitches: Vec<u32> = c.planes.iter().map(|p| p.pitch).collect();
+    node.set_format(c.fourcc, c.width, c.height, &pitches)?;
+    let buffers: Vec<Vec<CapturePlane<'_>>> = (0..4)
+        .map(|n| {
+            per_plane
+                .iter()
+                .map(|objs| CapturePlane {
+                    fd: objs[n].fd(),
+                    length: objs[n].size() as u32,
+                })
+                .collect()
+        })
+        .collect();
+    let mut cap = DmabufCapture::new(&node, buffers)?;
+    for i in 0..cap.len() {
+        cap.queue(i)?;
+    }
+    cap.start()?;
+    let mut seqs = Vec::new();
+    let mut last = None;
+    for _ in 0..8 {
+        let f = cap.dequeue(Duration::from_secs(10))?;
+        if f.error {
+            bail!("frame {} flagged V4L2_BUF_FLAG_ERROR", f.sequence);
+        }
+        if (f.bytesused as u64) < pitches[0] as u64 * c.height as u64 {
+            bail!(
+                "frame {}: Y plane has {} bytes, less than {}x{}",
+                f.sequence,
+                f.bytesused,
+                pitches[0],
+                c.height
+            );
+        }
+        seqs.push(f.sequence);
+        if let Some(prev) = last.replace(f.index) {
+            cap.queue(prev)?;
+        }
+    }
+    cap.stop()?;
+    let idx = last.context("no frame")?;
+    if seqs.windows(2).any(|w| w[1] <= w[0]) {
+        bail!("sequence numbers not increasing: {seqs:?}");
+    }
+    let y = captured_bytes(&per_plane[0][idx])?;
+    let uv = captured_bytes(&per_plane[1][idx])?;
+    let seen = check_nv12_colorbar(
+        &y,
+        pitches[0] as usize,
+        &uv,
+        pitches[1] as usize,
+        c.width,
+        c.height,
+    )?;
+    harness::pass(format!(
+        "{} NM12 {}x{} pitches {pitches:?} into 4x2 unibuf {} buffers (one per plane); 8 frames seq {seqs:?}; colorbar {seen}",
+        node.path(),
+        c.width,
+        c.height,
+        per_plane[0][0].backend().map(|b| b.to_string()).unwrap_or_default(),
     ))
 }
