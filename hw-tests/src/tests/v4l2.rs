@@ -242,7 +242,7 @@ fn vivid_dmabuf_capture() -> anyhow::Result<Outcome> {
     let obj = &objs[idx];
     let map = obj.map_read()?;
     let g = map.read()?;
-    let seen = check_colorbar(&g, c.width, c.height, pitch as usize);
+    let seen = check_colorbar(&g.to_vec(), c.width, c.height, pitch as usize);
     g.end()?;
     let seen = seen?;
     cap.stop()?;
