@@ -28,7 +28,11 @@
 //!   [`Error::InvalidArgument`]. No reference to the shared bytes is ever created, so a concurrent
 //!   writer elsewhere cannot invalidate an assumption the compiler made: it can only make a copy
 //!   *torn* (part old bytes, part new), which is a data bug for the application to prevent by
-//!   ordering its accesses, not undefined behaviour in the reading or writing Rust code.
+//!   ordering its accesses. This is the stance of `vm-memory` for guest memory: the mapping is
+//!   treated as memory outside the Rust program (like a device's), touched only by raw copies.
+//!   (The language's memory model has no notion of such memory; two threads of *this* process
+//!   copying into the same pages at once through two mappings is, strictly, still a race in that
+//!   model, with torn bytes as its outcome in practice. Order such accesses too.)
 //! * For zero-copy work, [`ReadGuard::as_slice`] and [`WriteGuard::as_mut_slice`] are `unsafe`:
 //!   the caller promises that no one else (another mapping, process or device) writes the buffer
 //!   — and, for the mutable slice, reads it — while the slice lives, which it can know only by
@@ -271,9 +275,11 @@ fn check_range(op: &str, offset: usize, count: usize, len: usize) -> Result<()> 
 fn copy_out(ptr: NonNull<u8>, len: usize, offset: usize, dst: &mut [u8]) -> Result<()> {
     check_range("copy_to_slice", offset, dst.len(), len)?;
     // SAFETY: `offset + dst.len() <= len` (checked), so the source lies inside the live mapping
-    // of `len` readable bytes; `dst` is caller-owned memory of `dst.len()` bytes, a Rust
-    // allocation that cannot overlap a mmap region we made. No reference to the mapping is made:
-    // a concurrent writer elsewhere can only make the copied bytes torn.
+    // of `len` readable bytes; `dst` is a valid `&mut [u8]` of `dst.len()` bytes, and it cannot
+    // overlap this mapping's address range: a slice of it could only come from `as_mut_slice` of
+    // the guard we are borrowed from (excluded by the borrow) or from the caller's own unsafe
+    // code; other mappings of the same pages lie at other addresses. No reference to the mapping
+    // is made: a concurrent writer elsewhere can only make the copied bytes torn.
     unsafe { std::ptr::copy_nonoverlapping(ptr.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
     Ok(())
 }
@@ -485,8 +491,10 @@ impl<'m> WriteGuard<'m> {
     pub fn copy_from_slice(&mut self, offset: usize, src: &[u8]) -> Result<()> {
         check_range("copy_from_slice", offset, src.len(), self.len)?;
         // SAFETY: `offset + src.len() <= len` (checked), so the destination lies inside the live
-        // PROT_READ|PROT_WRITE mapping; `src` is a Rust slice, which cannot overlap the mapping
-        // without a reference to it, and no safe API makes one. No reference to the mapping is
+        // PROT_READ|PROT_WRITE mapping; `src` is a valid `&[u8]` that cannot overlap this
+        // mapping's address range (a slice of it could only come from `as_slice` of this guard,
+        // excluded by the `&mut self` borrow, or from the caller's own unsafe code; other
+        // mappings of the same pages lie at other addresses). No reference to the mapping is
         // created here.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len())
