@@ -11,30 +11,44 @@
 //! and `EAGAIN`. Objects that are plain memfds (CPU-only) have no dma-buf: their guards issue no
 //! ioctl.
 //!
-//! # The aliasing contract (read this before using the guards)
+//! # The aliasing contract
 //!
 //! The bytes are shared memory: other handles of the same buffer (in this process, made by
-//! `dup`, `import` or IPC), other processes and devices may change them while a guard is held.
-//! The guards give the cache-coherency protocol, not exclusion. The borrow checker sees only
-//! *this* mapping: it stops a `WriteGuard` and a `ReadGuard` of the same [`WriteMap`] from
-//! coexisting, but it cannot see a second mapping of the same pages.
+//! `dup`, `import` or IPC), other processes and devices may change them at any time, guard or no
+//! guard. The guards give the cache-coherency protocol, not exclusion, and the borrow checker sees
+//! only *this* mapping. A Rust reference (`&[u8]`, `&mut [u8]`) to such bytes would promise the
+//! compiler that they do not change (or that nothing else touches them) while it lives, a promise
+//! the library cannot keep; so, as in rust-vmm's `vm-memory` and crosvm, the guards never hand
+//! out references from safe code:
 //!
-//! [`ReadGuard`] derefs to `&[u8]` and [`WriteGuard`] to `&mut [u8]`, and Rust assumes that the
-//! bytes behind a `&[u8]` do not change and that nothing else reads or writes the bytes behind a
-//! `&mut [u8]` while the reference lives. Any write to the buffer through another mapping, by
-//! another process or by a device *while a guard is held* breaks that assumption: it is a data
-//! race, undefined behaviour, even though no `unsafe` appears in the caller's code. unibuf cannot
-//! check this (the writer may be another process or a DMA engine); the application must order
-//! accesses, the way every user of shared memory does: hand buffers between producer and
-//! consumer (IPC messages, fences, a queue such as V4L2 `QBUF`/`DQBUF`) so that no one writes a
-//! buffer while another side holds a guard on it. Outside a guard, use [`ReadMap::as_ptr`] /
-//! [`WriteMap::as_mut_ptr`] with volatile or atomic accesses if the bytes may change under you.
+//! * [`ReadGuard::copy_to_slice`], [`ReadGuard::to_vec`], [`WriteGuard::copy_from_slice`] and
+//!   [`WriteGuard::fill`] (and their siblings) copy between the mapping and memory the caller owns
+//!   through raw pointers (`ptr::copy_nonoverlapping`, `ptr::write_bytes`: a plain `memcpy` /
+//!   `memset` at full speed). Offsets are checked against the mapping and refused with
+//!   [`Error::InvalidArgument`]. No reference to the shared bytes is ever created, so a concurrent
+//!   writer elsewhere cannot invalidate an assumption the compiler made: it can only make a copy
+//!   *torn* (part old bytes, part new), which is a data bug for the application to prevent by
+//!   ordering its accesses. This is the stance of `vm-memory` for guest memory: the mapping is
+//!   treated as memory outside the Rust program (like a device's), touched only by raw copies.
+//!   (The language's memory model has no notion of such memory; two threads of *this* process
+//!   copying into the same pages at once through two mappings is, strictly, still a race in that
+//!   model, with torn bytes as its outcome in practice. Order such accesses too.)
+//! * For zero-copy work, [`ReadGuard::as_slice`] and [`WriteGuard::as_mut_slice`] are `unsafe`:
+//!   the caller promises that no one else (another mapping, process or device) writes the buffer
+//!   — and, for the mutable slice, reads it — while the slice lives, which it can know only by
+//!   its own ordering (buffers handed between producer and consumer by IPC messages, fences, or a
+//!   queue such as V4L2 `QBUF`/`DQBUF`). [`ReadGuard::as_ptr`] / [`WriteGuard::as_mut_ptr`] give
+//!   the raw address for code that does its own (e.g. volatile or atomic) accesses.
+//!
+//! A read-only mapping ([`ReadMap`]) gives only [`ReadGuard`]s, which have no writing method; the
+//! page protection (`PROT_READ`) backs that up for raw pointers: a store through one faults.
 
 use crate::error::{Error, Result};
 use crate::sys::dma_buf as uapi;
 use rustix::fd::BorrowedFd;
 use rustix::mm::{MapFlags, ProtFlags};
-use std::ops::{Deref, DerefMut, Range};
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::ptr::NonNull;
 
 /// The direction of a CPU access, for `DMA_BUF_IOCTL_SYNC`.
@@ -90,15 +104,13 @@ struct Region {
     len: usize,
 }
 
-// SAFETY: a `Region` owns a mapping (not thread-bound: munmap from any thread is fine) and hands
-// out views only through the guards, whose borrows follow `&[u8]` / `&mut [u8]` rules for this
-// mapping: `&Region` gives shared reads, a write view needs `&mut WriteMap`. Sending or sharing
-// the region across threads adds no aliasing that the borrow checker does not see. (Aliasing
-// through *other* mappings of the same pages is outside what any impl here can justify: see the
-// module's aliasing contract.)
+// SAFETY: a `Region` owns a mapping (not thread-bound: munmap from any thread is fine) and is
+// accessed only through the guards, which copy through raw pointers (reads from `&` guards,
+// writes from `&mut WriteGuard`, made from `&mut WriteMap`) or hand out slices only under the
+// contract of their `unsafe` methods. Sending or sharing it across threads adds no access that
+// the borrow checker does not see.
 unsafe impl Send for Region {}
-// SAFETY: see above; `&Region` only reads `ptr`/`len`, and only `ReadGuard` (shared) views come
-// from `&ReadMap`/`&WriteMap`.
+// SAFETY: see above; `&Region` only reads `ptr`/`len`.
 unsafe impl Sync for Region {}
 
 impl Region {
@@ -248,30 +260,154 @@ impl<'o> WriteMap<'o> {
     }
 }
 
-/// A CPU read in progress: derefs to the bytes; drop (or [`ReadGuard::end`]) issues
-/// `SYNC_END | READ`.
+/// Checks that `offset..offset + count` lies inside a `len`-byte mapping.
+fn check_range(op: &str, offset: usize, count: usize, len: usize) -> Result<()> {
+    match offset.checked_add(count) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(Error::InvalidArgument(format!(
+            "{op}: {count} bytes at offset {offset} do not fit in the {len}-byte mapping"
+        ))),
+    }
+}
+
+/// Copies `dst.len()` bytes of the mapping at `ptr` (`len` bytes), starting at `offset`, into
+/// `dst`.
+fn copy_out(ptr: NonNull<u8>, len: usize, offset: usize, dst: &mut [u8]) -> Result<()> {
+    check_range("copy_to_slice", offset, dst.len(), len)?;
+    // SAFETY: `offset + dst.len() <= len` (checked), so the source lies inside the live mapping
+    // of `len` readable bytes; `dst` is a valid `&mut [u8]` of `dst.len()` bytes, and it cannot
+    // overlap this mapping's address range: a slice of it could only come from `as_mut_slice` of
+    // the guard we are borrowed from (excluded by the borrow) or from the caller's own unsafe
+    // code; other mappings of the same pages lie at other addresses. No reference to the mapping
+    // is made: a concurrent writer elsewhere can only make the copied bytes torn.
+    unsafe { std::ptr::copy_nonoverlapping(ptr.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+    Ok(())
+}
+
+/// Copies the whole mapping at `ptr` (`len` bytes) into a new vector.
+fn copy_all(ptr: NonNull<u8>, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: the mapping has `len` readable bytes and `v` has capacity for `len`; a fresh
+    // allocation does not overlap the mapping. `set_len` follows the copy that initialised them.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.as_ptr(), v.as_mut_ptr(), len);
+        v.set_len(len);
+    }
+    v
+}
+
+/// A CPU read in progress; drop (or [`ReadGuard::end`]) issues `SYNC_END | READ`.
 ///
-/// No one may write the buffer (through another handle, process or device) while this guard
-/// lives: see the [module's aliasing contract](self).
+/// The bytes are read by copying them out ([`ReadGuard::copy_to_slice`], [`ReadGuard::to_vec`]);
+/// no safe method hands out a reference to them, and none writes: see the
+/// [module's aliasing contract](self).
+///
+/// ```
+/// fn first_byte(g: &unibuf::map::ReadGuard<'_>) -> unibuf::Result<u8> {
+///     let mut b = [0u8; 1];
+///     g.copy_to_slice(0, &mut b)?;
+///     Ok(b[0])
+/// }
+/// ```
+///
+/// A read guard has no way to write (nor does it deref to a slice):
+///
+/// ```compile_fail,E0599
+/// fn poke(g: &mut unibuf::map::ReadGuard<'_>) -> unibuf::Result<()> {
+///     g.copy_from_slice(0, &[1])
+/// }
+/// ```
+///
+/// ```compile_fail,E0599
+/// fn poke(g: &mut unibuf::map::ReadGuard<'_>) {
+///     g.fill(1);
+/// }
+/// ```
+///
+/// ```compile_fail,E0599
+/// fn poke(g: &mut unibuf::map::ReadGuard<'_>) {
+///     // SAFETY: (would be) no one else touches the buffer.
+///     unsafe { g.as_mut_slice()[0] = 1 };
+/// }
+/// ```
+///
+/// ```compile_fail,E0608
+/// fn peek(g: &unibuf::map::ReadGuard<'_>) -> u8 {
+///     g[0]
+/// }
+/// ```
 #[derive(Debug)]
 pub struct ReadGuard<'m> {
-    bytes: &'m [u8],
+    ptr: NonNull<u8>,
+    len: usize,
     sync: Option<BorrowedFd<'m>>,
+    _region: PhantomData<&'m Region>,
 }
+
+// SAFETY: the guard holds the address of a mapping that outlives it (`'m` borrows the region)
+// and touches it only through raw-pointer reads (copies out) or, via `unsafe fn as_slice`, under
+// the caller's contract. Nothing in it is bound to a thread (the SYNC ioctls may be issued from
+// any thread), so moving or sharing it adds no access a `&[u8]`-holding guard would not have had.
+unsafe impl Send for ReadGuard<'_> {}
+// SAFETY: every `&self` method only reads the mapping (see above).
+unsafe impl Sync for ReadGuard<'_> {}
 
 impl<'m> ReadGuard<'m> {
     fn begin(region: &'m Region, sync: Option<BorrowedFd<'m>>) -> Result<Self> {
         if let Some(fd) = sync {
             sync_start(fd, SyncDir::Read)?;
         }
-        // SAFETY: the region is a live, readable mapping of exactly `len` bytes (mmap succeeded
-        // for `len`; the objects it maps are at least `len` bytes long and cannot shrink:
-        // dma-bufs have a fixed size, memfds are sealed F_SEAL_SHRINK) for as long as `'m`
-        // borrows it, and `&'m Region` keeps `&mut`-views of this mapping away. Writes through
-        // other mappings while the guard lives are excluded by the module's aliasing contract,
-        // which the caller must uphold; the library cannot.
-        let bytes = unsafe { std::slice::from_raw_parts(region.ptr.as_ptr(), region.len) };
-        Ok(ReadGuard { bytes, sync })
+        Ok(ReadGuard {
+            ptr: region.ptr,
+            len: region.len,
+            sync,
+            _region: PhantomData,
+        })
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty buffers are not mapped.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst` (a plain `memcpy`). Refused with
+    /// [`Error::InvalidArgument`], copying nothing, when the range leaves the mapping. If someone
+    /// else writes the buffer meanwhile, the copy may be torn; it is never undefined behaviour.
+    pub fn copy_to_slice(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        copy_out(self.ptr, self.len, offset, dst)
+    }
+
+    /// Copies the whole mapping into a new vector (may be torn, like
+    /// [`ReadGuard::copy_to_slice`]).
+    pub fn to_vec(&self) -> Vec<u8> {
+        copy_all(self.ptr, self.len)
+    }
+
+    /// The mapping's address, for code that does its own (e.g. volatile) accesses. Writing
+    /// through it faults on a read-only mapping and is not allowed through a `ReadGuard` either.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The bytes as a slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no one may write the buffer: not another mapping or handle
+    /// of it in this process (`dup`, `import`, IPC), not another process, not a device (DMA).
+    /// unibuf cannot check this; the caller must know it from how it hands the buffer around
+    /// (e.g. it was dequeued from the producer and is not queued again until the slice is gone).
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes are mapped at `ptr` for as long as `'m` (the mapping
+        // borrows the object, whose size cannot shrink: dma-bufs have a fixed size, memfds are
+        // sealed F_SEAL_SHRINK); the slice borrows `self`, so it ends before `'m`. That nothing
+        // writes the bytes meanwhile is the caller's promise (this function's contract).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// Ends the access now, reporting an error of `SYNC_END` (drop ignores it).
@@ -283,13 +419,6 @@ impl<'m> ReadGuard<'m> {
     }
 }
 
-impl Deref for ReadGuard<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.bytes
-    }
-}
-
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if let Some(fd) = self.sync.take() {
@@ -298,29 +427,124 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
-/// A CPU write (or read-write) in progress: derefs mutably to the bytes; drop (or
-/// [`WriteGuard::end`]) issues `SYNC_END` with the same direction.
+/// A CPU write (or read-write) in progress; drop (or [`WriteGuard::end`]) issues `SYNC_END` with
+/// the same direction.
 ///
-/// No one else may read or write the buffer (through another handle, process or device) while
-/// this guard lives: see the [module's aliasing contract](self).
+/// The bytes are accessed by copying ([`WriteGuard::copy_from_slice`], [`WriteGuard::fill`],
+/// [`WriteGuard::copy_to_slice`], [`WriteGuard::to_vec`]); no safe method hands out a reference
+/// to them: see the [module's aliasing contract](self).
 #[derive(Debug)]
 pub struct WriteGuard<'m> {
-    bytes: &'m mut [u8],
+    ptr: NonNull<u8>,
+    len: usize,
     sync: Option<BorrowedFd<'m>>,
     dir: SyncDir,
+    _region: PhantomData<&'m mut Region>,
 }
+
+// SAFETY: as for `ReadGuard`: the mapping outlives the guard, is accessed only through raw
+// pointers (reads from `&self`, writes from `&mut self`) or under the caller's contract of the
+// unsafe slice methods, and nothing in the guard is bound to a thread.
+unsafe impl Send for WriteGuard<'_> {}
+// SAFETY: `&self` methods only read the mapping; writing needs `&mut self`.
+unsafe impl Sync for WriteGuard<'_> {}
 
 impl<'m> WriteGuard<'m> {
     fn begin(region: &'m Region, sync: Option<BorrowedFd<'m>>, dir: SyncDir) -> Result<Self> {
         if let Some(fd) = sync {
             sync_start(fd, dir)?;
         }
-        // SAFETY: the region is a live PROT_READ|PROT_WRITE mapping of exactly `len` bytes (see
-        // `ReadGuard::begin` for why its pages stay there); the guard is made from
-        // `&'m mut WriteMap`, so no other view of this mapping exists for `'m`. Accesses through
-        // other mappings are excluded by the module's aliasing contract (caller's duty).
-        let bytes = unsafe { std::slice::from_raw_parts_mut(region.ptr.as_ptr(), region.len) };
-        Ok(WriteGuard { bytes, sync, dir })
+        Ok(WriteGuard {
+            ptr: region.ptr,
+            len: region.len,
+            sync,
+            dir,
+            _region: PhantomData,
+        })
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty buffers are not mapped.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`; see
+    /// [`ReadGuard::copy_to_slice`].
+    pub fn copy_to_slice(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        copy_out(self.ptr, self.len, offset, dst)
+    }
+
+    /// Copies the whole mapping into a new vector; see [`ReadGuard::to_vec`].
+    pub fn to_vec(&self) -> Vec<u8> {
+        copy_all(self.ptr, self.len)
+    }
+
+    /// Copies `src` into the mapping at `offset` (a plain `memcpy`). Refused with
+    /// [`Error::InvalidArgument`], writing nothing, when the range leaves the mapping. A
+    /// concurrent reader or writer elsewhere may see or leave torn data; it is never undefined
+    /// behaviour in this process.
+    pub fn copy_from_slice(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        check_range("copy_from_slice", offset, src.len(), self.len)?;
+        // SAFETY: `offset + src.len() <= len` (checked), so the destination lies inside the live
+        // PROT_READ|PROT_WRITE mapping; `src` is a valid `&[u8]` that cannot overlap this
+        // mapping's address range (a slice of it could only come from `as_slice` of this guard,
+        // excluded by the `&mut self` borrow, or from the caller's own unsafe code; other
+        // mappings of the same pages lie at other addresses). No reference to the mapping is
+        // created here.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len())
+        };
+        Ok(())
+    }
+
+    /// Sets every byte of the mapping to `value` (a plain `memset`).
+    pub fn fill(&mut self, value: u8) {
+        // SAFETY: the whole `len`-byte mapping is live and writable; no reference is created.
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), value, self.len) };
+    }
+
+    /// The mapping's address.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapping's address, writable, for code that does its own (e.g. volatile) accesses.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The bytes as a slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no one may write the buffer: not another mapping or handle
+    /// of it in this process, not another process, not a device. See [`ReadGuard::as_slice`].
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes are mapped at `ptr` while `'m` lasts and the slice borrows `self`;
+        // writes through this guard need `&mut self`, which the borrow excludes; writes from
+        // anywhere else are excluded by the caller (this function's contract).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes as a mutable slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no one else may read or write the buffer: not another
+    /// mapping or handle of it in this process (`dup`, `import`, IPC), not another process, not a
+    /// device (DMA). unibuf cannot check this; the caller must know it from how it hands the
+    /// buffer around (e.g. the buffer is dequeued and not shared until the slice is gone).
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` writable bytes are mapped at `ptr` while `'m` lasts (the guard was made
+        // from `&'m mut WriteMap`, so no other guard of this mapping exists) and the slice
+        // borrows `self` mutably; accesses from anywhere else are excluded by the caller (this
+        // function's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
     /// Makes the CPU's writes to `range` visible to devices now, keeping the access open: checks
@@ -328,12 +552,10 @@ impl<'m> WriteGuard<'m> {
     /// syncs whole buffers; the range is checked, not used for finer work). No-op for memfd
     /// objects, whose memory no device sees.
     pub fn flush(&mut self, range: Range<usize>) -> Result<()> {
-        if range.start > range.end || range.end > self.bytes.len() {
+        if range.start > range.end || range.end > self.len {
             return Err(Error::InvalidArgument(format!(
                 "flush range {}..{} outside the {}-byte mapping",
-                range.start,
-                range.end,
-                self.bytes.len()
+                range.start, range.end, self.len
             )));
         }
         if let Some(fd) = self.sync {
@@ -349,19 +571,6 @@ impl<'m> WriteGuard<'m> {
             Some(fd) => sync_end(fd, self.dir),
             None => Ok(()),
         }
-    }
-}
-
-impl Deref for WriteGuard<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.bytes
-    }
-}
-
-impl DerefMut for WriteGuard<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.bytes
     }
 }
 
@@ -399,5 +608,114 @@ mod tests {
             e.contains("DMA_BUF_IOCTL_SYNC(END)") && e.contains(&fd),
             "{e}"
         );
+    }
+    /// A fresh `len`-byte memfd to map (no dma-buf: its guards issue no ioctl).
+    fn memfd(len: usize) -> rustix::fd::OwnedFd {
+        let m =
+            rustix::fs::memfd_create("unibuf-map-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&m, len as u64).unwrap();
+        m
+    }
+
+    #[test]
+    fn copies_round_trip_at_offsets_and_between_mappings() {
+        let m = memfd(8192);
+        let mut w = WriteMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
+        let mut g = w.write().unwrap();
+        assert_eq!(g.len(), 8192);
+        assert!(!g.is_empty());
+        assert!(g.to_vec().iter().all(|&b| b == 0));
+        g.copy_from_slice(0, b"head").unwrap();
+        g.copy_from_slice(4000, b"middle").unwrap();
+        g.copy_from_slice(8188, b"tail").unwrap(); // ends exactly at the end
+        g.copy_from_slice(8192, &[]).unwrap(); // an empty copy at the end is fine
+        let mut buf = [0u8; 6];
+        g.copy_to_slice(4000, &mut buf).unwrap();
+        assert_eq!(&buf, b"middle");
+        g.end().unwrap();
+        // The read-only mapping of the same pages sees the bytes.
+        let rg = r.read().unwrap();
+        assert_eq!(rg.len(), 8192);
+        let v = rg.to_vec();
+        assert_eq!(v.len(), 8192);
+        assert_eq!(&v[..4], b"head");
+        assert_eq!(&v[4000..4006], b"middle");
+        assert_eq!(&v[8188..], b"tail");
+        let mut tail = [0u8; 4];
+        rg.copy_to_slice(8188, &mut tail).unwrap();
+        assert_eq!(&tail, b"tail");
+        assert_eq!(rg.as_ptr(), r.as_ptr());
+    }
+
+    #[test]
+    fn out_of_bounds_copies_are_refused_and_change_nothing() {
+        let m = memfd(4096);
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut g = w.write().unwrap();
+        g.fill(0x11);
+        for (offset, n) in [(4096, 1), (4095, 2), (4097, 0), (0, 4097), (usize::MAX, 1)] {
+            let src = vec![0xEE; n];
+            match g.copy_from_slice(offset, &src) {
+                Err(Error::InvalidArgument(e)) => {
+                    assert!(e.contains("copy_from_slice"), "{e}");
+                    assert!(e.contains(&format!("offset {offset}")), "{e}");
+                    assert!(e.contains("4096-byte mapping"), "{e}");
+                }
+                other => panic!("copy_from_slice({offset}, {n} bytes): {other:?}"),
+            }
+            let mut dst = vec![0xEE; n];
+            match g.copy_to_slice(offset, &mut dst) {
+                Err(Error::InvalidArgument(e)) => assert!(e.contains("copy_to_slice"), "{e}"),
+                other => panic!("copy_to_slice({offset}, {n} bytes): {other:?}"),
+            }
+            assert!(dst.iter().all(|&b| b == 0xEE), "dst was written");
+        }
+        assert!(g.to_vec().iter().all(|&b| b == 0x11), "the map was written");
+        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let rg = r.read().unwrap();
+        let mut dst = [0u8; 2];
+        assert!(matches!(
+            rg.copy_to_slice(4095, &mut dst),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(dst, [0, 0]);
+    }
+
+    #[test]
+    fn fill_sets_every_byte() {
+        let m = memfd(12288);
+        let mut w = WriteMap::new(m.as_fd(), None, 12288, "memfd").unwrap();
+        let mut g = w.read_write().unwrap();
+        g.fill(0xA5);
+        assert!(g.to_vec().iter().all(|&b| b == 0xA5));
+        g.fill(0);
+        assert!(g.to_vec().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn unsafe_slices_see_the_same_bytes() {
+        let m = memfd(4096);
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut g = w.write().unwrap();
+        // SAFETY: the memfd is local to this test; no other mapping is written while the slices
+        // live (the read-only map below is made and read only after they are gone).
+        unsafe {
+            g.as_mut_slice()[..3].copy_from_slice(b"abc");
+            assert_eq!(&g.as_slice()[..3], b"abc");
+        }
+        assert_eq!(g.as_ptr(), g.as_mut_ptr().cast_const());
+        drop(g);
+        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let rg = r.read().unwrap();
+        // SAFETY: as above: nothing writes the memfd while this slice lives.
+        assert_eq!(&unsafe { rg.as_slice() }[..3], b"abc");
+    }
+
+    #[test]
+    fn guards_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ReadGuard<'static>>();
+        send_sync::<WriteGuard<'static>>();
     }
 }

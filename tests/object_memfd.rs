@@ -51,9 +51,9 @@ fn memfd_object_is_chosen_for_cpu_only_and_round_trips_bytes() {
     {
         let mut w = o.map_write().unwrap();
         let mut g = w.write().unwrap();
-        assert!(g.iter().all(|&b| b == 0), "fresh memory is zeroed");
-        g[0] = 0xAB;
-        g[12287] = 0xCD;
+        assert!(g.to_vec().iter().all(|&b| b == 0), "fresh memory is zeroed");
+        g.copy_from_slice(0, &[0xAB]).unwrap();
+        g.copy_from_slice(12287, &[0xCD]).unwrap();
         g.flush(0..12288).unwrap();
         assert!(g.flush(0..12289).is_err());
         #[allow(clippy::reversed_empty_ranges)]
@@ -64,7 +64,8 @@ fn memfd_object_is_chosen_for_cpu_only_and_round_trips_bytes() {
     let ro = o.dup_with(Permission::ReadOnly).unwrap();
     let r = ro.map_read().unwrap();
     let g = r.read().unwrap();
-    assert_eq!((g[0], g[12287]), (0xAB, 0xCD));
+    let v = g.to_vec();
+    assert_eq!((v[0], v[12287]), (0xAB, 0xCD));
 }
 
 #[test]
@@ -123,7 +124,7 @@ fn write_through_read_only_map_kills_child_with_sigsegv() {
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(libc::WIFSIGNALED(status), "child status {status}");
     assert_eq!(libc::WTERMSIG(status), libc::SIGSEGV);
-    assert_eq!(map.read().unwrap()[0], 0, "nothing was written");
+    assert_eq!(map.read().unwrap().to_vec()[0], 0, "nothing was written");
 }
 
 #[test]
@@ -268,9 +269,9 @@ fn fd_count_is_stable_over_many_cycles() {
             let ro = o.dup_with(Permission::ReadOnly).unwrap();
             {
                 let mut w = o.map_write().unwrap();
-                w.write().unwrap()[0] = 1;
+                w.write().unwrap().copy_from_slice(0, &[1]).unwrap();
             }
-            assert_eq!(ro.map_read().unwrap().read().unwrap()[0], 1);
+            assert_eq!(ro.map_read().unwrap().read().unwrap().to_vec()[0], 1);
         }
         let after = count();
         // SAFETY: _exit is async-signal-safe.
@@ -343,7 +344,7 @@ fn objects_and_maps_cross_threads() {
     send_sync::<unibuf::map::WriteMap<'static>>();
     // An object moved to another thread still maps and frees there.
     let o = memfd_obj(4096);
-    let h = std::thread::spawn(move || o.map_read().unwrap().read().unwrap()[0]);
+    let h = std::thread::spawn(move || o.map_read().unwrap().read().unwrap().to_vec()[0]);
     assert_eq!(h.join().unwrap(), 0);
 }
 

@@ -229,8 +229,9 @@ fn bench_memcpy(b: &Backends, kind: BackendKind, rounds: usize) {
         rounds,
         Duration::from_millis(5),
         || {
-            g.copy_from_slice(black_box(&src));
-            black_box(&mut *g);
+            g.copy_from_slice(0, black_box(&src))
+                .expect("copy into the map");
+            black_box(g.as_mut_ptr());
         },
         || {
             anon.copy_from_slice(black_box(&src));

@@ -240,14 +240,13 @@ fn alloc_backend(kind: BackendKind) -> anyhow::Result<Outcome> {
     {
         let mut w = o.map_write()?;
         let mut g = w.write()?;
-        for (i, b) in g.iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
+        let pattern: Vec<u8> = (0..g.len()).map(|i| (i % 251) as u8).collect();
+        g.copy_from_slice(0, &pattern)?;
         g.end()?;
     }
     let ro = o.dup_with(Permission::ReadOnly)?;
     let r = ro.map_read()?;
-    let g = r.read()?;
+    let g = r.read()?.to_vec();
     let bad = g.iter().enumerate().find(|(i, b)| **b != (*i % 251) as u8);
     ensure!(bad.is_none(), "readback mismatch at {:?}", bad);
     pass(format!("{choice}; exp_name={exp}; name={got_name}"))
@@ -337,8 +336,9 @@ fn zeroed_after_realloc() -> anyhow::Result<Outcome> {
             let mut o = Object::allocate(&l)?;
             let mut w = o.map_write()?;
             let mut g = w.write()?;
-            if let Some(i) = g.iter().position(|&b| b != 0) {
-                bail!("{kind}: round {round}: byte {i} is {:#x}, not zero", g[i]);
+            let v = g.to_vec();
+            if let Some(i) = v.iter().position(|&b| b != 0) {
+                bail!("{kind}: round {round}: byte {i} is {:#x}, not zero", v[i]);
             }
             g.fill(0xA5);
         }
@@ -378,7 +378,7 @@ fn sync_ioctls() -> anyhow::Result<Outcome> {
         // Guards and flush.
         let mut w = o.map_write()?;
         let mut g = w.read_write()?;
-        g[0] = 7;
+        g.copy_from_slice(0, &[7])?;
         g.flush(0..1)?;
         ensure!(
             g.flush(0..(g.len() + 1)).is_err(),
@@ -420,7 +420,7 @@ fn ro_map_write_sigsegv() -> anyhow::Result<Outcome> {
         libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
         "child was not killed by SIGSEGV (status {status:#x})"
     );
-    ensure!(map.read()?[0] == 0, "the byte changed");
+    ensure!(map.read()?.to_vec()[0] == 0, "the byte changed");
     pass(format!("{kind}: child killed by SIGSEGV"))
 }
 
@@ -481,7 +481,10 @@ fn prot_write_on_rdonly_fd() -> anyhow::Result<Outcome> {
         }
         let mut ro = Object::import(fd, &l, Permission::ReadOnly)?;
         ensure!(ro.map_write().is_err(), "RO handle gave a writable map");
-        ensure!(ro.map_read()?.read()?[0] == 0, "read through RO map");
+        ensure!(
+            ro.map_read()?.read()?.to_vec()[0] == 0,
+            "read through RO map"
+        );
         notes.push(format!("heap {}: EACCES", h.name));
     }
     if missing(BackendKind::Udmabuf).is_none() {
@@ -580,7 +583,7 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
     for i in 0..10_000 {
         let mut o = Object::allocate(&l).with_context(|| format!("cycle {i}"))?;
         let mut w = o.map_write()?;
-        w.write()?[0] = 1;
+        w.write()?.copy_from_slice(0, &[1])?;
     }
     let after = crate::harness::fd_count()?;
     ensure!(before == after, "fd count {before} -> {after}");
@@ -685,8 +688,11 @@ fn allocate_n_and_shortcut() -> anyhow::Result<Outcome> {
     }
     // Distinct buffers: a write to one is not seen in another.
     let mut objs = objs;
-    objs[0].map_write()?.write()?[0] = 0x11;
-    ensure!(objs[1].map_read()?.read()?[0] == 0, "buffers alias");
+    objs[0].map_write()?.write()?.copy_from_slice(0, &[0x11])?;
+    ensure!(
+        objs[1].map_read()?.read()?.to_vec()[0] == 0,
+        "buffers alias"
+    );
     // The shortcut: a camera (device, writes) and a CPU reader (read-only), one call.
     let mut cam = AttrList::raw(100_000)?;
     cam.set_accessor_kind(AccessorKind::Camera)?
@@ -715,8 +721,8 @@ fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
     {
         let mut w = rw.map_write()?;
         let mut g = w.write()?;
-        g[..5].copy_from_slice(b"hello");
-        g[8191] = 0x42;
+        g.copy_from_slice(0, b"hello")?;
+        g.copy_from_slice(8191, &[0x42])?;
     }
     // The read-only handle maps its O_RDONLY memfd and sees the writes.
     let m = ro.memfd().context("RO udmabuf handle keeps a memfd")?;
@@ -726,7 +732,7 @@ fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
         "RO handle's memfd is {fl:?}"
     );
     let r = ro.map_read()?;
-    let g = r.read()?;
+    let g = r.read()?.to_vec();
     ensure!(
         &g[..5] == b"hello" && g[8191] == 0x42,
         "RO view does not see the writes"

@@ -176,7 +176,9 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
     {
         let mut m = src.map_write()?;
         let mut g = m.write()?;
-        draw_colorbar(&mut g, w, h, pitch as usize);
+        let mut v = g.to_vec();
+        draw_colorbar(&mut v, w, h, pitch as usize);
+        g.copy_from_slice(0, &v)?;
         g.end()?;
     }
     let fb = card.import_framebuffer(src.fd(), &fbl)?;
@@ -190,9 +192,9 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
     let fence = commit_debug(&mut out, &card, &fb, &wb)?;
     fence.wait(Duration::from_secs(10))?;
     let sm = src.map_read()?;
-    let sg = sm.read()?;
+    let sg = sm.read()?.to_vec();
     let dm = dst.map_read()?;
-    let dg = dm.read()?;
+    let dg = dm.read()?.to_vec();
     let r = compare_rgb(&sg, &dg, w, h, pitch as usize, wbl.pitches[0] as usize);
     let seen = check_colorbar(&dg, w, h, wbl.pitches[0] as usize);
     drop((sg, dg));
@@ -303,10 +305,11 @@ fn pipeline() -> anyhow::Result<Outcome> {
         let fence = commit_debug(&mut out, &card, &fbs[f.index], &wb)?;
         fence.wait(Duration::from_secs(10))?;
         let g = wm.read()?;
-        let r = check_colorbar(&g, w, h, wpitch);
+        let v = g.to_vec();
+        let r = check_colorbar(&v, w, h, wpitch);
         if n == frames - 1 {
             let p = artifact_dir().join("unibuf-pipeline-frame-1proc.png");
-            unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g)?;
+            unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &v)?;
             png = Some(p);
         }
         g.end()?;
@@ -610,7 +613,7 @@ fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
         let fence = commit_debug(&mut out, &card, fb, &wb)?;
         fence.wait(Duration::from_secs(10))?;
         let g = wm.read()?;
-        let r = check_colorbar(&g, w, h, wpitch);
+        let r = check_colorbar(&g.to_vec(), w, h, wpitch);
         g.end()?;
         let seen = r.with_context(|| format!("written-back frame (capture seq {seq})"))?;
         ep.send_data(format!("OK {seen}").as_bytes())?;
@@ -619,7 +622,7 @@ fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
     let p = artifact_dir().join("unibuf-pipeline-frame.png");
     {
         let g = wm.read()?;
-        unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g)?;
+        unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g.to_vec())?;
         g.end()?;
     }
     let wb_only = out.writeback_only();

@@ -212,9 +212,8 @@ fn share_and_check(
     {
         let mut m = obj.map_write()?;
         let mut g = m.write()?;
-        for (i, x) in g.iter_mut().enumerate() {
-            *x = (i % 251) as u8;
-        }
+        let pattern: Vec<u8> = (0..g.len()).map(|i| (i % 251) as u8).collect();
+        g.copy_from_slice(0, &pattern)?;
         g.end()?;
     }
     let (mut a, b) = Endpoint::pair()?;
@@ -234,6 +233,7 @@ fn share_and_check(
         let m = o.map_read()?;
         let g = m.read()?;
         let bad = g
+            .to_vec()
             .iter()
             .enumerate()
             .filter(|(i, &x)| x != (i % 251) as u8)

@@ -114,7 +114,9 @@ impl EduBuf {
     fn write(&mut self, f: impl FnOnce(&mut [u8])) -> anyhow::Result<()> {
         let mut m = self.0.map_write()?;
         let mut g = m.write()?;
-        f(&mut g);
+        let mut v = g.to_vec();
+        f(&mut v);
+        g.copy_from_slice(0, &v)?;
         g.end()?;
         Ok(())
     }

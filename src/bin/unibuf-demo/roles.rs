@@ -180,10 +180,9 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         }
         let sum = {
             let mut g = maps[b].write().context("SYNC_START(WRITE)")?;
-            for (i, x) in g.iter_mut().enumerate() {
-                *x = pattern(f, i);
-            }
-            let sum = fnv1a(&g);
+            let frame: Vec<u8> = (0..g.len()).map(|i| pattern(f, i)).collect();
+            g.copy_from_slice(0, &frame)?;
+            let sum = fnv1a(&frame);
             g.end().context("SYNC_END(WRITE)")?;
             sum
         };
@@ -363,8 +362,9 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
             .ok_or_else(|| anyhow!("frame {f}: no buffer {b}"))?;
         let (ok, got) = {
             let g = map.read().context("SYNC_START(READ)")?;
-            let ok = g.iter().enumerate().all(|(i, &x)| x == pattern(f, i));
-            let got = fnv1a(&g);
+            let bytes = g.to_vec();
+            let ok = bytes.iter().enumerate().all(|(i, &x)| x == pattern(f, i));
+            let got = fnv1a(&bytes);
             g.end().context("SYNC_END(READ)")?;
             (ok, got)
         };
