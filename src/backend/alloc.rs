@@ -6,6 +6,7 @@ use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
+use std::path::Path;
 
 /// Converts an `io::Error` from the `drm` crate into our errno.
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -41,11 +42,16 @@ pub fn fit_name(name: &str) -> Result<&str> {
             "buffer name {name:?} contains a NUL byte"
         )));
     }
+    Ok(cut_name(name))
+}
+
+/// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary (no other check).
+pub fn cut_name(name: &str) -> &str {
     let mut end = name.len().min(MAX_NAME_LEN);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    Ok(&name[..end])
+    &name[..end]
 }
 
 /// Names a dma-buf with `DMA_BUF_SET_NAME` (shown in `/proc/<pid>/fdinfo/<fd>` and
@@ -68,7 +74,7 @@ pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
 }
 
 /// `DMA_HEAP_IOCTL_ALLOC` of `len` bytes (page-rounded) with `O_RDWR | O_CLOEXEC`.
-pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &str, len: u64) -> Result<OwnedFd> {
+pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &Path, len: u64) -> Result<OwnedFd> {
     let mut data = sys::dma_heap::DmaHeapAllocationData {
         len,
         fd: 0,
@@ -77,7 +83,7 @@ pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &str, len: u64) -> Res
     };
     // SAFETY: `data` is the `dma_heap_allocation_data` that DMA_HEAP_IOCTL_ALLOC reads and writes.
     unsafe { sys::ioctl_with(heap, sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data) }
-        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path, e))?;
+        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path.to_string_lossy(), e))?;
     // SAFETY: on success the kernel returned a new fd in `data.fd` that nothing else owns.
     Ok(unsafe { own(data.fd as i32) })
 }
@@ -123,7 +129,7 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
 /// Returns `(dma-buf, memfd)`.
 pub(crate) fn udmabuf_alloc(
     dev: BorrowedFd<'_>,
-    dev_path: &str,
+    dev_path: &Path,
     len: u64,
     name: &str,
 ) -> Result<(OwnedFd, OwnedFd)> {
@@ -142,10 +148,14 @@ pub(crate) fn udmabuf_alloc(
     };
     // SAFETY: `create` is the `udmabuf_create` UDMABUF_CREATE reads; the ioctl returns a new fd.
     let out = unsafe { sys::ioctl_with(dev, sys::udmabuf::UDMABUF_CREATE, &mut create) }
-        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path, e))?;
+        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path.to_string_lossy(), e))?;
     let raw = out as i32;
     if raw < 0 {
-        return Err(Error::sys("UDMABUF_CREATE", dev_path, Errno::INVAL));
+        return Err(Error::sys(
+            "UDMABUF_CREATE",
+            dev_path.to_string_lossy(),
+            Errno::INVAL,
+        ));
     }
     // SAFETY: UDMABUF_CREATE returned a new fd that nothing else owns.
     let dmabuf = unsafe { own(raw) };
