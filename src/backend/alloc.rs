@@ -109,8 +109,11 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
     let mut buf = [0u8; PREFIX.len() + MAX_NAME_LEN + 1];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     buf[PREFIX.len()..PREFIX.len() + name.len()].copy_from_slice(name.as_bytes());
-    let cname = std::ffi::CStr::from_bytes_until_nul(&buf)
-        .map_err(|_| Error::InvalidArgument(format!("buffer name {name:?} has a NUL")))?;
+    let end = PREFIX.len() + name.len();
+    // SAFETY: `fit_name` refused a NUL in `name` and the prefix has none, so `buf[..end]` holds
+    // no NUL; `buf[end]` is the zero the array was made with (`end` is at most 38 of 39 bytes).
+    // This skips the scan `CStr::from_bytes_until_nul` would repeat.
+    let cname = unsafe { std::ffi::CStr::from_bytes_with_nul_unchecked(&buf[..=end]) };
     let memfd = rustix::fs::memfd_create(cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
     rustix::fs::ftruncate(&memfd, len)
@@ -249,6 +252,20 @@ mod tests {
         assert_eq!(fd_size(&m, "memfd").unwrap(), 8192);
         let pos = rustix::fs::seek(&m, rustix::fs::SeekFrom::Current(0)).unwrap();
         assert_eq!(pos, 5);
+    }
+
+    #[test]
+    fn memfd_names_carry_the_prefix_and_refuse_nul() {
+        use rustix::fd::AsRawFd;
+        let long = "n".repeat(40);
+        let m = memfd_alloc(4096, &long).unwrap();
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", m.as_raw_fd())).unwrap();
+        assert_eq!(
+            link.to_string_lossy(),
+            format!("/memfd:unibuf:{} (deleted)", "n".repeat(31))
+        );
+        assert!(memfd_alloc(4096, "a\0b").is_err());
+        assert!(memfd_alloc(4096, "").is_ok());
     }
 
     #[test]
