@@ -57,7 +57,12 @@ pub fn cut_name(name: &str) -> &str {
 /// Names a dma-buf with `DMA_BUF_SET_NAME` (shown in `/proc/<pid>/fdinfo/<fd>` and
 /// debugfs). `name` is cut to 31 bytes.
 pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
-    let name = fit_name(name)?;
+    set_fitted_name(fd, fit_name(name)?)
+}
+
+/// [`set_name`] of a name [`fit_name`] already accepted (the allocation path checks it once).
+pub(crate) fn set_fitted_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let name = cut_name(name);
     let mut buf = [0u8; sys::dma_buf::DMA_BUF_NAME_LEN];
     buf[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: DMA_BUF_SET_NAME takes a pointer to a NUL-terminated string; `buf` is live for the

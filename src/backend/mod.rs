@@ -211,7 +211,8 @@ impl Backends {
             }
         };
         if choice.backend.is_dma_buf() {
-            set_name(fd.as_fd(), &name)?;
+            // Every path here passed the name through `fit_name` (or made it).
+            alloc::set_fitted_name(fd.as_fd(), &name)?;
         }
         Ok(Allocation {
             fd,
