@@ -238,6 +238,7 @@ impl Object {
 
     /// Allocates one object for `list` from `backends`, named `name` (or after the list's
     /// accessors).
+    #[inline]
     pub fn allocate_from(
         backends: &Backends,
         list: &Arc<Reconciled>,

@@ -19,6 +19,7 @@ pub fn page_size() -> u64 {
 }
 
 /// Rounds `size` up to whole pages; refuses 0 and sizes that overflow or exceed `isize::MAX`.
+#[inline]
 pub fn page_round(size: u64) -> Result<u64> {
     if size == 0 {
         return Err(Error::InvalidArgument("buffer size 0".into()));
@@ -46,6 +47,7 @@ pub fn fit_name(name: &str) -> Result<&str> {
 }
 
 /// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary (no other check).
+#[inline]
 pub fn cut_name(name: &str) -> &str {
     let mut end = name.len().min(MAX_NAME_LEN);
     while !name.is_char_boundary(end) {

@@ -42,6 +42,7 @@ impl fmt::Debug for ChoiceCache {
     }
 }
 
+#[inline]
 /// The cache slot of `m`. Destructures every field, so a new field in [`MemoryRequirement`]
 /// does not compile until it is part of the key.
 fn slot(m: &MemoryRequirement) -> usize {
@@ -124,6 +125,7 @@ impl Backends {
     /// shared (the same `Arc`) by every later call with an equal requirement. A `Backends` does
     /// not change once discovered; code that edits its public fields afterwards must call
     /// [`Backends::forget_choices`].
+    #[inline]
     pub fn choose_shared(&self, m: &MemoryRequirement) -> Result<Arc<Choice>> {
         let cell = &self.choices.0[slot(m)];
         if let Some(c) = cell.get() {

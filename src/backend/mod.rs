@@ -64,6 +64,14 @@ fn derived_name() -> String {
     )
 }
 
+/// `a == b` for paths, trying the plain byte comparison first: a choice's device is a clone of the
+/// discovered path, so the component-wise comparison is only needed for hand-made choices.
+#[inline]
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a.as_os_str() == b.as_os_str() || a == b
+}
+
+#[inline]
 fn check_size(size: u64, alignment: u64) -> Result<u64> {
     if alignment != 0 && !alignment.is_power_of_two() {
         return Err(Error::InvalidArgument(format!(
@@ -90,6 +98,7 @@ impl Backends {
     /// `memory`, named `name` (cut to 31 bytes; an empty name gets a derived one): what
     /// [`Backends::allocate`] does, without building an [`AllocRequest`] and without copying a
     /// name that already fits. The path [`crate::object::Object::allocate`] takes.
+    #[inline]
     pub fn allocate_for(
         &self,
         memory: &MemoryRequirement,
@@ -174,7 +183,10 @@ impl Backends {
                     .find(|h| {
                         h.class == class
                             && h.fd.is_some()
-                            && choice.device.as_deref().is_none_or(|d| d == h.path)
+                            && choice
+                                .device
+                                .as_deref()
+                                .is_none_or(|d| same_path(d, &h.path))
                     })
                     .ok_or_else(|| missing("the chosen DMA-BUF heap"))?;
                 let heap_fd = heap.fd.as_ref().ok_or_else(|| missing("the heap"))?;
