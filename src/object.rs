@@ -265,6 +265,7 @@ impl Object {
     }
 
     /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
+    #[inline]
     pub fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
