@@ -61,9 +61,9 @@ pub enum FdKind {
 struct Info {
     kind: FdKind,
     backend: Option<BackendKind>,
-    choice: Option<Choice>,
+    choice: Option<Arc<Choice>>,
     size: u64,
-    name: String,
+    name: Arc<str>,
     exporter: Option<String>,
     cpu_mappable: std::result::Result<(), String>,
 }
@@ -238,12 +238,19 @@ impl Object {
 
     /// Allocates one object for `list` from `backends`, named `name` (or after the list's
     /// accessors).
+    #[inline]
     pub fn allocate_from(
         backends: &Backends,
         list: &Arc<Reconciled>,
         name: Option<&str>,
     ) -> Result<Object> {
-        let a = backends.allocate_owned(list.alloc_request(name))?;
+        // The list's derived name is built once and shared; a given name is cut to 31 bytes
+        // first (a NUL past the cut does not matter), as `Reconciled::alloc_request` does.
+        let name: Arc<str> = match name {
+            None => list.derived_name_shared().clone(),
+            Some(n) => backend::cut_name(n).into(),
+        };
+        let a = backends.allocate_for(list.memory(), list.size(), list.alignment(), name)?;
         Object::from_allocation(a, list)
     }
 
@@ -258,6 +265,7 @@ impl Object {
     }
 
     /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
+    #[inline]
     pub fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
@@ -402,7 +410,7 @@ impl Object {
                 backend,
                 choice: None,
                 size,
-                name: id.name.unwrap_or_default(),
+                name: id.name.unwrap_or_default().into(),
                 exporter: id.exporter,
                 cpu_mappable,
             },
@@ -513,7 +521,7 @@ impl Object {
 
     /// The backend choice and its reason (allocations only).
     pub fn choice(&self) -> Option<&Choice> {
-        self.info.choice.as_ref()
+        self.info.choice.as_deref()
     }
 
     /// The exporter of an imported dma-buf (`exp_name` in fdinfo).

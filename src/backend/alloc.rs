@@ -6,6 +6,7 @@ use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
+use std::path::Path;
 
 /// Converts an `io::Error` from the `drm` crate into our errno.
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -18,6 +19,7 @@ pub fn page_size() -> u64 {
 }
 
 /// Rounds `size` up to whole pages; refuses 0 and sizes that overflow or exceed `isize::MAX`.
+#[inline]
 pub fn page_round(size: u64) -> Result<u64> {
     if size == 0 {
         return Err(Error::InvalidArgument("buffer size 0".into()));
@@ -35,23 +37,36 @@ pub fn page_round(size: u64) -> Result<u64> {
 pub const MAX_NAME_LEN: usize = sys::dma_buf::DMA_BUF_NAME_LEN - 1;
 
 /// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary; refuses a NUL inside.
+#[inline]
 pub fn fit_name(name: &str) -> Result<&str> {
-    if name.contains('\0') {
+    // A plain byte loop: names are short, and `str::contains` goes through `memchr`'s set-up.
+    if name.bytes().any(|b| b == 0) {
         return Err(Error::InvalidArgument(format!(
             "buffer name {name:?} contains a NUL byte"
         )));
     }
+    Ok(cut_name(name))
+}
+
+/// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary (no other check).
+#[inline]
+pub fn cut_name(name: &str) -> &str {
     let mut end = name.len().min(MAX_NAME_LEN);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    Ok(&name[..end])
+    &name[..end]
 }
 
 /// Names a dma-buf with `DMA_BUF_SET_NAME` (shown in `/proc/<pid>/fdinfo/<fd>` and
 /// debugfs). `name` is cut to 31 bytes.
 pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
-    let name = fit_name(name)?;
+    set_fitted_name(fd, fit_name(name)?)
+}
+
+/// [`set_name`] of a name [`fit_name`] already accepted (the allocation path checks it once).
+pub(crate) fn set_fitted_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let name = cut_name(name);
     let mut buf = [0u8; sys::dma_buf::DMA_BUF_NAME_LEN];
     buf[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: DMA_BUF_SET_NAME takes a pointer to a NUL-terminated string; `buf` is live for the
@@ -68,7 +83,7 @@ pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
 }
 
 /// `DMA_HEAP_IOCTL_ALLOC` of `len` bytes (page-rounded) with `O_RDWR | O_CLOEXEC`.
-pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &str, len: u64) -> Result<OwnedFd> {
+pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &Path, len: u64) -> Result<OwnedFd> {
     let mut data = sys::dma_heap::DmaHeapAllocationData {
         len,
         fd: 0,
@@ -77,7 +92,7 @@ pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &str, len: u64) -> Res
     };
     // SAFETY: `data` is the `dma_heap_allocation_data` that DMA_HEAP_IOCTL_ALLOC reads and writes.
     unsafe { sys::ioctl_with(heap, sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data) }
-        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path, e))?;
+        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path.to_string_lossy(), e))?;
     // SAFETY: on success the kernel returned a new fd in `data.fd` that nothing else owns.
     Ok(unsafe { own(data.fd as i32) })
 }
@@ -103,8 +118,11 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
     let mut buf = [0u8; PREFIX.len() + MAX_NAME_LEN + 1];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     buf[PREFIX.len()..PREFIX.len() + name.len()].copy_from_slice(name.as_bytes());
-    let cname = std::ffi::CStr::from_bytes_until_nul(&buf)
-        .map_err(|_| Error::InvalidArgument(format!("buffer name {name:?} has a NUL")))?;
+    let end = PREFIX.len() + name.len();
+    // SAFETY: `fit_name` refused a NUL in `name` and the prefix has none, so `buf[..end]` holds
+    // no NUL; `buf[end]` is the zero the array was made with (`end` is at most 38 of 39 bytes).
+    // This skips the scan `CStr::from_bytes_until_nul` would repeat.
+    let cname = unsafe { std::ffi::CStr::from_bytes_with_nul_unchecked(&buf[..=end]) };
     let memfd = rustix::fs::memfd_create(cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| Error::sys("memfd_create", format!("memfd unibuf:{name}"), e))?;
     rustix::fs::ftruncate(&memfd, len)
@@ -123,7 +141,7 @@ pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
 /// Returns `(dma-buf, memfd)`.
 pub(crate) fn udmabuf_alloc(
     dev: BorrowedFd<'_>,
-    dev_path: &str,
+    dev_path: &Path,
     len: u64,
     name: &str,
 ) -> Result<(OwnedFd, OwnedFd)> {
@@ -142,10 +160,14 @@ pub(crate) fn udmabuf_alloc(
     };
     // SAFETY: `create` is the `udmabuf_create` UDMABUF_CREATE reads; the ioctl returns a new fd.
     let out = unsafe { sys::ioctl_with(dev, sys::udmabuf::UDMABUF_CREATE, &mut create) }
-        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path, e))?;
+        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path.to_string_lossy(), e))?;
     let raw = out as i32;
     if raw < 0 {
-        return Err(Error::sys("UDMABUF_CREATE", dev_path, Errno::INVAL));
+        return Err(Error::sys(
+            "UDMABUF_CREATE",
+            dev_path.to_string_lossy(),
+            Errno::INVAL,
+        ));
     }
     // SAFETY: UDMABUF_CREATE returned a new fd that nothing else owns.
     let dmabuf = unsafe { own(raw) };
@@ -239,6 +261,20 @@ mod tests {
         assert_eq!(fd_size(&m, "memfd").unwrap(), 8192);
         let pos = rustix::fs::seek(&m, rustix::fs::SeekFrom::Current(0)).unwrap();
         assert_eq!(pos, 5);
+    }
+
+    #[test]
+    fn memfd_names_carry_the_prefix_and_refuse_nul() {
+        use rustix::fd::AsRawFd;
+        let long = "n".repeat(40);
+        let m = memfd_alloc(4096, &long).unwrap();
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", m.as_raw_fd())).unwrap();
+        assert_eq!(
+            link.to_string_lossy(),
+            format!("/memfd:unibuf:{} (deleted)", "n".repeat(31))
+        );
+        assert!(memfd_alloc(4096, "a\0b").is_err());
+        assert!(memfd_alloc(4096, "").is_ok());
     }
 
     #[test]

@@ -19,6 +19,48 @@ use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// Memoized [`Choice`]s of one [`Backends`], one slot per distinct [`MemoryRequirement`]
+/// (2 × 2 × 2 flags × 6 hints): allocation looks its choice up instead of walking the rules and
+/// cloning a device path every time. Only successful choices are kept; a refusal is recomputed
+/// (and its reason rebuilt) each time it is asked for.
+pub(crate) struct ChoiceCache([OnceLock<Arc<Choice>>; CACHE_SLOTS]);
+
+const CACHE_SLOTS: usize = 8 * (BackendKind::ALL.len() + 1);
+
+impl Default for ChoiceCache {
+    fn default() -> Self {
+        ChoiceCache(std::array::from_fn(|_| OnceLock::new()))
+    }
+}
+
+impl fmt::Debug for ChoiceCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.iter().filter(|s| s.get().is_some()).count();
+        write!(f, "ChoiceCache({n} memoized)")
+    }
+}
+
+#[inline]
+/// The cache slot of `m`. Destructures every field, so a new field in [`MemoryRequirement`]
+/// does not compile until it is part of the key.
+fn slot(m: &MemoryRequirement) -> usize {
+    let MemoryRequirement {
+        contiguous,
+        pinnable,
+        device_access,
+        preferred,
+    } = *m;
+    let hint = match preferred {
+        None => 0,
+        Some(p) => 1 + BackendKind::ALL.iter().position(|k| *k == p).unwrap_or(0),
+    };
+    usize::from(contiguous)
+        | usize::from(pinnable) << 1
+        | usize::from(device_access) << 2
+        | hint << 3
+}
 
 /// A backend chosen for a requirement, with the device it allocates from and why it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +119,26 @@ impl Backends {
             device: self.device_of(backend),
             reason,
         }
+    }
+
+    /// [`Backends::choose`], memoized: the first successful choice for a requirement is kept and
+    /// shared (the same `Arc`) by every later call with an equal requirement. A `Backends` does
+    /// not change once discovered; code that edits its public fields afterwards must call
+    /// [`Backends::forget_choices`].
+    #[inline]
+    pub fn choose_shared(&self, m: &MemoryRequirement) -> Result<Arc<Choice>> {
+        let cell = &self.choices.0[slot(m)];
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.choose(m)?);
+        Ok(cell.get_or_init(|| c).clone())
+    }
+
+    /// Drops the choices memoized by [`Backends::choose_shared`] (after editing this
+    /// `Backends`' public fields).
+    pub fn forget_choices(&mut self) {
+        self.choices = ChoiceCache::default();
     }
 
     /// Chooses the backend for `m` (see the module documentation for the rules).
@@ -248,6 +310,7 @@ mod tests {
             memfd: usable(BackendKind::Memfd),
             heap_dir: Access::Usable,
             dri_dir: Access::Usable,
+            choices: Default::default(),
         }
     }
 
@@ -349,6 +412,28 @@ mod tests {
         let mut m = req(false, false, false);
         m.preferred = Some(Memfd);
         assert_eq!(with(&BackendKind::ALL).choose(&m).unwrap().backend, Memfd);
+    }
+
+    #[test]
+    fn shared_choice_is_memoized_per_requirement_and_equals_choose() {
+        let mut b = with(&BackendKind::ALL);
+        let dev = req(false, false, true);
+        let cpu = req(false, false, false);
+        let a1 = b.choose_shared(&dev).unwrap();
+        let a2 = b.choose_shared(&dev).unwrap();
+        assert!(Arc::ptr_eq(&a1, &a2));
+        assert_eq!(*a1, b.choose(&dev).unwrap());
+        let mut hinted = cpu.clone();
+        hinted.preferred = Some(Memfd);
+        let c = b.choose_shared(&hinted).unwrap();
+        assert_eq!(c.backend, Memfd);
+        assert!(!Arc::ptr_eq(&a1, &c));
+        // Refusals are not memoized.
+        assert!(b.choose_shared(&req(true, true, true)).is_err());
+        // After editing the backends, forgetting the memo gives the new choice.
+        b.heaps.clear();
+        b.forget_choices();
+        assert_eq!(b.choose_shared(&dev).unwrap().backend, Udmabuf);
     }
 
     use proptest::prelude::*;

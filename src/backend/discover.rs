@@ -194,6 +194,8 @@ pub struct Backends {
     pub heap_dir: Access,
     /// Whether `/dev/dri` could be listed.
     pub dri_dir: Access,
+    /// Choices memoized by [`Backends::choose_shared`].
+    pub(crate) choices: super::choose::ChoiceCache,
 }
 
 fn open_dev(path: &Path) -> Result<OwnedFd, Errno> {
@@ -236,6 +238,7 @@ impl Backends {
             udmabuf: discover_udmabuf(udmabuf),
             drm: discover_drm(dri_dir, sysfs.map(|s| s.1)),
             memfd: probe_memfd(),
+            choices: Default::default(),
         }
     }
 
@@ -253,6 +256,7 @@ impl Backends {
             memfd: probe_memfd(),
             heap_dir: Access::Absent("not looked for (memfd-only backends)".into()),
             dri_dir: Access::Absent("not looked for (memfd-only backends)".into()),
+            choices: Default::default(),
         }
     }
 

@@ -17,7 +17,7 @@ pub mod choose;
 pub mod discover;
 mod request;
 
-pub use alloc::{fd_size, fit_name, page_round, page_size, set_name, MAX_NAME_LEN};
+pub use alloc::{cut_name, fd_size, fit_name, page_round, page_size, set_name, MAX_NAME_LEN};
 pub use choose::Choice;
 pub use discover::{Access, Backends, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
 pub use request::{AllocRequest, MemoryRequirement};
@@ -26,7 +26,7 @@ use crate::attr::BackendKind;
 use crate::error::{Error, Result};
 use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// One allocated buffer, before it becomes an [`crate::object::Object`].
 #[derive(Debug)]
@@ -38,10 +38,12 @@ pub struct Allocation {
     pub memfd: Option<OwnedFd>,
     /// Bytes allocated (the request's size rounded up to pages; a DRM dumb buffer may be larger).
     pub size: u64,
-    /// The name given to the buffer (`DMA_BUF_SET_NAME`; `unibuf:<name>` for the memfd).
-    pub name: String,
-    /// Which backend and why.
-    pub choice: Choice,
+    /// The name given to the buffer (`DMA_BUF_SET_NAME`; `unibuf:<name>` for the memfd). Shared:
+    /// every buffer of one reconciled list can carry the same string without copying it.
+    pub name: Arc<str>,
+    /// Which backend and why; one `Choice` is shared by every allocation for the same
+    /// requirement from the same [`Backends`] ([`Backends::choose_shared`]).
+    pub choice: Arc<Choice>,
 }
 
 static GLOBAL: OnceLock<Backends> = OnceLock::new();
@@ -62,53 +64,79 @@ fn derived_name() -> String {
     )
 }
 
-fn check_request(req: &AllocRequest) -> Result<u64> {
-    if req.alignment != 0 && !req.alignment.is_power_of_two() {
+/// `a == b` for paths, trying the plain byte comparison first: a choice's device is a clone of the
+/// discovered path, so the component-wise comparison is only needed for hand-made choices.
+#[inline]
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a.as_os_str() == b.as_os_str() || a == b
+}
+
+#[inline]
+fn check_size(size: u64, alignment: u64) -> Result<u64> {
+    if alignment != 0 && !alignment.is_power_of_two() {
         return Err(Error::InvalidArgument(format!(
-            "alignment {} is not a power of two",
-            req.alignment
+            "alignment {alignment} is not a power of two"
         )));
     }
-    alloc::page_round(req.size)
+    alloc::page_round(size)
 }
 
 impl Backends {
     /// Chooses a backend for `req.memory` and allocates one buffer from it.
     pub fn allocate(&self, req: &AllocRequest) -> Result<Allocation> {
-        let choice = self.choose(&req.memory)?;
-        let name = self.buffer_name(req)?;
-        self.alloc_inner(choice, req, name)
+        let choice = self.choose_shared(&req.memory)?;
+        let name = self.buffer_name(&req.name)?;
+        self.alloc_inner(choice, req.size, req.alignment, name)
     }
 
-    /// Like [`Backends::allocate`], taking the request by value (its name is moved, not copied:
-    /// the path [`crate::object::Object::allocate`] takes).
-    pub fn allocate_owned(&self, mut req: AllocRequest) -> Result<Allocation> {
-        let choice = self.choose(&req.memory)?;
-        let name = if req.name.is_empty() || req.name.len() > MAX_NAME_LEN {
-            self.buffer_name(&req)?
+    /// Like [`Backends::allocate`], taking the request by value.
+    pub fn allocate_owned(&self, req: AllocRequest) -> Result<Allocation> {
+        self.allocate(&req)
+    }
+
+    /// Allocates one buffer of `size` bytes (aligned to `alignment`, a power of two or 0) for
+    /// `memory`, named `name` (cut to 31 bytes; an empty name gets a derived one): what
+    /// [`Backends::allocate`] does, without building an [`AllocRequest`] and without copying a
+    /// name that already fits. The path [`crate::object::Object::allocate`] takes.
+    #[inline]
+    pub fn allocate_for(
+        &self,
+        memory: &MemoryRequirement,
+        size: u64,
+        alignment: u64,
+        name: Arc<str>,
+    ) -> Result<Allocation> {
+        let choice = self.choose_shared(memory)?;
+        let name = if name.is_empty() {
+            derived_name().into()
         } else {
-            fit_name(&req.name)?;
-            std::mem::take(&mut req.name)
+            let fitted = fit_name(&name)?;
+            if fitted.len() == name.len() {
+                name
+            } else {
+                fitted.into()
+            }
         };
-        self.alloc_inner(choice, &req, name)
+        self.alloc_inner(choice, size, alignment, name)
     }
 
-    fn buffer_name(&self, req: &AllocRequest) -> Result<String> {
-        Ok(if req.name.is_empty() {
-            derived_name()
+    fn buffer_name(&self, name: &str) -> Result<Arc<str>> {
+        Ok(if name.is_empty() {
+            derived_name().into()
         } else {
-            fit_name(&req.name)?.to_string()
+            fit_name(name)?.into()
         })
     }
 
     /// Allocates `n` buffers for one request (one choice for all; each gets its own name:
     /// `<name>-<i>`, or derived names). On an error the buffers made so far are freed.
     pub fn allocate_n(&self, req: &AllocRequest, n: usize) -> Result<Vec<Allocation>> {
-        let choice = self.choose(&req.memory)?;
+        let choice = self.choose_shared(&req.memory)?;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let mut r = req.clone();
-            if !req.name.is_empty() {
+            let name = if req.name.is_empty() {
+                derived_name().into()
+            } else {
                 let suffix = format!("-{i}");
                 // Keep the suffix visible when the name is cut to 31 bytes.
                 let base = fit_name(&req.name)?;
@@ -116,9 +144,9 @@ impl Backends {
                 while !base.is_char_boundary(end) {
                     end -= 1;
                 }
-                r.name = format!("{}{suffix}", &base[..end]);
-            }
-            out.push(self.allocate_as(&choice, &r)?);
+                format!("{}{suffix}", &base[..end]).into()
+            };
+            out.push(self.alloc_inner(choice.clone(), req.size, req.alignment, name)?);
         }
         Ok(out)
     }
@@ -126,12 +154,18 @@ impl Backends {
     /// Allocates one buffer from the backend of `choice` (made by [`Backends::choose`] on this
     /// same `Backends`).
     pub fn allocate_as(&self, choice: &Choice, req: &AllocRequest) -> Result<Allocation> {
-        let name = self.buffer_name(req)?;
-        self.alloc_inner(choice.clone(), req, name)
+        let name = self.buffer_name(&req.name)?;
+        self.alloc_inner(Arc::new(choice.clone()), req.size, req.alignment, name)
     }
 
-    fn alloc_inner(&self, choice: Choice, req: &AllocRequest, name: String) -> Result<Allocation> {
-        let len = check_request(req)?;
+    fn alloc_inner(
+        &self,
+        choice: Arc<Choice>,
+        size: u64,
+        alignment: u64,
+        name: Arc<str>,
+    ) -> Result<Allocation> {
+        let len = check_size(size, alignment)?;
         let missing = |what: &str| Error::Unavailable {
             what: what.to_string(),
             why: self.why_not(choice.backend),
@@ -149,12 +183,14 @@ impl Backends {
                     .find(|h| {
                         h.class == class
                             && h.fd.is_some()
-                            && choice.device.as_deref().is_none_or(|d| d == h.path)
+                            && choice
+                                .device
+                                .as_deref()
+                                .is_none_or(|d| same_path(d, &h.path))
                     })
                     .ok_or_else(|| missing("the chosen DMA-BUF heap"))?;
                 let heap_fd = heap.fd.as_ref().ok_or_else(|| missing("the heap"))?;
-                let path = heap.path.to_string_lossy();
-                let fd = alloc::heap_alloc(heap_fd.as_fd(), &path, len)?;
+                let fd = alloc::heap_alloc(heap_fd.as_fd(), &heap.path, len)?;
                 (fd, None, len)
             }
             BackendKind::Udmabuf => {
@@ -163,8 +199,8 @@ impl Backends {
                     .fd
                     .as_ref()
                     .ok_or_else(|| missing("/dev/udmabuf"))?;
-                let path = self.udmabuf.path.to_string_lossy();
-                let (fd, memfd) = alloc::udmabuf_alloc(dev.as_fd(), &path, len, &name)?;
+                let (fd, memfd) =
+                    alloc::udmabuf_alloc(dev.as_fd(), &self.udmabuf.path, len, &name)?;
                 (fd, Some(memfd), len)
             }
             BackendKind::DrmDumb => {
@@ -187,7 +223,8 @@ impl Backends {
             }
         };
         if choice.backend.is_dma_buf() {
-            set_name(fd.as_fd(), &name)?;
+            // Every path here passed the name through `fit_name` (or made it).
+            alloc::set_fitted_name(fd.as_fd(), &name)?;
         }
         Ok(Allocation {
             fd,

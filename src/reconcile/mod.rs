@@ -79,6 +79,8 @@ pub struct Reconciled {
     list: AttrList,
     /// Output keys, built on first use (the typed fields are the source of truth).
     outputs: OnceLock<AttrList>,
+    /// The buffer name derived from the accessors, built on first use (allocation hot path).
+    derived_name: OnceLock<std::sync::Arc<str>>,
     inputs: Vec<AttrList>,
     accessors: Vec<Accessor>,
     types: BufferTypes,
@@ -245,23 +247,7 @@ impl Reconciled {
     /// accessor names joined by `+` (or `unibuf` when no list is named), cut to 31 bytes at a
     /// character boundary.
     pub fn alloc_request(&self, name: Option<&str>) -> AllocRequest {
-        let derived;
-        let name = match name {
-            Some(n) => n,
-            None => {
-                let names: Vec<&str> = self
-                    .accessors
-                    .iter()
-                    .filter_map(|a| a.name.as_deref())
-                    .collect();
-                derived = if names.is_empty() {
-                    "unibuf".to_string()
-                } else {
-                    names.join("+")
-                };
-                &derived
-            }
-        };
+        let name = name.unwrap_or_else(|| self.derived_name());
         AllocRequest {
             size: self.size,
             alignment: self.alignment,
@@ -271,6 +257,30 @@ impl Reconciled {
             memory: self.memory.clone(),
             name: truncate_name(name, 31),
         }
+    }
+
+    /// The buffer name derived from the accessors: their names joined by `+` (or `unibuf` when
+    /// no list is named), cut to 31 bytes at a character boundary. Built once per list.
+    pub fn derived_name(&self) -> &str {
+        self.derived_name_shared()
+    }
+
+    /// [`Reconciled::derived_name`] as a shared string: allocations name their buffers with it
+    /// without copying it.
+    pub(crate) fn derived_name_shared(&self) -> &std::sync::Arc<str> {
+        self.derived_name.get_or_init(|| {
+            let names: Vec<&str> = self
+                .accessors
+                .iter()
+                .filter_map(|a| a.name.as_deref())
+                .collect();
+            let joined = if names.is_empty() {
+                "unibuf".to_string()
+            } else {
+                names.join("+")
+            };
+            truncate_name(&joined, 31).into()
+        })
     }
 
     /// Checks that this reconciled list satisfies each of `lists` (for example an importer's

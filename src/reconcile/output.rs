@@ -323,6 +323,7 @@ pub(super) fn compute(
     Ok(Reconciled {
         list: merged,
         outputs: OnceLock::new(),
+        derived_name: OnceLock::new(),
         inputs,
         accessors,
         types,
