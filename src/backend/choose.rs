@@ -123,8 +123,8 @@ impl Backends {
 
     /// [`Backends::choose`], memoized: the first successful choice for a requirement is kept and
     /// shared (the same `Arc`) by every later call with an equal requirement. A `Backends` does
-    /// not change once discovered; code that edits its public fields afterwards must call
-    /// [`Backends::forget_choices`].
+    /// not change once discovered (its [`super::Discovery`] is read-only), so a memoized choice
+    /// cannot go stale.
     #[inline]
     pub fn choose_shared(&self, m: &MemoryRequirement) -> Result<Arc<Choice>> {
         let cell = &self.choices.0[slot(m)];
@@ -135,9 +135,9 @@ impl Backends {
         Ok(cell.get_or_init(|| c).clone())
     }
 
-    /// Drops the choices memoized by [`Backends::choose_shared`] (after editing this
-    /// `Backends`' public fields).
-    pub fn forget_choices(&mut self) {
+    /// Drops the memoized choices (tests that edit the discovery).
+    #[cfg(test)]
+    fn forget_choices(&mut self) {
         self.choices = ChoiceCache::default();
     }
 
@@ -272,7 +272,7 @@ impl Backends {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::discover::{Access, DrmInfo, HeapInfo, UdmabufInfo};
+    use crate::backend::discover::{Access, Discovery, DrmInfo, HeapInfo, UdmabufInfo};
 
     /// Backends with the given kinds marked usable (no fds: choice never touches them).
     fn with(kinds: &[BackendKind]) -> Backends {
@@ -291,7 +291,7 @@ mod tests {
             access: usable(k),
             fd: None,
         };
-        Backends {
+        Backends::from_discovery(Discovery {
             heaps: vec![
                 heap("reserved", HeapClass::Contiguous, BackendKind::CmaHeap),
                 heap("system", HeapClass::System, BackendKind::SystemHeap),
@@ -310,8 +310,7 @@ mod tests {
             memfd: usable(BackendKind::Memfd),
             heap_dir: Access::Usable,
             dri_dir: Access::Usable,
-            choices: Default::default(),
-        }
+        })
     }
 
     fn req(contiguous: bool, pinnable: bool, device: bool) -> MemoryRequirement {
@@ -431,7 +430,7 @@ mod tests {
         // Refusals are not memoized.
         assert!(b.choose_shared(&req(true, true, true)).is_err());
         // After editing the backends, forgetting the memo gives the new choice.
-        b.heaps.clear();
+        b.disc.heaps.clear();
         b.forget_choices();
         assert_eq!(b.choose_shared(&dev).unwrap().backend, Udmabuf);
     }

@@ -176,12 +176,11 @@ impl AsFd for DrmCard {
 impl drm::Device for DrmCard {}
 impl drm::control::Device for DrmCard {}
 
-/// What this machine offers, with the devices this process could open kept open for allocation.
-///
-/// Build it once ([`Backends::discover`]) and allocate from it many times: a heap's fd is opened
-/// once, not per allocation. [`crate::backend::global`] holds one for the whole process.
+/// What discovery found: every backend, whether it can be used, and why not. Read it through
+/// [`Backends`], which dereferences to it (read-only, so choices memoized by
+/// [`Backends::choose_shared`] can never go stale).
 #[derive(Debug)]
-pub struct Backends {
+pub struct Discovery {
     /// DMA-BUF heaps, sorted by name.
     pub heaps: Vec<HeapInfo>,
     /// `/dev/udmabuf`.
@@ -194,8 +193,26 @@ pub struct Backends {
     pub heap_dir: Access,
     /// Whether `/dev/dri` could be listed.
     pub dri_dir: Access,
+}
+
+/// What this machine offers, with the devices this process could open kept open for allocation.
+///
+/// Build it once ([`Backends::discover`]) and allocate from it many times: a heap's fd is opened
+/// once, not per allocation. [`crate::backend::global`] holds one for the whole process. It
+/// dereferences to its [`Discovery`] (`backends.heaps`, `backends.udmabuf`, ...), read-only.
+#[derive(Debug)]
+pub struct Backends {
+    pub(super) disc: Discovery,
     /// Choices memoized by [`Backends::choose_shared`].
     pub(crate) choices: super::choose::ChoiceCache,
+}
+
+impl std::ops::Deref for Backends {
+    type Target = Discovery;
+
+    fn deref(&self) -> &Discovery {
+        &self.disc
+    }
 }
 
 fn open_dev(path: &Path) -> Result<OwnedFd, Errno> {
@@ -203,6 +220,14 @@ fn open_dev(path: &Path) -> Result<OwnedFd, Errno> {
 }
 
 impl Backends {
+    /// Wraps what discovery found (tests and callers that discover by other means).
+    pub fn from_discovery(disc: Discovery) -> Backends {
+        Backends {
+            disc,
+            choices: Default::default(),
+        }
+    }
+
     /// Looks at `/dev/dma_heap`, `/dev/udmabuf`, `/dev/dri` and memfd, opening what it can.
     pub fn discover() -> Backends {
         Backends::discover_with(
@@ -231,21 +256,20 @@ impl Backends {
         cma_dir: &Path,
         sysfs: Option<(&Path, &Path)>,
     ) -> Backends {
-        Backends {
+        Backends::from_discovery(Discovery {
             heaps: discover_heaps(heap_dir, cma_dir, sysfs.map(|s| s.0)),
             heap_dir: list_access(heap_dir),
             dri_dir: list_access(dri_dir),
             udmabuf: discover_udmabuf(udmabuf),
             drm: discover_drm(dri_dir, sysfs.map(|s| s.1)),
             memfd: probe_memfd(),
-            choices: Default::default(),
-        }
+        })
     }
 
     /// An empty set with only memfd (CPU-only allocations), for tests and for callers that do not
     /// want device memory.
     pub fn memfd_only() -> Backends {
-        Backends {
+        Backends::from_discovery(Discovery {
             heaps: Vec::new(),
             udmabuf: UdmabufInfo {
                 path: PathBuf::from(sys::udmabuf::UDMABUF_DEV),
@@ -256,8 +280,7 @@ impl Backends {
             memfd: probe_memfd(),
             heap_dir: Access::Absent("not looked for (memfd-only backends)".into()),
             dri_dir: Access::Absent("not looked for (memfd-only backends)".into()),
-            choices: Default::default(),
-        }
+        })
     }
 
     /// The first usable heap of `class`.

@@ -19,7 +19,7 @@ mod request;
 
 pub use alloc::{cut_name, fd_size, fit_name, page_round, page_size, set_name, MAX_NAME_LEN};
 pub use choose::Choice;
-pub use discover::{Access, Backends, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
+pub use discover::{Access, Backends, Discovery, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
 pub use request::{AllocRequest, MemoryRequirement};
 
 use crate::attr::BackendKind;
