@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BufferType, Key, Permission, Value};
-use unibuf::interop::drm::{Card, FbLayout, Output};
+use unibuf::interop::drm::{Card, DrmConstraints, FbLayout, Output};
 use unibuf::interop::v4l2::{CapturePlane, DmabufCapture};
 use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::object::Object;
@@ -94,6 +94,41 @@ fn reconcile<'a>(lists: impl IntoIterator<Item = &'a AttrList>) -> anyhow::Resul
     ))
 }
 
+/// The list of a CPU accessor of an image: it draws into it (`ReadWrite`) or reads it back
+/// (`ReadOnly`).
+fn cpu_image_list(perm: Permission) -> anyhow::Result<AttrList> {
+    let mut l = AttrList::with_types(&[BufferType::Image])?;
+    l.set_accessor_kind(AccessorKind::Cpu)?
+        .set_need_cpu_access(true)?
+        .set_required_perm(perm)?;
+    Ok(l)
+}
+
+/// The ADDFB2 layout of a reconciled image list.
+fn fb_layout(r: &Reconciled) -> anyhow::Result<FbLayout> {
+    Ok((&r
+        .image()
+        .context("no image layout")?
+        .drm_framebuffer()
+        .context("no ADDFB2 layout")?)
+        .into())
+}
+
+/// The writeback target: written by the display's writeback connector, read back by the CPU.
+fn writeback_target(
+    disp: &DrmConstraints,
+    fourcc: u32,
+    w: u32,
+    h: u32,
+) -> anyhow::Result<(Object, FbLayout)> {
+    let rw = reconcile([
+        &disp.writeback_attr_list(fourcc, w, h)?,
+        &cpu_image_list(Permission::ReadOnly)?,
+    ])?;
+    let obj = Object::allocate_named(&rw, "vkms-writeback")?;
+    Ok((obj, fb_layout(&rw)?))
+}
+
 fn compare_rgb(
     a: &[u8],
     b: &[u8],
@@ -143,18 +178,14 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
     let disp = card.plane_constraints(out.plane)?;
     // Source: the display reads it, the CPU draws into it. Target: the writeback writes it, the
     // CPU reads it.
-    let mut cpu_w = AttrList::with_types(&[BufferType::Image])?;
-    cpu_w
-        .set_accessor_kind(AccessorKind::Cpu)?
-        .set_need_cpu_access(true)?
-        .set_required_perm(Permission::ReadWrite)?;
-    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
-    cpu_r
-        .set_accessor_kind(AccessorKind::Cpu)?
-        .set_need_cpu_access(true)?
-        .set_required_perm(Permission::ReadOnly)?;
-    let rs = reconcile([&disp.attr_list(XRGB8888, w, h)?, &cpu_w])?;
-    let rd = reconcile([&disp.writeback_attr_list(XRGB8888, w, h)?, &cpu_r])?;
+    let rs = reconcile([
+        &disp.attr_list(XRGB8888, w, h)?,
+        &cpu_image_list(Permission::ReadWrite)?,
+    ])?;
+    let rd = reconcile([
+        &disp.writeback_attr_list(XRGB8888, w, h)?,
+        &cpu_image_list(Permission::ReadOnly)?,
+    ])?;
     let (mut src, dst) = match (
         Object::allocate_named(&rs, "vkms-src"),
         Object::allocate_named(&rd, "vkms-wb"),
@@ -166,12 +197,7 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
         }
         (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
-    let fbl: FbLayout = (&rs
-        .image()
-        .context("no image")?
-        .drm_framebuffer()
-        .context("no ADDFB2 layout")?)
-        .into();
+    let fbl = fb_layout(&rs)?;
     let pitch = fbl.pitches[0];
     {
         let mut m = src.map_write()?;
@@ -182,12 +208,7 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
         g.end()?;
     }
     let fb = card.import_framebuffer(src.fd(), &fbl)?;
-    let wbl: FbLayout = (&rd
-        .image()
-        .context("no image")?
-        .drm_framebuffer()
-        .context("no ADDFB2 layout")?)
-        .into();
+    let wbl = fb_layout(&rd)?;
     let wb = card.import_framebuffer(dst.fd(), &wbl)?;
     let fence = commit_debug(&mut out, &card, &fb, &wb)?;
     fence.wait(Duration::from_secs(10))?;
@@ -248,29 +269,13 @@ fn pipeline() -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e.into()),
     };
+    let fbl = fb_layout(&r)?;
     let img = r.image().context("reconciled list has no image layout")?;
-    let fbl: FbLayout = (&img
-        .drm_framebuffer()
-        .context("layout not expressible for ADDFB2")?)
-        .into();
     let v4l = img
         .v4l2_format()
         .context("layout not expressible as a V4L2 format")?;
     node.set_format(cam.fourcc, w, h, &[v4l.bytesperline])?;
-    // The writeback target: written by the display, read by the CPU.
-    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
-    cpu_r
-        .set_accessor_kind(AccessorKind::Cpu)?
-        .set_need_cpu_access(true)?
-        .set_required_perm(Permission::ReadOnly)?;
-    let rw = reconcile([&disp.writeback_attr_list(XRGB8888, w, h)?, &cpu_r])?;
-    let wbobj = Object::allocate_named(&rw, "vkms-writeback")?;
-    let wbl: FbLayout = (&rw
-        .image()
-        .context("no image")?
-        .drm_framebuffer()
-        .context("no ADDFB2 layout")?)
-        .into();
+    let (wbobj, wbl) = writeback_target(&disp, XRGB8888, w, h)?;
     // The display side holds the capture buffers read-only.
     let ro: Vec<Object> = bufs
         .iter()
@@ -569,32 +574,14 @@ fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
     if bufs[0].map_write().is_ok() {
         bail!("a read-only import yielded a writable CPU map");
     }
-    let fbl: FbLayout = (&bufs[0]
-        .list()
-        .image()
-        .context("no image layout")?
-        .drm_framebuffer()
-        .context("no ADDFB2 layout")?)
-        .into();
+    let fbl = fb_layout(bufs[0].list())?;
     step("display", "framebuffers");
     let fbs = bufs
         .iter()
         .map(|b| card.import_framebuffer(b.fd(), &fbl))
         .collect::<Result<Vec<_>, _>>()?;
     step("display", "writeback buffer");
-    let mut cpu_r = AttrList::with_types(&[BufferType::Image])?;
-    cpu_r
-        .set_accessor_kind(AccessorKind::Cpu)?
-        .set_need_cpu_access(true)?
-        .set_required_perm(Permission::ReadOnly)?;
-    let rw = reconcile([&disp.writeback_attr_list(fourcc, w, h)?, &cpu_r])?;
-    let wbobj = Object::allocate_named(&rw, "vkms-writeback")?;
-    let wbl: FbLayout = (&rw
-        .image()
-        .context("no image")?
-        .drm_framebuffer()
-        .context("no ADDFB2 layout")?)
-        .into();
+    let (wbobj, wbl) = writeback_target(&disp, fourcc, w, h)?;
     let wb = card.import_framebuffer(wbobj.fd(), &wbl)?;
     let wm = wbobj.map_read()?;
     let wpitch = wbl.pitches[0] as usize;

@@ -138,6 +138,46 @@ pub fn captured_bytes(obj: &Object) -> anyhow::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Queues every buffer, streams `frames` frames (each one re-queued once the next has arrived),
+/// stops, and returns the index of the last frame's buffer (still dequeued) and the sequence
+/// numbers. Fails on a frame flagged as an error, a first plane with fewer than
+/// `min_first_plane` bytes, or sequence numbers that do not increase.
+fn capture_frames(
+    cap: &mut DmabufCapture<'_>,
+    frames: usize,
+    min_first_plane: u64,
+) -> anyhow::Result<(usize, Vec<u32>)> {
+    for i in 0..cap.len() {
+        cap.queue(i)?;
+    }
+    cap.start()?;
+    let mut seqs = Vec::new();
+    let mut last = None;
+    for _ in 0..frames {
+        let f = cap.dequeue(Duration::from_secs(10))?;
+        if f.error {
+            bail!("frame {} flagged V4L2_BUF_FLAG_ERROR", f.sequence);
+        }
+        if u64::from(f.bytesused) < min_first_plane {
+            bail!(
+                "frame {}: first plane has {} bytes, less than one image ({min_first_plane})",
+                f.sequence,
+                f.bytesused
+            );
+        }
+        seqs.push(f.sequence);
+        if let Some(prev) = last.replace(f.index) {
+            cap.queue(prev)?;
+        }
+    }
+    cap.stop()?;
+    let idx = last.context("no frame")?;
+    if seqs.windows(2).any(|w| w[1] <= w[0]) {
+        bail!("sequence numbers not increasing: {seqs:?}");
+    }
+    Ok((idx, seqs))
+}
+
 /// Sets vivid's test pattern to the 100% colorbar and turns its OSD text off.
 pub fn vivid_colorbar(node: &VideoNode) -> anyhow::Result<()> {
     node.set_menu_control("Test Pattern", "100% Colorbar")
@@ -269,36 +309,9 @@ fn capture_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
         })
         .collect();
     let mut cap = DmabufCapture::new(node, planes)?;
-    for i in 0..cap.len() {
-        cap.queue(i)?;
-    }
-    cap.start()?;
-    let mut seqs = Vec::new();
-    let mut last = None;
-    for _ in 0..8 {
-        let f = cap.dequeue(Duration::from_secs(10))?;
-        if f.error {
-            bail!("frame {} flagged V4L2_BUF_FLAG_ERROR", f.sequence);
-        }
-        if (f.bytesused as u64) < pitch as u64 * c.height as u64 {
-            bail!(
-                "frame {} has {} bytes, less than one image",
-                f.sequence,
-                f.bytesused
-            );
-        }
-        seqs.push(f.sequence);
-        if let Some(prev) = last.replace(f.index) {
-            cap.queue(prev)?;
-        }
-    }
-    let idx = last.context("no frame")?;
-    cap.stop()?;
+    let (idx, seqs) = capture_frames(&mut cap, 8, pitch as u64 * c.height as u64)?;
     let data = captured_bytes(&objs[idx])?;
     let seen = check_colorbar(&data, c.width, c.height, pitch as usize)?;
-    if seqs.windows(2).any(|w| w[1] <= w[0]) {
-        bail!("sequence numbers not increasing: {seqs:?}");
-    }
     harness::pass(format!(
         "{} mplane={} XR24 {}x{} pitch {} into {} unibuf {} buffers; 8 frames seq {seqs:?}; colorbar {seen}",
         node.path(),
@@ -478,36 +491,7 @@ fn vivid_mplane_nv12m_capture() -> anyhow::Result<Outcome> {
         })
         .collect();
     let mut cap = DmabufCapture::new(&node, buffers)?;
-    for i in 0..cap.len() {
-        cap.queue(i)?;
-    }
-    cap.start()?;
-    let mut seqs = Vec::new();
-    let mut last = None;
-    for _ in 0..8 {
-        let f = cap.dequeue(Duration::from_secs(10))?;
-        if f.error {
-            bail!("frame {} flagged V4L2_BUF_FLAG_ERROR", f.sequence);
-        }
-        if (f.bytesused as u64) < pitches[0] as u64 * c.height as u64 {
-            bail!(
-                "frame {}: Y plane has {} bytes, less than {}x{}",
-                f.sequence,
-                f.bytesused,
-                pitches[0],
-                c.height
-            );
-        }
-        seqs.push(f.sequence);
-        if let Some(prev) = last.replace(f.index) {
-            cap.queue(prev)?;
-        }
-    }
-    cap.stop()?;
-    let idx = last.context("no frame")?;
-    if seqs.windows(2).any(|w| w[1] <= w[0]) {
-        bail!("sequence numbers not increasing: {seqs:?}");
-    }
+    let (idx, seqs) = capture_frames(&mut cap, 8, pitches[0] as u64 * c.height as u64)?;
     let y = captured_bytes(&per_plane[0][idx])?;
     let uv = captured_bytes(&per_plane[1][idx])?;
     let seen = check_nv12_colorbar(
