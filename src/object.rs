@@ -113,15 +113,51 @@ fn dup_fd(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
 /// `mmap` of the result fails with `EACCES`.
 pub fn reopen_readonly(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // Only memfds (F_GET_SEALS answers only there): opening a FIFO's /proc link would block, and
+    // a dma-buf cannot be reopened at all.
+    if rustix::fs::fcntl_get_seals(fd).is_err() {
+        return Err(Error::InvalidArgument(format!(
+            "{path}: only memfds can be reopened read-only"
+        )));
+    }
     rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys("open(O_RDONLY) reopen", path, e))
 }
 
+/// Whether `fd` was opened `O_RDONLY` (its access mode allows no writing).
+pub fn opened_read_only(fd: BorrowedFd<'_>) -> Result<bool> {
+    let fl = rustix::fs::fcntl_getfl(fd)
+        .map_err(|e| Error::sys("F_GETFL", format!("fd {}", fd.as_raw_fd()), e))?;
+    Ok(fl & OFlags::RWMODE == OFlags::RDONLY)
+}
+
 /// The access mode the fd was opened with allows writing.
 fn fd_writable(fd: BorrowedFd<'_>) -> Result<bool> {
-    let fl = rustix::fs::fcntl_getfl(fd)
-        .map_err(|e| Error::sys("F_GETFL", format!("imported fd {}", fd.as_raw_fd()), e))?;
-    Ok(fl & OFlags::RWMODE == OFlags::RDWR || fl & OFlags::RWMODE == OFlags::WRONLY)
+    Ok(!opened_read_only(fd)?)
+}
+
+/// The `/proc/self/fd` link of a dma-buf on kernels before 5.3, which kept dma-bufs on the
+/// anonymous-inode filesystem shared with eventfds and others.
+pub(crate) const ANON_DMA_BUF_LINK: &str = "anon_inode:dmabuf";
+
+/// Whether `fd` lives on the dma-buf pseudo filesystem (`statfs` type `DMA_BUF_MAGIC`, Linux 5.3
+/// and later). A path proves nothing: any file may be named `/dmabuf:...`.
+pub(crate) fn on_dma_buf_fs(fd: BorrowedFd<'_>) -> Result<bool> {
+    rustix::fs::fstatfs(fd)
+        .map(|st| st.f_type as u32 == DMA_BUF_MAGIC)
+        .map_err(|e| Error::sys("fstatfs", format!("/proc/self/fd/{}", fd.as_raw_fd()), e))
+}
+
+/// Whether `fd` is a dma-buf: on the dma-buf filesystem, or (before Linux 5.3) the anonymous
+/// inode named exactly `dmabuf`.
+pub fn is_dma_buf(fd: BorrowedFd<'_>) -> Result<bool> {
+    if on_dma_buf_fs(fd)? {
+        return Ok(true);
+    }
+    let raw = fd.as_raw_fd();
+    let link = rustix::fs::readlink(format!("/proc/self/fd/{raw}"), Vec::new())
+        .map_err(|e| Error::sys("readlink", format!("/proc/self/fd/{raw}"), e))?;
+    Ok(link.to_bytes() == ANON_DMA_BUF_LINK.as_bytes())
 }
 
 /// What `/proc/self/fdinfo` and `/proc/self/fd` say about an fd.
@@ -157,12 +193,8 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<FdIdentity> {
         .map(|c| c.to_string_lossy().into_owned())
         .map_err(|e| Error::sys("readlink", format!("/proc/self/fd/{raw}"), e))?;
     // The link target alone is a path: any file whose name contains "dmabuf" must not pass for
-    // one. A dma-buf lives on the dma-buf pseudo filesystem (its own since Linux 5.3) or, before
-    // that, is the anonymous inode named exactly `dmabuf`.
-    let on_dmabuf_fs = rustix::fs::fstatfs(fd)
-        .map(|st| st.f_type as u32 == DMA_BUF_MAGIC)
-        .map_err(|e| Error::sys("fstatfs", format!("/proc/self/fd/{raw}"), e))?;
-    if on_dmabuf_fs || link == "anon_inode:dmabuf" {
+    // one (see `is_dma_buf`).
+    if link == ANON_DMA_BUF_LINK || on_dma_buf_fs(fd)? {
         return Ok(FdIdentity {
             kind: FdKind::DmaBuf,
             exporter: None,

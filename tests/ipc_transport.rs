@@ -255,3 +255,26 @@ fn from_owned_refuses_stream_sockets() {
     .unwrap();
     assert!(Endpoint::from_owned(s, "stream").is_err());
 }
+
+/// A regular file whose `/proc/self/fd` link starts with `/dmabuf:` (a file of that name at the
+/// root) must not pass the wire-level dma-buf check: only the dma-buf filesystem's `statfs`
+/// magic (or the pre-5.3 anonymous inode) makes a dma-buf. The check used to trust the link.
+#[test]
+fn a_file_named_like_a_dma_buf_is_not_one() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: needs root to create a file named /dmabuf:... at the filesystem root");
+        return;
+    }
+    let p = std::path::PathBuf::from(format!("/dmabuf:unibuf-test-{}", std::process::id()));
+    std::fs::write(&p, vec![0u8; 8192]).unwrap();
+    let f = std::fs::File::open(&p);
+    std::fs::remove_file(&p).unwrap();
+    let f = f.unwrap();
+    assert!(!unibuf::ipc::fdcheck::is_dma_buf(f.as_fd()).unwrap());
+    let e = unibuf::ipc::fdcheck::check(f.as_fd(), unibuf::ipc::wire::FdKind::DmaBuf, 0, &|| {
+        "test peer".to_string()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("announces a dma-buf"), "{e}");
+}

@@ -3,8 +3,8 @@
 
 use super::wire::FdKind;
 use crate::error::{Error, Result};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{Mode, OFlags};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::fs::Mode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What an fd turned out to be.
@@ -32,24 +32,12 @@ fn link_of(fd: BorrowedFd<'_>) -> Result<String> {
 static DMA_BUF_DEV: AtomicU64 = AtomicU64::new(0);
 static MEMFD_DEV: AtomicU64 = AtomicU64::new(0);
 
-/// Whether `fd` is a dma-buf: its `/proc/self/fd` link names the dma-buf pseudo filesystem
-/// (`/dmabuf:NAME` since Linux 5.3, `anon_inode:dmabuf` before).
-pub fn is_dma_buf(fd: BorrowedFd<'_>) -> Result<bool> {
-    let link = link_of(fd)?;
-    Ok(link.starts_with("/dmabuf:") || link == "anon_inode:dmabuf")
-}
+pub use crate::object::{is_dma_buf, opened_read_only as is_read_only};
 
 /// Whether `fd` is a memfd (more exactly a shmem or hugetlbfs file: `F_GET_SEALS` succeeds only
 /// there).
 pub fn is_memfd(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_get_seals(fd).is_ok()
-}
-
-/// Whether `fd` was opened `O_RDONLY`.
-pub fn is_read_only(fd: BorrowedFd<'_>) -> Result<bool> {
-    let mode =
-        rustix::fs::fcntl_getfl(fd).map_err(|e| Error::sys("fcntl(F_GETFL)", proc_fd(fd), e))?;
-    Ok((mode & OFlags::RWMODE) == OFlags::RDONLY)
 }
 
 /// Checks that `fd` is a file of `kind` whose buffer holds at least `size` bytes, and reports
@@ -78,11 +66,13 @@ pub fn check(
         let (ok, learn) = match kind {
             FdKind::Memfd => (is_memfd(fd), true),
             FdKind::DmaBuf => {
-                let link = link_of(fd)?;
-                // Before Linux 5.3 dma-bufs lived on the anonymous-inode filesystem shared with
-                // eventfds and others: recognise them there, but never learn that filesystem.
-                let own_fs = link.starts_with("/dmabuf:");
-                (own_fs || link == "anon_inode:dmabuf", own_fs)
+                // Learn only the dma-buf filesystem itself (`statfs` magic, Linux 5.3+), never
+                // the anonymous-inode filesystem older kernels shared with eventfds and others.
+                let own_fs = crate::object::on_dma_buf_fs(fd)?;
+                (
+                    own_fs || link_of(fd)? == crate::object::ANON_DMA_BUF_LINK,
+                    own_fs,
+                )
             }
         };
         if ok && learn {
@@ -109,18 +99,9 @@ pub fn check(
 }
 
 /// Opens a new `O_RDONLY` file description of the memfd `fd` (through `/proc/self/fd`), so that a
-/// read-only holder cannot `mmap(PROT_WRITE)` or `write()` through it.
-pub fn reopen_read_only(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
-    if !is_memfd(fd) {
-        return Err(Error::InvalidArgument(format!(
-            "{}: only memfds can be reopened read-only",
-            proc_fd(fd)
-        )));
-    }
-    let p = proc_fd(fd);
-    rustix::fs::open(&p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("open(O_RDONLY)", p, e))
-}
+/// read-only holder cannot `mmap(PROT_WRITE)` or `write()` through it; refuses anything but a
+/// memfd.
+pub use crate::object::reopen_readonly as reopen_read_only;
 
 /// Drops the write bits of a memfd's mode (`fchmod 0444`), so that a process that holds only an
 /// `O_RDONLY` descriptor cannot reopen it for writing through `/proc/<pid>/fd` (a process with
