@@ -160,12 +160,6 @@ pub unsafe fn own_fd(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Number of open fds of this process (entries of /proc/self/fd, less the one used to read it).
-pub fn fd_count() -> anyhow::Result<usize> {
-    let dir = std::fs::read_dir("/proc/self/fd")?;
-    Ok(dir.count().saturating_sub(1))
-}
-
 /// Raw fd number, for messages.
 pub fn raw<F: AsRawFd>(f: &F) -> i32 {
     f.as_raw_fd()

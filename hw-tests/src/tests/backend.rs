@@ -578,14 +578,14 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
     let l = list(4096, Some(kind), "hwtest-cycle");
     // One cycle first so lazily opened things (discovery) are counted in `before`.
     drop(Object::allocate(&l)?);
-    let before = crate::harness::fd_count()?;
+    let before = unibuf::ipc::fdcheck::count_open_fds()?;
     let t = std::time::Instant::now();
     for i in 0..10_000 {
         let mut o = Object::allocate(&l).with_context(|| format!("cycle {i}"))?;
         let mut w = o.map_write()?;
         w.write()?.copy_from_slice(0, &[1])?;
     }
-    let after = crate::harness::fd_count()?;
+    let after = unibuf::ipc::fdcheck::count_open_fds()?;
     ensure!(before == after, "fd count {before} -> {after}");
     pass(format!(
         "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",

@@ -9,12 +9,13 @@
 //! (see [`super::env`]).
 
 use super::env::{self, Feature};
-use crate::harness::{fd_count, own_fd, pass, raw, Outcome, Test};
+use crate::harness::{own_fd, pass, raw, Outcome, Test};
 use anyhow::{anyhow, bail, ensure, Context};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use unibuf::ipc::fdcheck::count_open_fds as fd_count;
 use unibuf::sys::dma_buf::{
     DmaBufSync, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START,
 };
