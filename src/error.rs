@@ -1,6 +1,10 @@
 //! The one error type of the library.
 //!
 //! Every variant says what was asked and, where the kernel was involved, what it answered.
+//!
+//! It sits above the model layer (attr, layout, reconcile), which returns its own error types
+//! ([`crate::attr::AttrError`], [`crate::reconcile::Conflict`], ...) and never this one; the
+//! conversions from them live here, so no arrow points back from the model to this module.
 
 use std::fmt;
 
@@ -171,6 +175,24 @@ impl Error {
             Error::Sys { errno, .. } => Some(errno.0),
             _ => None,
         }
+    }
+}
+
+impl From<crate::reconcile::Conflict> for Error {
+    fn from(c: crate::reconcile::Conflict) -> Self {
+        Error::Conflict(Box::new(c))
+    }
+}
+
+impl From<crate::attr::file::FileError> for Error {
+    fn from(e: crate::attr::file::FileError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<crate::layout::UnknownFormat> for Error {
+    fn from(e: crate::layout::UnknownFormat) -> Self {
+        Error::Attr(crate::attr::AttrError::from(e))
     }
 }
 

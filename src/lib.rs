@@ -16,6 +16,7 @@ pub mod interop;
 pub mod ipc;
 pub mod layout;
 pub mod map;
+mod model;
 pub mod object;
 pub mod reconcile;
 pub mod sys;

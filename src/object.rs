@@ -24,7 +24,7 @@
 //! read-only for devices through read-only IOMMU mappings (`crate::interop`).
 
 use crate::attr::{BackendKind, Permission};
-use crate::backend::{self, Allocation, Backends, Choice};
+use crate::backend::{self, AllocRequest, Allocation, Backends, Choice};
 use crate::error::{Error, Result};
 use crate::map::{ReadMap, WriteMap};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -261,7 +261,7 @@ impl Object {
 
     /// Allocates `n` objects for `list` (one backend choice for all; names get `-<i>`).
     pub fn allocate_n(list: &Arc<Reconciled>, n: usize) -> Result<Vec<Object>> {
-        let allocs = backend::global().allocate_n(&list.alloc_request(None), n)?;
+        let allocs = backend::global().allocate_n(&AllocRequest::from_reconciled(list, None), n)?;
         allocs
             .into_iter()
             .map(|a| Object::from_allocation(a, list))
@@ -277,7 +277,7 @@ impl Object {
         name: Option<&str>,
     ) -> Result<Object> {
         // The list's derived name is built once and shared; a given name is cut to 31 bytes
-        // first (a NUL past the cut does not matter), as `Reconciled::alloc_request` does.
+        // first (a NUL past the cut does not matter), as `AllocRequest::from_reconciled` does.
         let name: Arc<str> = match name {
             None => list.derived_name_shared().clone(),
             Some(n) => backend::cut_name(n).into(),

@@ -1,8 +1,9 @@
 //! List files: TOML/JSON loading, errors naming file/line/key, JSON round trip, dumps.
 
-use unibuf::attr::file::{list_to_json, list_to_text, parse_json, parse_toml, reconciled_to_json};
+use unibuf::attr::file::{list_to_json, list_to_text, parse_json, parse_toml};
 use unibuf::attr::{AttrList, Key, Padding, Value};
 use unibuf::layout::PixelFormat;
+use unibuf::reconcile::dump::reconciled_to_json;
 use unibuf::reconcile::reconcile;
 
 const CAMERA: &str = r#"

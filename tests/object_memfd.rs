@@ -5,7 +5,7 @@ use rustix::fd::{AsFd, AsRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::sync::Arc;
 use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
-use unibuf::backend::Backends;
+use unibuf::backend::{AllocRequest, Backends};
 use unibuf::object::{identify_fd, FdKind, ImportParts, Object};
 use unibuf::reconcile::{reconcile, Reconciled};
 use unibuf::Error;
@@ -229,7 +229,7 @@ fn identify_names_memfds() {
 #[test]
 fn allocate_n_gives_distinct_named_buffers() {
     let b = Backends::memfd_only();
-    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
+    let mut l = AllocRequest::from_reconciled(&cpu_list(4096, Permission::ReadWrite, true), None);
     l.name = "a-very-long-buffer-name-that-will-be-cut".into();
     let v = b.allocate_n(&l, 3).unwrap();
     assert_eq!(v.len(), 3);
@@ -243,7 +243,7 @@ fn allocate_n_gives_distinct_named_buffers() {
 #[test]
 fn bad_requests_change_nothing() {
     let b = Backends::memfd_only();
-    let mut l = cpu_list(4096, Permission::ReadWrite, true).alloc_request(None);
+    let mut l = AllocRequest::from_reconciled(&cpu_list(4096, Permission::ReadWrite, true), None);
     l.size = 0;
     assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
     l.size = 4096;

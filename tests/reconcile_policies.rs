@@ -3,7 +3,7 @@
 use unibuf::attr::{
     AccessorKind, AttrList, AttrRead, BackendKind, BufferType, DataType, Key, Permission, Value,
 };
-use unibuf::backend::MemoryRequirement;
+use unibuf::backend::{AllocRequest, MemoryRequirement};
 use unibuf::layout::PixelFormat;
 use unibuf::reconcile::{reconcile, ConflictKind, Reconciled};
 use unibuf::Error;
@@ -113,14 +113,11 @@ fn memory_requirement_rules() {
             preferred: Some(BackendKind::CmaHeap),
         }
     );
-    let req = r.alloc_request(Some("fpga-frames"));
+    let req = AllocRequest::from_reconciled(&r, Some("fpga-frames"));
     assert_eq!(req.memory, *r.memory());
     assert_eq!(req.name, "fpga-frames");
     assert_eq!(
-        reconcile([&cam, &cpu, &vfio])
-            .unwrap()
-            .alloc_request(None)
-            .name,
+        AllocRequest::from_reconciled(&reconcile([&cam, &cpu, &vfio]).unwrap(), None).name,
         "cam+cpu+fpga"
     );
 

@@ -25,9 +25,8 @@ use super::{
     AccessorKind, AttrError, AttrList, BackendKind, BufferType, BufferTypes, ColorStd, DataType,
     Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
 };
-use crate::layout::format::MODIFIER_NAMES;
-use crate::layout::PixelFormat;
-use crate::reconcile::Reconciled;
+use crate::model::format::MODIFIER_NAMES;
+use crate::model::PixelFormat;
 use serde_json::{json, Map as JsonMap, Value as Json};
 use std::fmt;
 use std::fmt::Write as _;
@@ -60,12 +59,6 @@ impl fmt::Display for FileError {
 }
 
 impl std::error::Error for FileError {}
-
-impl From<FileError> for crate::Error {
-    fn from(e: FileError) -> Self {
-        crate::Error::InvalidArgument(e.to_string())
-    }
-}
 
 /// A parsed value with the line it came from (format independent).
 #[derive(Debug, Clone)]
@@ -459,7 +452,9 @@ pub fn value_to_json(key: Key, v: &Value) -> Json {
     }
 }
 
-fn pairs_to_json<'a>(pairs: impl Iterator<Item = (Key, &'a Value)>) -> Json {
+/// The JSON object of key/value pairs: general keys and outputs at top level, type keys in
+/// their section (the shape [`parse_json`] reads back). Used by the list and reconciled dumps.
+pub fn pairs_to_json<'a>(pairs: impl Iterator<Item = (Key, &'a Value)>) -> Json {
     let mut top = JsonMap::new();
     for (k, v) in pairs {
         let j = value_to_json(k, v);
@@ -483,146 +478,11 @@ pub fn list_to_json(list: &AttrList) -> Json {
     pairs_to_json(list.iter())
 }
 
-/// The JSON form of a reconciled list: `{"reconciled": true, "inputs": [...], "merged":
-/// {...}, "outputs": {...}}`.
-pub fn reconciled_to_json(r: &Reconciled) -> Json {
-    json!({
-        "reconciled": true,
-        "inputs": r.inputs().iter().map(list_to_json).collect::<Vec<_>>(),
-        "merged": pairs_to_json(r.iter().filter(|(k, _)| !k.is_output())),
-        "outputs": pairs_to_json(r.iter_outputs()),
-    })
-}
-
 /// A readable dump of an unreconciled list: one `key = value` line per key.
 pub fn list_to_text(list: &AttrList) -> String {
     let mut s = String::new();
     for (k, v) in list.iter() {
         let _ = writeln!(s, "{k} = {v}");
-    }
-    s
-}
-
-/// A readable report of a reconciled list: accessors, size, permission, memory, layouts,
-/// the DRM/V4L2 views of the image, and every key.
-pub fn reconciled_to_text(r: &Reconciled) -> String {
-    let mut s = String::new();
-    let acc: Vec<String> = r
-        .accessors()
-        .iter()
-        .map(|a| {
-            let n = a.name.clone().unwrap_or_else(|| "(unnamed)".to_string());
-            match a.kind {
-                Some(k) => format!("{n} ({k})"),
-                None => n,
-            }
-        })
-        .collect();
-    let _ = writeln!(
-        s,
-        "reconciled {} list(s): {}",
-        r.inputs().len(),
-        acc.join(", ")
-    );
-    let _ = writeln!(s, "types: {}", r.types());
-    let _ = writeln!(s, "size: {} bytes, alignment {}", r.size(), r.alignment());
-    let _ = writeln!(
-        s,
-        "permission: {}; cpu access: {}; cpu cache: {}",
-        r.permission(),
-        r.need_cpu_access(),
-        r.cpu_cache()
-    );
-    let m = r.memory();
-    let _ = writeln!(
-        s,
-        "memory: contiguous {}, pinnable {}, device access {}, preferred backend {}",
-        m.contiguous,
-        m.pinnable,
-        m.device_access,
-        m.preferred.map_or("none".to_string(), |b| b.to_string())
-    );
-    if let Some(img) = r.image() {
-        let _ = writeln!(
-            s,
-            "image: {} {}x{} {}, modifier {:#x}",
-            img.format, img.width, img.height, img.scan, img.modifier
-        );
-        for (i, p) in img.planes.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "  plane {i}: offset {} pitch {} aligned height {} size {} bpp {} channels {}{}",
-                p.offset,
-                p.pitch,
-                p.aligned_height,
-                p.size,
-                p.bpp,
-                p.channels,
-                if p.second_field_offset != 0 {
-                    format!(" second field at {}", p.second_field_offset)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        if let Some(fb) = img.drm_framebuffer() {
-            let n = fb.plane_count;
-            let _ = writeln!(
-                s,
-                "  DRM ADDFB2: fourcc {} modifier {:#x} pitches {:?} offsets {:?}",
-                crate::layout::format::describe_code(fb.fourcc),
-                fb.modifier,
-                &fb.pitches[..n],
-                &fb.offsets[..n]
-            );
-        }
-        match img.v4l2_format() {
-            Some(v) => {
-                let _ = writeln!(
-                    s,
-                    "  V4L2: pixelformat {} bytesperline {} sizeimage {}",
-                    crate::layout::format::describe_code(v.pixelformat),
-                    v.bytesperline,
-                    v.sizeimage
-                );
-            }
-            None => {
-                let _ = writeln!(s, "  V4L2: single-planar format cannot express this layout");
-            }
-        }
-    }
-    if let Some(t) = r.tensor() {
-        let _ = writeln!(
-            s,
-            "tensor: {} sizes {:?} strides {:?} size {}",
-            t.data_type, t.sizes, t.strides, t.size
-        );
-    }
-    if let Some(a) = r.array() {
-        let _ = writeln!(
-            s,
-            "array: {} stride {} capacity {} size {}",
-            a.data_type, a.stride, a.capacity, a.size
-        );
-    }
-    if let Some(py) = r.pyramid() {
-        for (i, l) in py.levels.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "  level {i}: {}x{} offset {} size {}",
-                l.image.width, l.image.height, l.offset, l.size
-            );
-        }
-    }
-    let req = r.alloc_request(None);
-    let _ = writeln!(
-        s,
-        "alloc request: name {:?} size {} alignment {}",
-        req.name, req.size, req.alignment
-    );
-    let _ = writeln!(s, "keys:");
-    for (k, v) in r.iter() {
-        let _ = writeln!(s, "  {k} = {v}");
     }
     s
 }

@@ -14,19 +14,19 @@
 //! [`AttrRead`] trait gives every list state the same read interface (`get`, `iter`,
 //! `is_reconciled`). Files: see [`mod@file`] (TOML/JSON loader and dumps).
 
-mod common;
 pub mod file;
-mod key;
 mod value;
 
-pub use common::{AccessorKind, BackendKind, Permission};
-pub use key::{Key, KeyGroup, MergePolicy, ValueKind};
+pub use crate::model::{
+    AccessorKind, BackendKind, ColorStd, DataType, Key, KeyGroup, LayoutKind, MergePolicy, Padding,
+    Permission, ScanType, ValueKind,
+};
 pub use value::{
-    permission_code, permission_from_code, BufferType, BufferTypes, ColorStd, DataType, LayoutKind,
-    Padding, ScanType, Value, MAX_LIST_LEN, MAX_STR_LEN,
+    permission_code, permission_from_code, BufferType, BufferTypes, Value, MAX_LIST_LEN,
+    MAX_STR_LEN,
 };
 
-use crate::layout::PixelFormat;
+use crate::model::{PixelFormat, UnknownFormat};
 
 /// The most tensor dimensions.
 pub const MAX_TENSOR_DIMS: u64 = 8;
@@ -110,6 +110,12 @@ pub enum AttrError {
         /// What was wrong.
         reason: String,
     },
+}
+
+impl From<UnknownFormat> for AttrError {
+    fn from(e: UnknownFormat) -> Self {
+        AttrError::UnknownFormat(e.0)
+    }
 }
 
 /// Read access common to every list state (unreconciled, multi-slot, reconciled).

@@ -70,10 +70,12 @@ fn run() -> Result<ExitCode> {
                     if json {
                         println!(
                             "{}",
-                            serde_json::to_string_pretty(&file::reconciled_to_json(&r))?
+                            serde_json::to_string_pretty(
+                                &unibuf::reconcile::dump::reconciled_to_json(&r)
+                            )?
                         );
                     } else {
-                        print!("{}", file::reconciled_to_text(&r));
+                        print!("{}", unibuf::reconcile::dump::reconciled_to_text(&r));
                     }
                     Ok(ExitCode::SUCCESS)
                 }

@@ -19,13 +19,13 @@
 //! `ceil(H / 2)` rows (aligned as above), the second field starts at the first field's size
 //! rounded up to `B`.
 
-pub mod format;
-
-pub use format::{
+pub use crate::model::format;
+pub use crate::model::format::{
     fourcc, modifier_tile, ColorFamily, FormatInfo, PixelFormat, PlaneInfo, TileGeometry,
+    UnknownFormat,
 };
 
-use crate::attr::{DataType, Key, Padding, ScanType};
+use crate::model::{DataType, Key, Padding, ScanType};
 
 /// Rounds `v` up to a multiple of `a` (`a > 0`), or `None` on overflow.
 pub fn align_up(v: u64, a: u64) -> Option<u64> {

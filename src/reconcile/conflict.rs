@@ -106,9 +106,3 @@ impl fmt::Display for Conflict {
 }
 
 impl std::error::Error for Conflict {}
-
-impl From<Conflict> for crate::Error {
-    fn from(c: Conflict) -> Self {
-        crate::Error::Conflict(Box::new(c))
-    }
-}

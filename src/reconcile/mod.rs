@@ -28,8 +28,7 @@
 //! assert_eq!(image.planes[0].pitch, 2048); // 1920 rounded up to 256
 //! assert_eq!(image.planes[1].offset, 2048 * 1080);
 //! assert_eq!(r.permission(), Permission::ReadWrite);
-//! let request = r.alloc_request(None); // what a backend allocates
-//! assert_eq!(request.name, "camera+display");
+//! assert_eq!(r.derived_name(), "camera+display"); // the buffer's name
 //!
 //! let mut rgb = AttrList::image(PixelFormat::Xrgb8888, 1920, 1080)?;
 //! rgb.set_accessor_name("scaler")?;
@@ -42,14 +41,15 @@ use crate::attr::{
     AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key, LayoutKind,
     MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
-use crate::backend::{AllocRequest, MemoryRequirement};
 use crate::layout::{
     ArrayLayout, ImageLayout, ImageParams, PixelFormat, PyramidLayout, TensorLayout,
 };
+use crate::model::MemoryRequirement;
 use std::cmp::Ordering;
 use std::sync::OnceLock;
 
 mod conflict;
+pub mod dump;
 mod merge;
 mod output;
 
@@ -241,22 +241,6 @@ impl Reconciled {
     /// The output keys and values.
     pub fn iter_outputs(&self) -> impl Iterator<Item = (Key, &Value)> + '_ {
         self.outputs().iter()
-    }
-
-    /// What a backend needs to allocate the buffer. The name is `name` if given, else the
-    /// accessor names joined by `+` (or `unibuf` when no list is named), cut to 31 bytes at a
-    /// character boundary.
-    pub fn alloc_request(&self, name: Option<&str>) -> AllocRequest {
-        let name = name.unwrap_or_else(|| self.derived_name());
-        AllocRequest {
-            size: self.size,
-            alignment: self.alignment,
-            permission: self.permission,
-            cpu_access: self.cpu_access,
-            cpu_cache: self.cpu_cache,
-            memory: self.memory.clone(),
-            name: truncate_name(name, 31),
-        }
     }
 
     /// The buffer name derived from the accessors: their names joined by `+` (or `unibuf` when

@@ -5,11 +5,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use rustix::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use unibuf::attr::{file::reconciled_to_text, AccessorKind, AttrList, BackendKind, Permission};
+use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
 use unibuf::backend::{self, Backends};
 use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::layout::PixelFormat;
 use unibuf::object::Object;
+use unibuf::reconcile::dump::reconciled_to_text;
 use unibuf::reconcile::reconcile;
 
 /// What the demo does.

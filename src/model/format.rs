@@ -5,9 +5,14 @@
 //! DRM only); they follow `include/uapi/linux/videodev2.h`. Raw Bayer formats have no DRM
 //! fourcc; their V4L2 codes are the unpacked ones (10/12-bit samples in 16-bit containers).
 
-use crate::attr::AttrError;
 use drm_fourcc::{DrmFourcc, DrmModifier};
 use std::fmt;
+
+/// A pixel format code or name that is not in the format table (the text says which: a name,
+/// `DRM <fourcc>`, `V4L2 <fourcc>`, or a wire code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown pixel format {0}")]
+pub struct UnknownFormat(pub String);
 
 /// Builds a fourcc code from four ASCII bytes (the same rule for DRM and V4L2).
 pub const fn fourcc(c: &[u8; 4]) -> u32 {
@@ -217,42 +222,42 @@ impl PixelFormat {
         }
     }
 
-    /// The format with this wire code; an unknown code is [`AttrError::UnknownFormat`].
-    pub fn from_code(code: u32) -> Result<PixelFormat, AttrError> {
+    /// The format with this wire code; an unknown code is [`UnknownFormat`].
+    pub fn from_code(code: u32) -> Result<PixelFormat, UnknownFormat> {
         PixelFormat::ALL
             .iter()
             .copied()
             .find(|f| f.code() == code)
-            .ok_or_else(|| AttrError::UnknownFormat(describe_code(code)))
+            .ok_or_else(|| UnknownFormat(describe_code(code)))
     }
 
     /// The format with this DRM fourcc.
-    pub fn from_drm(code: u32) -> Result<PixelFormat, AttrError> {
+    pub fn from_drm(code: u32) -> Result<PixelFormat, UnknownFormat> {
         PixelFormat::ALL
             .iter()
             .copied()
             .find(|f| f.info().drm.map(|d| d as u32) == Some(code))
-            .ok_or_else(|| AttrError::UnknownFormat(format!("DRM {}", describe_code(code))))
+            .ok_or_else(|| UnknownFormat(format!("DRM {}", describe_code(code))))
     }
 
     /// The format with this V4L2 pixel format.
-    pub fn from_v4l2(code: u32) -> Result<PixelFormat, AttrError> {
+    pub fn from_v4l2(code: u32) -> Result<PixelFormat, UnknownFormat> {
         PixelFormat::ALL
             .iter()
             .copied()
             .find(|f| f.info().v4l2 == Some(code))
-            .ok_or_else(|| AttrError::UnknownFormat(format!("V4L2 {}", describe_code(code))))
+            .ok_or_else(|| UnknownFormat(format!("V4L2 {}", describe_code(code))))
     }
 
     /// The format with this name (case-insensitive; `R8` is accepted for `GREY`).
-    pub fn from_name(name: &str) -> Result<PixelFormat, AttrError> {
+    pub fn from_name(name: &str) -> Result<PixelFormat, UnknownFormat> {
         let up = name.to_ascii_uppercase();
         let up = if up == "R8" { "GREY".to_string() } else { up };
         PixelFormat::ALL
             .iter()
             .copied()
             .find(|f| f.name() == up)
-            .ok_or_else(|| AttrError::UnknownFormat(name.to_string()))
+            .ok_or_else(|| UnknownFormat(name.to_string()))
     }
 }
 
@@ -357,7 +362,7 @@ mod tests {
         }
         assert!(matches!(
             PixelFormat::from_code(fourcc(b"NV13")),
-            Err(AttrError::UnknownFormat(_))
+            Err(UnknownFormat(_))
         ));
     }
 
