@@ -28,8 +28,9 @@ fn list() -> WireReconciled {
 
 fn plain() -> WireList {
     let mut l = WireList::default();
-    l.push(1, WireValue::U64(4096)).unwrap();
-    l.push(2, WireValue::Str("frame".into())).unwrap();
+    l.push(1, WireValue::Bytes(4096u64.to_le_bytes().to_vec()))
+        .unwrap();
+    l.push(2, WireValue::Bytes(b"frame".to_vec())).unwrap();
     l
 }
 
@@ -58,7 +59,7 @@ fn assert_usable(tx: &mut Endpoint, rx: &mut Endpoint) {
 fn refuse(bytes: &[u8], fds: &[BorrowedFd<'_>], needle: &str) {
     let (mut tx, mut rx) = pair();
     no_fd_leak(needle, || {
-        tx.send_raw_for_test(bytes, fds).expect("raw send");
+        send_raw(&tx, bytes, fds).expect("raw send");
         let err = rx.recv().expect_err("malformed message accepted");
         let text = err.to_string();
         assert!(
@@ -196,8 +197,7 @@ fn non_dma_buf_where_dma_buf_expected() {
         assert!(err.to_string().contains("announces a dma-buf"), "{err}");
         // A pipe where a memfd is expected.
         let (r, _w) = rustix::pipe::pipe().unwrap();
-        tx.send_raw_for_test(&object_bytes(object_header(4096)), &[r.as_fd()])
-            .unwrap();
+        send_raw(&tx, &object_bytes(object_header(4096)), &[r.as_fd()]).unwrap();
         let err = rx.recv_wire_object(Permission::ReadWrite).unwrap_err();
         assert!(err.to_string().contains("announces a memfd"), "{err}");
     });
@@ -259,9 +259,7 @@ fn peer_disconnects_mid_message() {
             // Start an object transfer but send only part of it, with its fd, then die.
             let fd = memfd(4096, 0);
             let b = object_bytes(object_header(4096));
-            child_end
-                .send_raw_for_test(&b[..b.len() / 2], &[fd.as_fd()])
-                .map_err(anyhow::Error::from)?;
+            send_raw(&child_end, &b[..b.len() / 2], &[fd.as_fd()]).map_err(anyhow::Error::from)?;
             // SAFETY: exit immediately, as a crashing peer would.
             unsafe { libc::_exit(0) }
         });

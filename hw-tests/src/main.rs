@@ -6,6 +6,7 @@
 //! failed, 1 otherwise.
 
 mod harness;
+mod pngfile;
 mod tests;
 
 fn main() {

@@ -13,7 +13,6 @@
 
 pub mod drm;
 pub mod gpu;
-pub mod png;
 pub mod v4l2;
 pub mod vfio;
 

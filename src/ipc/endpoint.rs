@@ -250,12 +250,6 @@ impl Endpoint {
         })
     }
 
-    /// Sends raw bytes with fds, bypassing the encoder (for tests that forge malformed messages).
-    #[doc(hidden)]
-    pub fn send_raw_for_test(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        send_raw(&self.fd, &self.name, bytes, fds)
-    }
-
     /// Receives and decodes one message.
     ///
     /// Errors leave the endpoint usable (the bad message was consumed whole and every fd it

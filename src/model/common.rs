@@ -1,14 +1,12 @@
 //! Small value types shared by attribute lists, reconciliation, backends and IPC.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Access permission of an accessor or of a handle to an object.
 ///
 /// Ordered: `ReadOnly < ReadWrite`, so the reconciled permission is the maximum of what the lists
 /// require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Permission {
     /// Read-only: no mutable CPU view, `PROT_READ` mappings, DMA-read-only IOMMU mappings.
     ReadOnly,
@@ -34,8 +32,7 @@ impl fmt::Display for Permission {
 
 /// What kind of engine an accessor is. It decides what memory the buffer needs: a `Vfio` accessor
 /// needs memory it can pin (memfd-backed), and any accessor other than `Cpu` needs a dma-buf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AccessorKind {
     /// The CPU only.
     Cpu,
@@ -79,8 +76,7 @@ impl fmt::Display for AccessorKind {
 }
 
 /// A memory backend unibuf can allocate from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BackendKind {
     /// The DMA-BUF system heap (`/dev/dma_heap/system`): scattered pages.
     SystemHeap,

@@ -102,3 +102,27 @@ pub fn try_map_writable(fd: impl AsFd, len: usize) -> Result<(), rustix::io::Err
     unsafe { munmap(p, len) }.expect("munmap");
     Ok(())
 }
+
+/// Sends `bytes` with `fds` on `ep`'s socket as one datagram, bypassing the endpoint's encoder
+/// and its fd limit: how the malformed-input tests forge what a hostile peer would send.
+pub fn send_raw(
+    ep: &unibuf::ipc::Endpoint,
+    bytes: &[u8],
+    fds: &[rustix::fd::BorrowedFd<'_>],
+) -> rustix::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::mem::MaybeUninit;
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    let n = rustix::net::sendmsg(
+        ep.as_fd(),
+        &[std::io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    assert_eq!(n, bytes.len(), "a datagram is sent whole");
+    Ok(())
+}

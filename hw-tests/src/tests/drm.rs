@@ -314,7 +314,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
         let r = check_colorbar(&v, w, h, wpitch);
         if n == frames - 1 {
             let p = artifact_dir().join("unibuf-pipeline-frame-1proc.png");
-            unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &v)?;
+            crate::pngfile::write_xrgb8888(&p, w, h, wpitch, &v)?;
             png = Some(p);
         }
         g.end()?;
@@ -609,7 +609,7 @@ fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
     let p = artifact_dir().join("unibuf-pipeline-frame.png");
     {
         let g = wm.read()?;
-        unibuf::interop::png::write_xrgb8888(&p, w, h, wpitch, &g.to_vec())?;
+        crate::pngfile::write_xrgb8888(&p, w, h, wpitch, &g.to_vec())?;
         g.end()?;
     }
     let wb_only = out.writeback_only();

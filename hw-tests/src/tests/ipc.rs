@@ -14,7 +14,7 @@ use unibuf::ipc::{attrs, Endpoint, Requested};
 use unibuf::object::Object;
 use unibuf::reconcile::{reconcile, Reconciled};
 
-#[path = "../../../src/bin/unibuf-demo/roles.rs"]
+#[path = "../../../cli/src/unibuf-demo/roles.rs"]
 #[allow(dead_code)]
 mod roles;
 

@@ -1,12 +1,17 @@
 //! Runs the built `unibuf` binary on the shipped examples.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The repository root: the examples live there, one level above this package.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 fn unibuf(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_unibuf"))
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(root())
         .output()
         .expect("run unibuf")
 }
@@ -148,13 +153,7 @@ fn json_lists_reconcile_like_toml() {
 #[test]
 fn every_example_file_loads() {
     for dir in ["camera-display-nv12", "cpu-gpu-tensor", "conflict"] {
-        for e in std::fs::read_dir(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(dir),
-        )
-        .unwrap()
-        {
+        for e in std::fs::read_dir(root().join("examples").join(dir)).unwrap() {
             let p = e.unwrap().path();
             let o = unibuf(&["dump", p.to_str().unwrap()]);
             assert_eq!(
