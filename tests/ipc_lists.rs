@@ -62,7 +62,7 @@ fn unknown_keys_follow_the_must_understand_flag() {
     w.entries.push(WireEntry {
         key: 0x7f01,
         must_understand: false,
-        value: WireValue::U64(3),
+        value: WireValue::Bytes(3u64.to_le_bytes().to_vec()),
     });
     w.entries.push(WireEntry {
         key: Key::ImageMinSize.code(),
@@ -120,15 +120,23 @@ fn imported_entries_meet_the_set_rules() {
     });
     a.send_wire_lists(&[w]).unwrap();
     assert!(matches!(b.import_lists(), Err(Error::Attr(_))));
-    // A known key sent with a generic type instead of its bytes.
+    // A known key whose value has a tag this version does not know (1: a retired generic
+    // bool): refused when it must be understood, skipped otherwise.
     let mut w = WireList::default();
     w.entries.push(WireEntry {
         key: Key::NeedCpuAccess.code(),
         must_understand: true,
-        value: WireValue::Bool(true),
+        value: WireValue::Unknown {
+            tag: 1,
+            bytes: vec![1],
+        },
     });
-    a.send_wire_lists(&[w]).unwrap();
+    a.send_wire_lists(std::slice::from_ref(&w)).unwrap();
     assert!(b.import_lists().is_err());
+    w.entries[0].must_understand = false;
+    a.send_wire_lists(&[w]).unwrap();
+    let got = b.import_lists().unwrap();
+    assert_eq!(got.skipped, vec![(0, Key::NeedCpuAccess.code())]);
 }
 
 #[test]

@@ -30,7 +30,8 @@ fn list() -> WireReconciled {
 
 fn plain() -> WireList {
     let mut l = WireList::default();
-    l.push(7, WireValue::U64(4096)).unwrap();
+    l.push(7, WireValue::Bytes(4096u64.to_le_bytes().to_vec()))
+        .unwrap();
     l
 }
 

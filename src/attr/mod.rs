@@ -21,10 +21,7 @@ pub use crate::model::{
     AccessorKind, BackendKind, ColorStd, DataType, Key, KeyGroup, LayoutKind, MergePolicy, Padding,
     Permission, ScanType, ValueKind,
 };
-pub use value::{
-    permission_code, permission_from_code, BufferType, BufferTypes, Value, MAX_LIST_LEN,
-    MAX_STR_LEN,
-};
+pub use value::{BufferType, BufferTypes, Value, MAX_LIST_LEN, MAX_STR_LEN};
 
 use crate::model::{PixelFormat, UnknownFormat};
 

@@ -273,7 +273,7 @@ impl Value {
                 }
             }
             Value::Types(t) => out.push(t.bits()),
-            Value::Permission(p) => out.extend_from_slice(&permission_code(*p).to_le_bytes()),
+            Value::Permission(p) => out.extend_from_slice(&p.code().to_le_bytes()),
             Value::Accessor(a) => out.extend_from_slice(&a.code().to_le_bytes()),
             Value::Backend(b) => out.extend_from_slice(&b.code().to_le_bytes()),
             Value::Format(f) => out.extend_from_slice(&f.code().to_le_bytes()),
@@ -353,7 +353,7 @@ impl Value {
                 BufferTypes::from_bits(fixed(1)?[0]).ok_or_else(|| bad("unknown type bit"))?,
             ),
             ValueKind::Permission => Value::Permission(
-                permission_from_code(code()?).ok_or_else(|| bad("unknown permission"))?,
+                Permission::from_code(code()?).ok_or_else(|| bad("unknown permission"))?,
             ),
             ValueKind::Accessor => Value::Accessor(
                 AccessorKind::from_code(code()?).ok_or_else(|| bad("unknown accessor kind"))?,
@@ -391,23 +391,6 @@ fn u64_of(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     u64::from_le_bytes(a)
-}
-
-/// Wire code of a permission (`ReadOnly` = 1, `ReadWrite` = 2).
-pub fn permission_code(p: Permission) -> u32 {
-    match p {
-        Permission::ReadOnly => 1,
-        Permission::ReadWrite => 2,
-    }
-}
-
-/// The permission with this wire code.
-pub fn permission_from_code(c: u32) -> Option<Permission> {
-    match c {
-        1 => Some(Permission::ReadOnly),
-        2 => Some(Permission::ReadWrite),
-        _ => None,
-    }
 }
 
 impl fmt::Display for Value {

@@ -69,12 +69,11 @@ pub fn list_to_wire(list: &AttrList) -> WireList {
 enum V<'a> {
     Bytes(&'a [u8]),
     Unknown(u8),
-    Other(&'a WireValue),
 }
 
 /// Applies the unknown-key rule to one entry: `Some((key, bytes))` for a known attribute,
-/// `None` for a skipped one (recorded in `skipped`), an error when it must be understood or a
-/// known key comes with another type than Bytes.
+/// `None` for a skipped one (recorded in `skipped`), an error when it must be understood (an
+/// unknown key, or a known key whose value has a tag this version does not know).
 fn known<'a>(
     code: u16,
     must_understand: bool,
@@ -100,27 +99,20 @@ fn known<'a>(
             format!("key {key} with a value of unknown type {tag}"),
             skipped,
         ),
-        V::Other(v) => Err(Error::Ipc(format!(
-            "list {slot}: key {key} must travel as bytes, got {v:?}"
-        ))),
     }
 }
 
 fn wire_v(v: &WireValue) -> V<'_> {
     match v {
         WireValue::Bytes(b) => V::Bytes(b),
-        v if v.has_unknown() => V::Unknown(match v {
-            WireValue::Unknown { tag, .. } => *tag,
-            _ => 0,
-        }),
-        v => V::Other(v),
+        WireValue::Unknown { tag, .. } => V::Unknown(*tag),
     }
 }
 
 fn ref_v<'a>(v: &'a ValueRef<'a>) -> V<'a> {
     match v {
         ValueRef::Bytes(b) => V::Bytes(b),
-        ValueRef::Other(o) => wire_v(o),
+        ValueRef::Unknown { tag, .. } => V::Unknown(*tag),
     }
 }
 

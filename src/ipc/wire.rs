@@ -27,11 +27,7 @@ pub const MAX_FDS: usize = 4;
 pub const MAX_SLOTS: usize = 64;
 /// Most entries (keys) in one list.
 pub const MAX_ENTRIES: usize = 512;
-/// Most items in one array value.
-pub const MAX_ITEMS: usize = 4096;
-/// Deepest nesting of array values (an array of arrays of ... ).
-pub const MAX_DEPTH: usize = 4;
-/// Longest string or byte-string value, in bytes.
+/// Longest value payload, in bytes.
 pub const MAX_BYTES: usize = 4096;
 /// Longest error text, in bytes.
 pub const MAX_ERROR_TEXT: usize = 1024;
@@ -163,47 +159,32 @@ pub enum WireError {
     Encode(String),
 }
 
-/// A value as it travels: a small self-describing set of types that attribute values map onto.
+/// A value as it travels: a tag, a length and a payload. Attribute values travel one way only,
+/// as their own wire form ([`crate::attr::Value::encode`]) under tag 5; the key says how the
+/// bytes read. Any other tag is one this version does not know (tags 1 to 4 and 6 are retired:
+/// earlier drafts had generic bool, integer, string and array values that no sender produced).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireValue {
-    /// Tag 1: a boolean (one byte, 0 or 1).
-    Bool(bool),
-    /// Tag 2: an unsigned 64-bit integer (also enums, by their documented codes).
-    U64(u64),
-    /// Tag 3: a signed 64-bit integer.
-    I64(i64),
-    /// Tag 4: a UTF-8 string of at most [`MAX_BYTES`].
-    Str(String),
-    /// Tag 5: bytes, at most [`MAX_BYTES`].
+    /// Tag 5: an attribute value's wire form, at most [`MAX_BYTES`].
     Bytes(Vec<u8>),
-    /// Tag 6: an array of values, at most [`MAX_ITEMS`] items and [`MAX_DEPTH`] deep.
-    Array(Vec<WireValue>),
     /// A tag this version does not know (sent by a newer peer). Kept verbatim so the entry can be
     /// skipped or refused by the rule for unknown keys; never produced by this version's encoders
     /// except when re-encoding what was decoded.
     Unknown {
-        /// The tag.
+        /// The tag (anything but 5).
         tag: u8,
-        /// The payload, verbatim.
+        /// The payload, verbatim, at most [`MAX_BYTES`].
         bytes: Vec<u8>,
     },
 }
 
-const TAG_BOOL: u8 = 1;
-const TAG_U64: u8 = 2;
-const TAG_I64: u8 = 3;
-const TAG_STR: u8 = 4;
+/// The tag of [`WireValue::Bytes`].
 const TAG_BYTES: u8 = 5;
-const TAG_ARRAY: u8 = 6;
 
 impl WireValue {
-    /// Whether this value, at any depth, contains a tag this version does not know.
+    /// Whether this value has a tag this version does not know.
     pub fn has_unknown(&self) -> bool {
-        match self {
-            WireValue::Unknown { .. } => true,
-            WireValue::Array(items) => items.iter().any(WireValue::has_unknown),
-            _ => false,
-        }
+        matches!(self, WireValue::Unknown { .. })
     }
 }
 
@@ -294,44 +275,25 @@ impl fmt::Display for FdKind {
     }
 }
 
-/// Wire code of a permission.
-pub fn permission_code(p: Permission) -> u8 {
-    match p {
-        Permission::ReadOnly => 1,
-        Permission::ReadWrite => 2,
+/// The object header carries a permission and a backend in one byte each, by their codes
+/// (`Permission::code`, `BackendKind::code`: the model's `wire_enum!` tables are the one
+/// source of those numbers). Every code must fit the byte.
+const _: () = {
+    let mut i = 0;
+    while i < Permission::ALL.len() {
+        assert!(Permission::ALL[i].code() <= u8::MAX as u32);
+        i += 1;
     }
-}
-
-/// The permission of wire code `c`.
-pub fn permission_from_code(c: u8) -> Option<Permission> {
-    match c {
-        1 => Some(Permission::ReadOnly),
-        2 => Some(Permission::ReadWrite),
-        _ => None,
+    let mut i = 0;
+    while i < BackendKind::ALL.len() {
+        assert!(BackendKind::ALL[i].code() != 0 && BackendKind::ALL[i].code() <= u8::MAX as u32);
+        i += 1;
     }
-}
+};
 
-/// Wire code of a backend kind.
-pub fn backend_code(b: BackendKind) -> u8 {
-    match b {
-        BackendKind::SystemHeap => 1,
-        BackendKind::CmaHeap => 2,
-        BackendKind::Udmabuf => 3,
-        BackendKind::DrmDumb => 4,
-        BackendKind::Memfd => 5,
-    }
-}
-
-/// The backend kind of wire code `c`.
-pub fn backend_from_code(c: u8) -> Option<BackendKind> {
-    Some(match c {
-        1 => BackendKind::SystemHeap,
-        2 => BackendKind::CmaHeap,
-        3 => BackendKind::Udmabuf,
-        4 => BackendKind::DrmDumb,
-        5 => BackendKind::Memfd,
-        _ => return None,
-    })
+/// The header byte of a code checked by the assertion above.
+const fn header_byte(code: u32) -> u8 {
+    code as u8
 }
 
 fn fd_kind_code(k: FdKind) -> u8 {
@@ -662,7 +624,7 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
 fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader, WireError> {
     let at = r.pos;
     let p = r.u8("permission")?;
-    let permission = permission_from_code(p).ok_or(WireError::Invalid {
+    let permission = Permission::from_code(p.into()).ok_or(WireError::Invalid {
         field: "permission",
         value: p.into(),
         at,
@@ -676,7 +638,7 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
     let b = r.u8("backend")?;
     let backend = match b {
         0 => None,
-        _ => Some(backend_from_code(b).ok_or(WireError::Invalid {
+        _ => Some(BackendKind::from_code(b.into()).ok_or(WireError::Invalid {
             field: "backend",
             value: b.into(),
             at: at + 2,
@@ -813,21 +775,28 @@ fn decode_list(r: &mut Reader<'_>) -> Result<WireList, WireError> {
             must_understand: e.must_understand,
             value: match e.value {
                 ValueRef::Bytes(b) => WireValue::Bytes(b.to_vec()),
-                ValueRef::Other(v) => v,
+                ValueRef::Unknown { tag, bytes } => WireValue::Unknown {
+                    tag,
+                    bytes: bytes.to_vec(),
+                },
             },
         })
         .collect();
     Ok(WireList { entries })
 }
 
-/// A value decoded without copying where it can be: attribute values (tag 5, Bytes) are
-/// borrowed from the message.
+/// A value borrowed from the message (the borrowed form of [`WireValue`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueRef<'a> {
-    /// A Bytes value, borrowed.
+    /// Tag 5: an attribute value's wire form.
     Bytes(&'a [u8]),
-    /// Any other value, decoded.
-    Other(WireValue),
+    /// A tag this version does not know, with its payload.
+    Unknown {
+        /// The tag.
+        tag: u8,
+        /// The payload.
+        bytes: &'a [u8],
+    },
 }
 
 /// An entry decoded without copying its Bytes value.
@@ -866,20 +835,20 @@ fn decode_list_ref<'a>(r: &mut Reader<'a>) -> Result<Vec<EntryRef<'a>>, WireErro
         if entries.iter().any(|e| e.key == key) {
             return Err(WireError::DuplicateKey(key));
         }
-        let value = if r.buf.get(r.pos) == Some(&TAG_BYTES) {
-            let _tag = r.u8("value tag")?;
-            let len = r.u32("value length")?;
-            let len = r.bounded(len.into(), MAX_MESSAGE, 1, "value length")?;
-            if len > MAX_BYTES {
-                return Err(WireError::Limit {
-                    what: "bytes length",
-                    value: len as u64,
-                    limit: MAX_BYTES as u64,
-                });
-            }
-            ValueRef::Bytes(r.take(len, "value")?)
-        } else {
-            ValueRef::Other(decode_value(r, 0)?)
+        let tag = r.u8("value tag")?;
+        let len = r.u32("value length")?;
+        let len = r.bounded(len.into(), MAX_MESSAGE, 1, "value length")?;
+        if len > MAX_BYTES {
+            return Err(WireError::Limit {
+                what: "value length",
+                value: len as u64,
+                limit: MAX_BYTES as u64,
+            });
+        }
+        let bytes = r.take(len, "value")?;
+        let value = match tag {
+            TAG_BYTES => ValueRef::Bytes(bytes),
+            tag => ValueRef::Unknown { tag, bytes },
         };
         entries.push(EntryRef {
             key,
@@ -909,104 +878,6 @@ pub fn decode_lists_ref(msg: &[u8], nfds: usize) -> Result<Vec<Vec<EntryRef<'_>>
     }
     r.end("message body")?;
     Ok(lists)
-}
-
-fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<WireValue, WireError> {
-    let tag = r.u8("value tag")?;
-    let len = r.u32("value length")?;
-    let len = r.bounded(len.into(), MAX_MESSAGE, 1, "value length")?;
-    let start = r.pos;
-    let payload = r.take(len, "value")?;
-    let mut v = Reader::new(payload, 0);
-    let fixed = |want: usize, what: &'static str| -> Result<(), WireError> {
-        if len != want {
-            return Err(WireError::Invalid {
-                field: what,
-                value: len as u64,
-                at: start - 4,
-            });
-        }
-        Ok(())
-    };
-    let value = match tag {
-        TAG_BOOL => {
-            fixed(1, "bool length")?;
-            match v.u8("bool")? {
-                0 => WireValue::Bool(false),
-                1 => WireValue::Bool(true),
-                x => {
-                    return Err(WireError::Invalid {
-                        field: "bool",
-                        value: x.into(),
-                        at: start,
-                    })
-                }
-            }
-        }
-        TAG_U64 => {
-            fixed(8, "u64 length")?;
-            WireValue::U64(v.u64("u64")?)
-        }
-        TAG_I64 => {
-            fixed(8, "i64 length")?;
-            WireValue::I64(v.u64("i64")? as i64)
-        }
-        TAG_STR => {
-            if len > MAX_BYTES {
-                return Err(WireError::Limit {
-                    what: "string length",
-                    value: len as u64,
-                    limit: MAX_BYTES as u64,
-                });
-            }
-            let s = std::str::from_utf8(payload).map_err(|_| WireError::Utf8(start))?;
-            v.pos = len;
-            WireValue::Str(s.to_owned())
-        }
-        TAG_BYTES => {
-            if len > MAX_BYTES {
-                return Err(WireError::Limit {
-                    what: "bytes length",
-                    value: len as u64,
-                    limit: MAX_BYTES as u64,
-                });
-            }
-            v.pos = len;
-            WireValue::Bytes(payload.to_vec())
-        }
-        TAG_ARRAY => {
-            if depth + 1 >= MAX_DEPTH {
-                return Err(WireError::Limit {
-                    what: "array nesting depth",
-                    value: (depth + 2) as u64,
-                    limit: MAX_DEPTH as u64,
-                });
-            }
-            let raw = v.u32("item count")?;
-            let n = v.bounded(raw.into(), MAX_ITEMS, VALUE_HEAD, "item count")?;
-            let mut items = Vec::with_capacity(n);
-            for _ in 0..n {
-                items.push(decode_value(&mut v, depth + 1)?);
-            }
-            WireValue::Array(items)
-        }
-        _ => {
-            if len > MAX_BYTES {
-                return Err(WireError::Limit {
-                    what: "unknown value length",
-                    value: len as u64,
-                    limit: MAX_BYTES as u64,
-                });
-            }
-            v.pos = len;
-            WireValue::Unknown {
-                tag,
-                bytes: payload.to_vec(),
-            }
-        }
-    };
-    v.end("value")?;
-    Ok(value)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1155,9 +1026,10 @@ impl Encoder {
                 h.fd_kind, h.backend
             )));
         }
-        self.buf.push(permission_code(h.permission));
+        self.buf.push(header_byte(h.permission.code()));
         self.buf.push(fd_kind_code(h.fd_kind));
-        self.buf.push(h.backend.map_or(0, backend_code));
+        self.buf
+            .push(h.backend.map_or(0, |b| header_byte(b.code())));
         self.buf
             .push(if h.with_memfd { OBJECT_WITH_MEMFD } else { 0 });
         self.buf.extend_from_slice(&h.size.to_le_bytes());
@@ -1224,64 +1096,25 @@ impl Encoder {
             } else {
                 0
             });
-            self.value(&e.value, 0)?;
+            self.value(&e.value)?;
         }
         Ok(())
     }
 
-    fn value(&mut self, v: &WireValue, depth: usize) -> Result<(), WireError> {
-        let head = self.buf.len();
-        let tag = match v {
-            WireValue::Bool(_) => TAG_BOOL,
-            WireValue::U64(_) => TAG_U64,
-            WireValue::I64(_) => TAG_I64,
-            WireValue::Str(_) => TAG_STR,
-            WireValue::Bytes(_) => TAG_BYTES,
-            WireValue::Array(_) => TAG_ARRAY,
-            WireValue::Unknown { tag, .. } => {
-                if (TAG_BOOL..=TAG_ARRAY).contains(tag) {
-                    return Err(WireError::Encode(format!(
-                        "unknown value with a known tag {tag}"
-                    )));
-                }
-                *tag
+    fn value(&mut self, v: &WireValue) -> Result<(), WireError> {
+        let (tag, bytes) = match v {
+            WireValue::Bytes(b) => (TAG_BYTES, b),
+            WireValue::Unknown { tag, .. } if *tag == TAG_BYTES => {
+                return Err(WireError::Encode(format!(
+                    "unknown value with the known tag {tag}"
+                )));
             }
+            WireValue::Unknown { tag, bytes } => (*tag, bytes),
         };
         self.buf.push(tag);
-        self.buf.extend_from_slice(&0u32.to_le_bytes());
-        let start = self.buf.len();
-        match v {
-            WireValue::Bool(b) => self.buf.push(u8::from(*b)),
-            WireValue::U64(x) => self.buf.extend_from_slice(&x.to_le_bytes()),
-            WireValue::I64(x) => self.buf.extend_from_slice(&x.to_le_bytes()),
-            WireValue::Str(s) => self.bytes(s.as_bytes())?,
-            WireValue::Bytes(b) => self.bytes(b)?,
-            WireValue::Unknown { bytes, .. } => self.bytes(bytes)?,
-            WireValue::Array(items) => {
-                if depth + 1 >= MAX_DEPTH {
-                    return Err(WireError::Encode(format!(
-                        "arrays nested deeper than {MAX_DEPTH}"
-                    )));
-                }
-                if items.len() > MAX_ITEMS {
-                    return Err(WireError::Encode(format!(
-                        "array of {} items (at most {MAX_ITEMS})",
-                        items.len()
-                    )));
-                }
-                self.buf
-                    .extend_from_slice(&(items.len() as u32).to_le_bytes());
-                for it in items {
-                    self.value(it, depth + 1)?;
-                }
-            }
-        }
-        let len = self.buf.len() - start;
-        if len > MAX_MESSAGE {
-            return Err(WireError::Encode(format!("value of {len} bytes")));
-        }
-        self.buf[head + 1..head + 5].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(())
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.bytes(bytes)
     }
 
     fn bytes(&mut self, b: &[u8]) -> Result<(), WireError> {
@@ -1307,15 +1140,16 @@ mod tests {
 
     fn sample_list() -> WireList {
         let mut l = WireList::default();
-        l.push(1, WireValue::U64(7)).unwrap();
-        l.push(2, WireValue::Bool(true)).unwrap();
-        l.push(3, WireValue::Str("nv12".into())).unwrap();
+        l.push(1, WireValue::Bytes(7u64.to_le_bytes().to_vec()))
+            .unwrap();
+        l.push(2, WireValue::Bytes(vec![1])).unwrap();
+        l.push(3, WireValue::Bytes(b"nv12".to_vec())).unwrap();
         l.push(
             4,
-            WireValue::Array(vec![
-                WireValue::Array(vec![WireValue::U64(1), WireValue::I64(-2)]),
-                WireValue::Bytes(vec![1, 2, 3]),
-            ]),
+            WireValue::Unknown {
+                tag: 6,
+                bytes: vec![1, 2, 3],
+            },
         )
         .unwrap();
         l
@@ -1489,24 +1323,67 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_and_bad_bools() {
+    fn duplicate_keys_are_refused() {
         let mut l = WireList::default();
-        l.push(5, WireValue::Bool(false)).unwrap();
-        assert!(l.push(5, WireValue::U64(1)).is_err());
-        let mut b = encode(&Message::ReconciledList(rec(l))).unwrap();
-        let last = b.len() - 1;
-        b[last] = 2;
-        assert!(matches!(decode(&b, 0), Err(WireError::Invalid { .. })));
+        l.push(5, WireValue::Bytes(vec![0])).unwrap();
+        assert!(l.push(5, WireValue::Bytes(vec![1])).is_err());
+        let mut l = WireList::default();
+        for _ in 0..2 {
+            l.entries.push(WireEntry {
+                key: 5,
+                must_understand: true,
+                value: WireValue::Bytes(vec![0]),
+            });
+        }
+        assert!(matches!(
+            encode(&Message::ReconciledList(rec(l))),
+            Err(WireError::DuplicateKey(5))
+        ));
     }
 
     #[test]
-    fn nesting_is_bounded() {
-        let mut v = WireValue::U64(1);
-        for _ in 0..MAX_DEPTH {
-            v = WireValue::Array(vec![v]);
-        }
+    fn values_travel_one_way() {
+        // Tag 5 is the one value type; the retired generic tags (1-4, 6) read as unknown.
         let mut l = WireList::default();
-        l.push(1, v).unwrap();
+        l.push(1, WireValue::Bytes(vec![1])).unwrap();
+        let b = encode(&Message::ReconciledList(rec(l))).unwrap();
+        let tag_at = b.len() - 1 - 4 - 1;
+        assert_eq!(b[tag_at], TAG_BYTES);
+        for retired in [1u8, 2, 3, 4, 6] {
+            let mut c = b.clone();
+            c[tag_at] = retired;
+            let Ok(Message::ReconciledList(r)) = decode(&c, 0) else {
+                panic!("tag {retired} refused");
+            };
+            assert_eq!(
+                r.outputs.get(1),
+                Some(&WireValue::Unknown {
+                    tag: retired,
+                    bytes: vec![1]
+                })
+            );
+        }
+        // An encoder never writes an unknown value under the known tag.
+        let mut l = WireList::default();
+        l.push(
+            1,
+            WireValue::Unknown {
+                tag: TAG_BYTES,
+                bytes: vec![],
+            },
+        )
+        .unwrap();
+        assert!(encode(&Message::ReconciledList(rec(l))).is_err());
+        // Payloads are bounded whatever the tag.
+        let mut l = WireList::default();
+        l.push(
+            1,
+            WireValue::Unknown {
+                tag: 9,
+                bytes: vec![0; MAX_BYTES + 1],
+            },
+        )
+        .unwrap();
         assert!(encode(&Message::ReconciledList(rec(l))).is_err());
     }
 }

@@ -1,18 +1,18 @@
-//! Small value types shared by attribute lists, reconciliation, backends and IPC.
+//! Small value types shared by attribute lists, reconciliation, backends and IPC. Their wire
+//! codes (in attribute values and in IPC object headers) come from the `wire_enum!` tables here.
 
-use std::fmt;
-
-/// Access permission of an accessor or of a handle to an object.
-///
-/// Ordered: `ReadOnly < ReadWrite`, so the reconciled permission is the maximum of what the lists
-/// require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Permission {
-    /// Read-only: no mutable CPU view, `PROT_READ` mappings, DMA-read-only IOMMU mappings.
-    ReadOnly,
-    /// Read-write.
-    ReadWrite,
-}
+wire_enum!(
+    /// Access permission of an accessor or of a handle to an object.
+    ///
+    /// Ordered: `ReadOnly < ReadWrite`, so the reconciled permission is the maximum of what the
+    /// lists require. `from_name` accepts `read_only` for `read-only`.
+    Permission (underscore_for_dash) {
+        /// Read-only: no mutable CPU view, `PROT_READ` mappings, DMA-read-only IOMMU mappings.
+        ReadOnly = 1, "read-only";
+        /// Read-write.
+        ReadWrite = 2, "read-write";
+    }
+);
 
 impl Permission {
     /// Whether a handle with `self` may be reduced to (or is at least) `other`.
@@ -21,32 +21,25 @@ impl Permission {
     }
 }
 
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Permission::ReadOnly => "read-only",
-            Permission::ReadWrite => "read-write",
-        })
+wire_enum!(
+    /// What kind of engine an accessor is. It decides what memory the buffer needs: a `Vfio`
+    /// accessor needs memory it can pin (memfd-backed), and any accessor other than `Cpu` needs a
+    /// dma-buf.
+    AccessorKind {
+        /// The CPU only.
+        Cpu = 1, "cpu";
+        /// A V4L2 capture or output device.
+        Camera = 2, "camera";
+        /// A DRM/KMS display.
+        Display = 3, "display";
+        /// A GPU (importing through Vulkan/EGL/CUDA).
+        Gpu = 4, "gpu";
+        /// A PCIe device driven through VFIO (pins memory through the IOMMU).
+        Vfio = 5, "vfio";
+        /// Some other device that imports dma-bufs.
+        Device = 6, "device";
     }
-}
-
-/// What kind of engine an accessor is. It decides what memory the buffer needs: a `Vfio` accessor
-/// needs memory it can pin (memfd-backed), and any accessor other than `Cpu` needs a dma-buf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AccessorKind {
-    /// The CPU only.
-    Cpu,
-    /// A V4L2 capture or output device.
-    Camera,
-    /// A DRM/KMS display.
-    Display,
-    /// A GPU (importing through Vulkan/EGL/CUDA).
-    Gpu,
-    /// A PCIe device driven through VFIO (pins memory through the IOMMU).
-    Vfio,
-    /// Some other device that imports dma-bufs.
-    Device,
-}
+);
 
 impl AccessorKind {
     /// Whether this accessor is a device (anything but the CPU).
@@ -62,127 +55,65 @@ impl AccessorKind {
     }
 }
 
-impl fmt::Display for AccessorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AccessorKind::Cpu => "cpu",
-            AccessorKind::Camera => "camera",
-            AccessorKind::Display => "display",
-            AccessorKind::Gpu => "gpu",
-            AccessorKind::Vfio => "vfio",
-            AccessorKind::Device => "device",
-        })
+wire_enum!(
+    /// A memory backend unibuf can allocate from. `ALL` is in the order of preference for a
+    /// buffer with no special needs; `from_name` accepts `_` for `-` (`cma_heap`).
+    BackendKind (underscore_for_dash) {
+        /// The DMA-BUF system heap (`/dev/dma_heap/system`): scattered pages.
+        SystemHeap = 1, "system-heap";
+        /// A contiguous (CMA) DMA-BUF heap, whatever its name.
+        CmaHeap = 2, "cma-heap";
+        /// A memfd turned into a dma-buf by `/dev/udmabuf`; the memfd can be pinned by VFIO.
+        Udmabuf = 3, "udmabuf";
+        /// A DRM dumb buffer exported by PRIME (a KMS card or vgem).
+        DrmDumb = 4, "drm-dumb";
+        /// A plain memfd: CPU only, not a dma-buf.
+        Memfd = 5, "memfd";
     }
-}
-
-/// A memory backend unibuf can allocate from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BackendKind {
-    /// The DMA-BUF system heap (`/dev/dma_heap/system`): scattered pages.
-    SystemHeap,
-    /// A contiguous (CMA) DMA-BUF heap, whatever its name.
-    CmaHeap,
-    /// A memfd turned into a dma-buf by `/dev/udmabuf`; the memfd can be pinned by VFIO.
-    Udmabuf,
-    /// A DRM dumb buffer exported by PRIME (a KMS card or vgem).
-    DrmDumb,
-    /// A plain memfd: CPU only, not a dma-buf.
-    Memfd,
-}
+);
 
 impl BackendKind {
-    /// All backends, in the order of preference for a buffer with no special needs.
-    pub const ALL: [BackendKind; 5] = [
-        BackendKind::SystemHeap,
-        BackendKind::CmaHeap,
-        BackendKind::Udmabuf,
-        BackendKind::DrmDumb,
-        BackendKind::Memfd,
-    ];
-
     /// Whether buffers from this backend are dma-bufs.
     pub fn is_dma_buf(self) -> bool {
         self != BackendKind::Memfd
     }
 }
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::SystemHeap => "system-heap",
-            BackendKind::CmaHeap => "cma-heap",
-            BackendKind::Udmabuf => "udmabuf",
-            BackendKind::DrmDumb => "drm-dumb",
-            BackendKind::Memfd => "memfd",
-        })
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl AccessorKind {
-    /// Every kind.
-    pub const ALL: [AccessorKind; 6] = [
-        AccessorKind::Cpu,
-        AccessorKind::Camera,
-        AccessorKind::Display,
-        AccessorKind::Gpu,
-        AccessorKind::Vfio,
-        AccessorKind::Device,
-    ];
-
-    /// Stable wire code (`Cpu` = 1 ... `Device` = 6).
-    pub fn code(self) -> u32 {
-        match self {
-            AccessorKind::Cpu => 1,
-            AccessorKind::Camera => 2,
-            AccessorKind::Display => 3,
-            AccessorKind::Gpu => 4,
-            AccessorKind::Vfio => 5,
-            AccessorKind::Device => 6,
+    #[test]
+    fn wire_codes_are_stable_and_round_trip() {
+        // These numbers are part of the IPC wire format (attribute values and object headers).
+        assert_eq!(Permission::ReadOnly.code(), 1);
+        assert_eq!(Permission::ReadWrite.code(), 2);
+        assert_eq!(AccessorKind::Cpu.code(), 1);
+        assert_eq!(AccessorKind::Device.code(), 6);
+        assert_eq!(BackendKind::SystemHeap.code(), 1);
+        assert_eq!(BackendKind::Memfd.code(), 5);
+        for p in Permission::ALL {
+            assert_eq!(Permission::from_code(p.code()), Some(p));
+            assert_eq!(Permission::from_name(p.name()), Some(p));
         }
-    }
-
-    /// The kind with this wire code.
-    pub fn from_code(c: u32) -> Option<AccessorKind> {
-        AccessorKind::ALL.into_iter().find(|k| k.code() == c)
-    }
-
-    /// The kind with this name (as printed by `Display`).
-    pub fn from_name(s: &str) -> Option<AccessorKind> {
-        AccessorKind::ALL.into_iter().find(|k| k.to_string() == s)
-    }
-}
-
-impl BackendKind {
-    /// Stable wire code (`SystemHeap` = 1 ... `Memfd` = 5).
-    pub fn code(self) -> u32 {
-        match self {
-            BackendKind::SystemHeap => 1,
-            BackendKind::CmaHeap => 2,
-            BackendKind::Udmabuf => 3,
-            BackendKind::DrmDumb => 4,
-            BackendKind::Memfd => 5,
+        for k in AccessorKind::ALL {
+            assert_eq!(AccessorKind::from_code(k.code()), Some(k));
+            assert_eq!(AccessorKind::from_name(&k.to_string()), Some(k));
         }
-    }
-
-    /// The backend with this wire code.
-    pub fn from_code(c: u32) -> Option<BackendKind> {
-        BackendKind::ALL.into_iter().find(|k| k.code() == c)
-    }
-
-    /// The backend with this name (as printed by `Display`, e.g. `cma-heap`; `_` accepted for `-`).
-    pub fn from_name(s: &str) -> Option<BackendKind> {
-        let s = s.replace('_', "-");
-        BackendKind::ALL.into_iter().find(|k| k.to_string() == s)
-    }
-}
-
-impl Permission {
-    /// The permission with this name (`read_only`/`read-only`, `read_write`/`read-write`).
-    pub fn from_name(s: &str) -> Option<Permission> {
-        match s.replace('_', "-").as_str() {
-            "read-only" => Some(Permission::ReadOnly),
-            "read-write" => Some(Permission::ReadWrite),
-            _ => None,
+        for b in BackendKind::ALL {
+            assert_eq!(BackendKind::from_code(b.code()), Some(b));
+            assert_eq!(BackendKind::from_name(&b.to_string()), Some(b));
         }
+        assert_eq!(Permission::from_code(0), None);
+        assert_eq!(BackendKind::from_code(6), None);
+        assert_eq!(
+            Permission::from_name("read_only"),
+            Some(Permission::ReadOnly)
+        );
+        assert_eq!(
+            BackendKind::from_name("cma_heap"),
+            Some(BackendKind::CmaHeap)
+        );
+        assert_eq!(AccessorKind::from_name("Cpu"), None);
     }
 }

@@ -1,34 +1,7 @@
 //! The small value types attribute values carry: image layout kind, color standard, scan
 //! type, element data type, and padding. Each enum has a stable wire code and a file name.
 
-use std::fmt;
-
-macro_rules! small_enum {
-    ($(#[$m:meta])* $name:ident { $( $(#[$vm:meta])* $v:ident = $code:expr, $text:expr; )* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name { $( $(#[$vm])* $v, )* }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[ $( $name::$v, )* ];
-            /// Stable wire code.
-            pub const fn code(self) -> u32 { match self { $( $name::$v => $code, )* } }
-            /// The value with this wire code.
-            pub const fn from_code(c: u32) -> Option<Self> { match c { $( $code => Some($name::$v), )* _ => None } }
-            /// Name used in files and dumps.
-            pub const fn name(self) -> &'static str { match self { $( $name::$v => $text, )* } }
-            /// The value with this name.
-            pub fn from_name(s: &str) -> Option<Self> { Self::ALL.iter().copied().find(|v| v.name() == s) }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
-        }
-    };
-}
-
-small_enum!(
+wire_enum!(
     /// Image memory layout.
     LayoutKind {
         /// Rows one after another, `pitch` bytes apart (DRM modifier `LINEAR`).
@@ -38,7 +11,7 @@ small_enum!(
     }
 );
 
-small_enum!(
+wire_enum!(
     /// Color standard of an image.
     ColorStd {
         /// sRGB.
@@ -56,7 +29,7 @@ small_enum!(
     }
 );
 
-small_enum!(
+wire_enum!(
     /// Scan type of an image.
     ScanType {
         /// Whole frames.
@@ -66,7 +39,7 @@ small_enum!(
     }
 );
 
-small_enum!(
+wire_enum!(
     /// Element data type of tensors and arrays.
     DataType {
         /// Signed 8-bit integer.
