@@ -149,6 +149,30 @@ pub enum Error {
     #[error("ipc: peer disconnected")]
     Disconnected,
 
+    /// Nothing arrived in time: `what` was awaited (a message on an endpoint) for `after`
+    /// (the receive timeout). Nothing was consumed; the endpoint stays usable.
+    #[error("{what}: timed out after {after:?}")]
+    Timeout {
+        /// What was awaited, e.g. `socketpair (a) waiting for a message`.
+        what: String,
+        /// How long it was awaited.
+        after: std::time::Duration,
+    },
+
+    /// A request is above a configured limit (the bytes a peer's lists may make this side
+    /// allocate, [`crate::ipc::Endpoint::set_alloc_limit`]); nothing was allocated.
+    #[error(
+        "{what}: {asked} bytes asked, above the limit of {limit} bytes; nothing was allocated"
+    )]
+    LimitExceeded {
+        /// What asked, e.g. the endpoint and the peer.
+        what: String,
+        /// Bytes asked.
+        asked: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// A device refused a request (a format, a size, a mapping).
     #[error("{device}: {what}")]
     Device {

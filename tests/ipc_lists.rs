@@ -119,7 +119,17 @@ fn imported_entries_meet_the_set_rules() {
         value: WireValue::Bytes(vec![1, 0]),
     });
     a.send_wire_lists(&[w]).unwrap();
-    assert!(matches!(b.import_lists(), Err(Error::Attr(_))));
+    match b.import_lists() {
+        // The error names this endpoint, the peer and the slot, and says what was wrong.
+        Err(Error::Ipc(t)) => assert!(
+            t.contains("peer pid")
+                && t.contains("list 0")
+                && t.contains("need_cpu_access")
+                && t.contains("decode"),
+            "{t}"
+        ),
+        other => panic!("expected an ipc error naming the peer and the slot, got {other:?}"),
+    }
     // A known key whose value has a tag this version does not know (1: a retired generic
     // bool): refused when it must be understood, skipped otherwise.
     let mut w = WireList::default();
@@ -297,4 +307,61 @@ fn regression_layout_pitch_overflow_is_an_error() {
         other => panic!("unexpected {other:?}"),
     };
     assert!(unibuf::ipc::attrs::reconciled_from_wire(&r).is_err());
+}
+
+/// A consumer that asks for a 1 TiB image (the demo producer used to allocate it).
+fn greedy() -> AttrList {
+    let mut l = viewer(Permission::ReadOnly);
+    l.set_min_size(1 << 40).unwrap();
+    l
+}
+
+#[test]
+fn a_peer_cannot_make_this_side_allocate_past_the_limit() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    assert_eq!(b.alloc_limit(), unibuf::ipc::DEFAULT_ALLOC_LIMIT);
+    // Refused at import: the peer's lists alone ask for more than the limit.
+    a.export_lists(&[greedy()]).unwrap();
+    match b.import_lists() {
+        Err(Error::LimitExceeded { asked, limit, .. }) => {
+            assert_eq!((asked, limit), (1 << 40, 1 << 30));
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    // ... and the peer is told why.
+    let told = a.recv_data().unwrap_err().to_string();
+    assert!(
+        told.contains("allocation failed") && told.contains("limit"),
+        "{told}"
+    );
+    // A raised limit lets it through, and reconcile_imported checks the combined lists
+    // against the number of buffers asked for.
+    b.set_alloc_limit(u64::MAX);
+    a.export_lists(&[greedy()]).unwrap();
+    let theirs = b.import_lists().unwrap();
+    let r = b.reconcile_imported(&[camera()], &theirs, 2).unwrap();
+    assert!(r.size() >= 1 << 40);
+    b.set_alloc_limit(r.size() * 2 - 1);
+    match b.reconcile_imported(&[camera()], &theirs, 2) {
+        Err(Error::LimitExceeded { asked, .. }) => assert_eq!(asked, r.size() * 2),
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    assert!(a.recv_data().unwrap_err().to_string().contains("limit"));
+    // A conflict is reported to the peer too.
+    let mut rgb = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
+    rgb.set_accessor_name("rgb").unwrap();
+    assert!(matches!(
+        b.reconcile_imported(&[rgb], &theirs, 1),
+        Err(Error::Conflict(_))
+    ));
+    assert!(a.recv_data().unwrap_err().to_string().contains("conflict"));
+    // Within the limit nothing is sent and the endpoint stays usable both ways.
+    b.set_alloc_limit(unibuf::ipc::DEFAULT_ALLOC_LIMIT);
+    a.export_lists(&[viewer(Permission::ReadOnly)]).unwrap();
+    let theirs = b.import_lists().unwrap();
+    let r = b.reconcile_imported(&[camera()], &theirs, 3).unwrap();
+    assert!(r.size() * 3 <= unibuf::ipc::DEFAULT_ALLOC_LIMIT);
+    b.send_data(b"ok").unwrap();
+    assert_eq!(a.recv_data().unwrap(), b"ok");
 }

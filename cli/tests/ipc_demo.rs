@@ -118,3 +118,129 @@ fn demo_refuses_a_buffer_count_the_consumer_cannot_take() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn demo_producer_refuses_a_stranger_and_keeps_listening() {
+    // Anyone can connect to an abstract socket. A peer of another uid that connects before the
+    // real consumer used to make `unibuf-demo producer` exit; it must be refused, logged, and
+    // the producer must go on to serve the consumer of its own uid.
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: running a peer under another uid needs root");
+        return;
+    }
+    let sock = format!("@unibuf-demo-stranger-{}", std::process::id());
+    let mut producer = Command::new(DEMO)
+        .args([
+            "producer",
+            "--socket",
+            &sock,
+            "--buffers",
+            "1",
+            "--frames",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    let mut out = BufReader::new(producer.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let consumer_args = [
+        "consumer",
+        "--socket",
+        &sock,
+        "--buffers",
+        "1",
+        "--frames",
+        "2",
+    ];
+    // The stranger: a consumer running as nobody (65534).
+    let stranger = Command::new(DEMO)
+        .args(consumer_args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run the stranger");
+    assert!(!stranger.status.success(), "the stranger was served");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        producer.try_wait().unwrap().is_none(),
+        "the producer exited after refusing the stranger"
+    );
+    let consumer = Command::new(DEMO)
+        .args(consumer_args)
+        .output()
+        .expect("run the consumer");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let p = producer.wait_with_output().expect("producer");
+    let perr = String::from_utf8_lossy(&p.stderr);
+    assert!(p.status.success(), "{line}{rest}{perr}");
+    assert!(
+        consumer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumer.stderr)
+    );
+    assert!(
+        perr.contains("refused a connection") && perr.contains("uid 65534"),
+        "{perr}"
+    );
+    assert!(rest.contains("unibuf-demo: ok"), "{rest}");
+}
+
+#[test]
+fn demo_producer_allocates_nothing_for_a_greedy_consumer() {
+    // A consumer whose list asks image.min_size = 2^40 made the producer create and export a
+    // 1 TiB memfd. The producer's endpoint now refuses lists above its allocation limit, tells
+    // the consumer, and allocates nothing.
+    use unibuf::attr::{AccessorKind, AttrList, Permission};
+    use unibuf::ipc::Endpoint;
+    use unibuf::layout::PixelFormat;
+    let name = format!("unibuf-demo-greedy-{}", std::process::id());
+    let producer = Command::new(DEMO)
+        .args([
+            "producer",
+            "--socket",
+            &format!("@{name}"),
+            "--buffers",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    let mut ep = (0..200)
+        .find_map(|_| {
+            Endpoint::connect_abstract(&name).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                None
+            })
+        })
+        .expect("connect to the producer");
+    ep.set_recv_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut l = AttrList::image(PixelFormat::Nv12, 640, 480).unwrap();
+    l.set_accessor_name("greedy")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap()
+        .set_required_perm(Permission::ReadOnly)
+        .unwrap()
+        .set_min_size(1 << 40)
+        .unwrap();
+    ep.export_lists([&l]).unwrap();
+    let told = ep.recv_data().unwrap_err().to_string();
+    assert!(told.contains("limit"), "{told}");
+    let p = producer.wait_with_output().expect("producer");
+    let out = String::from_utf8_lossy(&p.stdout);
+    let err = String::from_utf8_lossy(&p.stderr);
+    assert!(!p.status.success(), "{out}");
+    assert!(err.contains("limit"), "{err}");
+    assert!(!out.contains("buffer 0:"), "a buffer was allocated: {out}");
+}

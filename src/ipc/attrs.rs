@@ -15,8 +15,8 @@
 use super::endpoint::Endpoint;
 use super::ops::{negotiate, unexpected, CheckedObject, Requested};
 use super::wire::{
-    decode_reconciled_body, Encoder, EntryRef, FdKind, Kind, ObjectHeader, ValueRef, WireEntry,
-    WireError, WireList, WireReconciled, WireValue,
+    decode_reconciled_body, Encoder, EntryRef, ErrorCode, FdKind, Kind, ObjectHeader, ValueRef,
+    WireEntry, WireError, WireList, WireReconciled, WireValue,
 };
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
@@ -65,6 +65,18 @@ pub fn list_to_wire(list: &AttrList) -> WireList {
     }
 }
 
+/// The slot that marks the outputs of a reconciled list (not an input list).
+const OUTPUTS: usize = usize::MAX;
+
+/// How errors name a slot: `list 2`, or `reconciled outputs`.
+fn slot_name(slot: usize) -> String {
+    if slot == OUTPUTS {
+        "reconciled outputs".to_string()
+    } else {
+        format!("list {slot}")
+    }
+}
+
 /// An entry's value as the typed layer sees it.
 enum V<'a> {
     Bytes(&'a [u8]),
@@ -84,7 +96,8 @@ fn known<'a>(
     let skip = |why: String, skipped: &mut Vec<(usize, u16)>| -> Result<Option<(Key, &'a [u8])>> {
         if must_understand {
             return Err(Error::Ipc(format!(
-                "list {slot}: {why}, which the peer marked must-understand (a newer version?)"
+                "{}: {why}, which the peer marked must-understand (a newer version?)",
+                slot_name(slot)
             )));
         }
         skipped.push((slot, code));
@@ -123,7 +136,7 @@ fn build(entries: &[(Key, &[u8])], slot: usize) -> Result<AttrList> {
     let types = entries.iter().filter(|(k, _)| *k == Key::Types);
     let rest = entries.iter().filter(|(k, _)| *k != Key::Types);
     for (k, b) in types.chain(rest) {
-        let v = Value::decode(*k, b)?;
+        let v = Value::decode(*k, b).map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
         l.set(*k, v)
             .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
     }
@@ -197,10 +210,12 @@ pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
             e.key,
             e.must_understand,
             wire_v(&e.value),
-            usize::MAX,
+            OUTPUTS,
             &mut skipped,
         )? {
-            outputs.push((k, Value::decode(k, b)?));
+            let v = Value::decode(k, b)
+                .map_err(|e| Error::Ipc(format!("{}: {e}", slot_name(OUTPUTS))))?;
+            outputs.push((k, v));
         }
     }
     if let Some((k, _)) = outputs.iter().find(|(k, _)| !k.is_output()) {
@@ -266,18 +281,76 @@ impl Endpoint {
         })
     }
 
-    /// Imports unreconciled lists, each rebuilt through [`AttrList::set`].
+    /// Imports unreconciled lists, each rebuilt through [`AttrList::set`]. Errors name this
+    /// endpoint, the peer and the slot.
+    ///
+    /// The peer's lists decide how much this side would allocate, so they are held to the
+    /// endpoint's allocation limit ([`Endpoint::set_alloc_limit`]) here already: when the
+    /// peer's lists reconcile by themselves to a buffer above the limit, the peer is told
+    /// ([`ErrorCode::Allocation`]) and this returns [`Error::LimitExceeded`]. (Adding lists
+    /// never shrinks a buffer, so no combination with this side's lists would fit.) Reconcile
+    /// the result with [`Endpoint::reconcile_imported`], which checks the combined lists.
     pub fn import_lists(&mut self) -> Result<ImportedLists> {
-        let r = self.recv_lists_with(|_, lists| {
+        let r = self.recv_lists_with(|ep, lists| {
             let mut skipped = Vec::new();
             let slots = lists
                 .iter()
                 .enumerate()
                 .map(|(i, l)| list_from_entries(l, i, &mut skipped))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| ep.peer_error(e))?;
             Ok(ImportedLists { slots, skipped })
         })?;
-        r.map_err(|other| unexpected(self, Kind::UnreconciledLists, other))
+        let lists = r.map_err(|other| unexpected(self, Kind::UnreconciledLists, other))?;
+        if let Ok(alone) = crate::reconcile::reconcile(&lists.slots) {
+            self.check_alloc(alone.size(), 1, "the peer's lists alone")?;
+        }
+        Ok(lists)
+    }
+
+    /// Reconciles this side's `own` lists with lists imported from the peer and checks that
+    /// `count` buffers of the result fit the endpoint's allocation limit
+    /// ([`Endpoint::set_alloc_limit`]): the way to turn a peer's needs into an allocation. On a
+    /// conflict the peer gets [`ErrorCode::Conflict`] and this returns [`Error::Conflict`];
+    /// above the limit the peer gets [`ErrorCode::Allocation`] and this returns
+    /// [`Error::LimitExceeded`]. Either way nothing was allocated.
+    pub fn reconcile_imported(
+        &mut self,
+        own: &[AttrList],
+        theirs: &ImportedLists,
+        count: usize,
+    ) -> Result<Arc<Reconciled>> {
+        let all: Vec<&AttrList> = own.iter().chain(&theirs.slots).collect();
+        let r = match crate::reconcile::reconcile(all) {
+            Ok(r) => r,
+            Err(c) => {
+                let _ = self.send_error(ErrorCode::Conflict, &c.to_string());
+                return Err(c.into());
+            }
+        };
+        self.check_alloc(r.size(), count, "the reconciled lists")?;
+        Ok(Arc::new(r))
+    }
+
+    /// `Ok` when `count` buffers of `size` bytes fit the allocation limit; else tells the peer
+    /// and returns [`Error::LimitExceeded`].
+    fn check_alloc(&mut self, size: u64, count: usize, what: &str) -> Result<()> {
+        let limit = self.alloc_limit();
+        let asked = size.saturating_mul(count as u64);
+        if asked <= limit {
+            return Ok(());
+        }
+        let e = Error::LimitExceeded {
+            what: format!(
+                "{} (peer pid {}): {what} ask for {count} x {size} bytes",
+                self.name(),
+                self.peer().pid
+            ),
+            asked,
+            limit,
+        };
+        let _ = self.send_error(ErrorCode::Allocation, &e.to_string());
+        Err(e)
     }
 
     /// Exports a reconciled list (its inputs and outputs).
@@ -290,7 +363,7 @@ impl Endpoint {
     /// ([`Reconciled::validate`]; the error names each key that is not satisfied).
     pub fn import_reconciled(&mut self, own: Option<&[AttrList]>) -> Result<Reconciled> {
         let w = self.recv_wire_reconciled()?;
-        let r = reconciled_from_wire(&w)?;
+        let r = reconciled_from_wire(&w).map_err(|e| self.peer_error(e))?;
         if let Some(own) = own {
             r.validate(own)?;
         }
@@ -403,7 +476,7 @@ impl Endpoint {
             _ => {
                 let w = decode_reconciled_body(bytes).map_err(|e| self.malformed(e))?;
                 let bytes = bytes.to_vec();
-                let r = Arc::new(reconciled_from_wire(&w)?);
+                let r = Arc::new(reconciled_from_wire(&w).map_err(|e| self.peer_error(e))?);
                 self.rec_cache = Some((bytes, r.clone()));
                 r
             }

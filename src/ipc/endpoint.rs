@@ -84,7 +84,17 @@ pub struct Endpoint {
     pub(super) rec_cache: Option<(Vec<u8>, Arc<crate::reconcile::Reconciled>)>,
     /// The last reconciled list exported, and its encoded form.
     pub(super) send_cache: Option<(Arc<crate::reconcile::Reconciled>, Vec<u8>)>,
+    /// The most bytes the peer's lists may make this side allocate.
+    alloc_limit: u64,
 }
+
+/// The default of [`Endpoint::set_alloc_limit`]: 1 GiB.
+///
+/// Large enough for every buffer set this field uses (an 8K `RGBA16F` frame is 265 MB, a pool
+/// of three 4K NV12 frames 37 MB, Jetson CMA pools are 64 to 512 MiB), small enough that a
+/// peer's list cannot make an exporter on a 4 to 16 GiB board exhaust its memory (a consumer
+/// asking `image.min_size = 2^40` made the demo producer create a 1 TiB memfd).
+pub const DEFAULT_ALLOC_LIMIT: u64 = 1 << 30;
 
 /// A message received with its fds. The fds are owned: dropping the message closes them.
 #[derive(Debug)]
@@ -142,6 +152,7 @@ impl Endpoint {
             enc: wire::Encoder::new(),
             rec_cache: None,
             send_cache: None,
+            alloc_limit: DEFAULT_ALLOC_LIMIT,
         })
     }
 
@@ -269,6 +280,29 @@ impl Endpoint {
             Err(Error::Disconnected) => {
                 self.closed = true;
                 Err(Error::Disconnected)
+            }
+            other => other,
+        }
+    }
+
+    /// Sets the most bytes the peer's lists may make this side allocate (all buffers of one
+    /// request together), checked by [`Endpoint::import_lists`] and
+    /// [`Endpoint::reconcile_imported`]; default [`DEFAULT_ALLOC_LIMIT`], `u64::MAX` for none.
+    pub fn set_alloc_limit(&mut self, bytes: u64) {
+        self.alloc_limit = bytes;
+    }
+
+    /// The limit set by [`Endpoint::set_alloc_limit`].
+    pub fn alloc_limit(&self) -> u64 {
+        self.alloc_limit
+    }
+
+    /// Names this endpoint and its peer in an error about what the peer sent.
+    pub(super) fn peer_error(&self, e: Error) -> Error {
+        match e {
+            Error::Ipc(m) => Error::Ipc(format!("{} (peer pid {}): {m}", self.name, self.peer.pid)),
+            Error::Attr(a) => {
+                Error::Ipc(format!("{} (peer pid {}): {a}", self.name, self.peer.pid))
             }
             other => other,
         }
@@ -404,10 +438,25 @@ fn send_raw(fd: &OwnedFd, name: &str, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> R
     }
 }
 
+/// Bytes of a control buffer that holds exactly [`MAX_FDS`] fds: `CMSG_SPACE(MAX_FDS * 4)`
+/// (a `cmsghdr`, then the fds padded to `size_t` alignment, as Linux's `CMSG_ALIGN` pads).
+const RECV_CONTROL_LEN: usize = std::mem::size_of::<libc::cmsghdr>()
+    + (MAX_FDS * std::mem::size_of::<std::os::fd::RawFd>())
+        .next_multiple_of(std::mem::size_of::<usize>());
+
+/// The receive control buffer, aligned for `cmsghdr` so that rustix uses it from its first byte
+/// and the kernel sees room for [`MAX_FDS`] fds, no more: a 5th fd sets `MSG_CTRUNC`.
+/// (`rustix::cmsg_space!` adds alignment slack for unaligned buffers; with it 5 and 6 fds
+/// arrived whole.)
+#[repr(C, align(8))]
+struct RecvControl([MaybeUninit<u8>; RECV_CONTROL_LEN]);
+
+const _: () = assert!(std::mem::align_of::<RecvControl>() >= std::mem::align_of::<libc::cmsghdr>());
+
 /// Receives one datagram into `buf` (which must be `MAX_MESSAGE + 1` bytes) and its fds.
 fn recv_raw(fd: &OwnedFd, name: &str, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>)> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut space = RecvControl([MaybeUninit::uninit(); RECV_CONTROL_LEN]);
+    let mut control = RecvAncillaryBuffer::new(&mut space.0);
     let r = loop {
         let mut iov = [IoSliceMut::new(buf)];
         match net::recvmsg(
@@ -419,9 +468,14 @@ fn recv_raw(fd: &OwnedFd, name: &str, buf: &mut [u8]) -> Result<(usize, Vec<Owne
             Err(Errno::INTR) => continue,
             Err(Errno::CONNRESET) => return Err(Error::Disconnected),
             Err(Errno::AGAIN) => {
-                return Err(Error::Ipc(format!(
-                    "{name}: timed out waiting for a message"
-                )))
+                let after = net::sockopt::socket_timeout(fd, net::sockopt::Timeout::Recv)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                return Err(Error::Timeout {
+                    what: format!("{name}: waiting for a message"),
+                    after,
+                });
             }
             Err(e) => return Err(Error::sys("recvmsg", name, e)),
             Ok(r) => break r,
@@ -531,5 +585,18 @@ impl Drop for Listener {
         if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_buffer_is_cmsg_space_of_max_fds() {
+        // SAFETY: CMSG_SPACE only computes a size from its argument.
+        let want = unsafe { libc::CMSG_SPACE((MAX_FDS * 4) as u32) } as usize;
+        assert_eq!(RECV_CONTROL_LEN, want);
+        assert_eq!(std::mem::size_of::<RecvControl>(), want);
     }
 }

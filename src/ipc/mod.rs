@@ -23,7 +23,7 @@ pub mod ops;
 pub mod wire;
 
 pub use attrs::{ImportedLists, ImportedObject};
-pub use endpoint::{Allowlist, Endpoint, Listener, PeerCred, Received};
+pub use endpoint::{Allowlist, Endpoint, Listener, PeerCred, Received, DEFAULT_ALLOC_LIMIT};
 pub use ops::{negotiate, ImportedFd, Requested};
 pub use wire::{
     ErrorCode, FdKind, Message, ObjectHeader, WireEntry, WireList, WireReconciled, WireValue,

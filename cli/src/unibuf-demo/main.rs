@@ -162,7 +162,20 @@ fn produce_on(l: &Listener, s: &str, opts: &Opts) -> Result<()> {
         std::process::id(),
         me()
     );
-    let mut ep = l.accept()?;
+    // A peer outside the allowlist (anyone can reach an abstract socket) is refused and
+    // logged, and the producer keeps waiting for its consumer.
+    let mut ep = loop {
+        match l.accept() {
+            Ok(ep) => break ep,
+            Err(unibuf::Error::PermissionDenied(why)) => {
+                eprintln!(
+                    "[producer pid {}] refused a connection: {why}; still listening",
+                    std::process::id()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let r = roles::produce(&mut ep, opts)?;
     println!(
         "unibuf-demo: ok: {} buffers from {} ({}); consumer: {}",

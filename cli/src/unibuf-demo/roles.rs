@@ -3,7 +3,6 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fd::AsRawFd;
-use std::sync::Arc;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
 use unibuf::backend::{self, Backends};
@@ -11,7 +10,6 @@ use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::layout::PixelFormat;
 use unibuf::object::Object;
 use unibuf::reconcile::dump::reconciled_to_text;
-use unibuf::reconcile::reconcile;
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -118,15 +116,11 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         mine.set_preferred_backend(b)?;
         println!("{p} producer prefers the {b} backend");
     }
-    let mut all: Vec<AttrList> = vec![mine];
-    all.extend(theirs.slots.iter().cloned());
-    let reconciled = match reconcile(&all) {
-        Ok(r) => Arc::new(r),
-        Err(c) => {
-            let _ = ep.send_error(ErrorCode::Conflict, &c.to_string());
-            bail!("reconciliation failed: {c}");
-        }
-    };
+    // Reconciled by the endpoint, which tells the consumer about a conflict and holds the
+    // buffers its lists ask for to the endpoint's allocation limit (nothing is allocated above).
+    let reconciled = ep
+        .reconcile_imported(&[mine], &theirs, o.buffers)
+        .context("reconciliation failed")?;
     println!("{p} reconciled:");
     for line in reconciled_to_text(&reconciled).lines() {
         println!("{p}     {line}");
