@@ -1,8 +1,9 @@
 //! The `unibuf` command-line tool.
 //!
 //! - `unibuf reconcile A.toml B.toml ...`: reconciles the lists and prints the layout (exit 0),
-//!   or the conflict (exit 1); unusable input exits 2 with a message naming the file and the
-//!   line or key.
+//!   or the conflict or validation failure (exit 1; `--json` prints either as JSON); unusable
+//!   input (a file that cannot be read or parsed, or holds no key) exits 2 with a message
+//!   naming the file and the line or key.
 //! - `unibuf dump FILE`: prints one list (text, or `--json`).
 //! - `unibuf formats`: prints the format table.
 
@@ -50,8 +51,24 @@ enum Cmd {
     Formats,
 }
 
+/// Loads every list; a file with no key at all is unusable input, not an accessor that
+/// asks for nothing (it would otherwise take part in reconciliation as an unnamed list).
 fn load_all(files: &[PathBuf]) -> Result<Vec<AttrList>, file::FileError> {
-    files.iter().map(|f| file::load(f)).collect()
+    files
+        .iter()
+        .map(|f| {
+            let l = file::load(f)?;
+            if l.is_empty() {
+                return Err(file::FileError {
+                    path: f.display().to_string(),
+                    line: None,
+                    key: None,
+                    message: "the list is empty (no keys): not a usable attribute list".into(),
+                });
+            }
+            Ok(l)
+        })
+        .collect()
 }
 
 fn run() -> Result<ExitCode> {
@@ -80,7 +97,16 @@ fn run() -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(c) => {
-                    println!("{c}");
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &unibuf::reconcile::dump::conflict_to_json(&c)
+                            )?
+                        );
+                    } else {
+                        println!("{c}");
+                    }
                     Ok(ExitCode::from(1))
                 }
             }

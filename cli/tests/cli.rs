@@ -166,3 +166,76 @@ fn every_example_file_loads() {
         }
     }
 }
+
+#[test]
+fn conflict_prints_as_json_with_json() {
+    let o = unibuf(&[
+        "reconcile",
+        "--json",
+        "examples/conflict/a.toml",
+        "examples/conflict/b.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o.stdout)));
+    assert_eq!(j["reconciled"], serde_json::json!(false));
+    assert_eq!(j["heading"], serde_json::json!("cannot reconcile"));
+    let item = j["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "image.format")
+        .expect("image.format conflict");
+    assert_eq!(item["kind"], serde_json::json!("disagree"));
+    assert_eq!(
+        item["values"],
+        serde_json::json!([
+            {"accessor": "camera", "value": "YUYV"},
+            {"accessor": "display", "value": "XRGB8888"},
+        ])
+    );
+}
+
+#[test]
+fn an_empty_list_file_is_unusable_input() {
+    let dir = std::env::temp_dir().join(format!("unibuf-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body) in [
+        ("empty.toml", ""),
+        ("comments.toml", "# nothing here\n"),
+        ("empty.json", "{}"),
+    ] {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        let o = unibuf(&["reconcile", "examples/conflict/a.toml", f.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}{err}", text(&o.stdout));
+        assert!(
+            err.contains(f.to_str().unwrap()) && err.contains("empty"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_validation_failure_is_headed_as_one() {
+    let dir = std::env::temp_dir().join(format!("unibuf-cli-valid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("no-size.toml");
+    std::fs::write(&f, "types = [\"image\"]\n\n[image]\nformat = \"NV12\"\n").unwrap();
+    let o = unibuf(&["reconcile", f.to_str().unwrap()]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.starts_with("validation failed (2 keys):"), "{out}");
+    assert!(
+        out.contains("image.width: required but set by no list"),
+        "{out}"
+    );
+    assert!(!out.contains("cannot reconcile"), "{out}");
+    let o = unibuf(&["reconcile", "--json", f.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["heading"], serde_json::json!("validation failed"));
+    assert_eq!(j["conflicts"][0]["kind"], serde_json::json!("missing"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

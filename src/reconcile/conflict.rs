@@ -49,6 +49,21 @@ impl Conflict {
         self.items.iter().map(|i| i.key)
     }
 
+    /// What failed, as the message heads it: `cannot reconcile` when lists disagree (or there
+    /// are none), `validation failed` when the merged list misses a key or holds inconsistent
+    /// values, `not satisfied` when a reconciled list does not meet a list it is checked
+    /// against. (One reconciliation fails at one stage: merging stops before validating.)
+    pub fn heading(&self) -> &'static str {
+        let any = |f: fn(&ConflictKind) -> bool| self.items.iter().any(|i| f(&i.kind));
+        if any(|k| matches!(k, ConflictKind::Disagree | ConflictKind::NoLists)) {
+            "cannot reconcile"
+        } else if any(|k| matches!(k, ConflictKind::Missing | ConflictKind::Invalid(_))) {
+            "validation failed"
+        } else {
+            "not satisfied"
+        }
+    }
+
     pub(super) fn one(key: Key, kind: ConflictKind, values: Vec<(String, Value)>) -> Conflict {
         Conflict {
             items: vec![ConflictItem { key, kind, values }],
@@ -93,7 +108,7 @@ impl fmt::Display for ConflictItem {
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot reconcile ({} key", self.items.len())?;
+        write!(f, "{} ({} key", self.heading(), self.items.len())?;
         if self.items.len() != 1 {
             f.write_str("s")?;
         }

@@ -3,8 +3,8 @@
 //! They live with reconciliation, not with the list files ([`crate::attr::file`]), so that the
 //! attribute model does not import the reconciler.
 
-use super::Reconciled;
-use crate::attr::file::{list_to_json, pairs_to_json};
+use super::{Conflict, ConflictKind, Reconciled};
+use crate::attr::file::{list_to_json, pairs_to_json, value_to_json};
 use crate::layout::format::describe_code;
 use serde_json::{json, Value as Json};
 use std::fmt::Write as _;
@@ -18,6 +18,37 @@ pub fn reconciled_to_json(r: &Reconciled) -> Json {
         "merged": pairs_to_json(r.iter().filter(|(k, _)| !k.is_output())),
         "outputs": pairs_to_json(r.iter_outputs()),
     })
+}
+
+/// The JSON form of a conflict: `{"reconciled": false, "heading": "cannot reconcile",
+/// "conflicts": [{"key", "kind", "reason"?, "values": [{"accessor", "value"}]}]}`, with `kind`
+/// one of `disagree`, `missing`, `invalid`, `not_satisfied`, `no_lists` and the values in
+/// the form the list files use.
+pub fn conflict_to_json(c: &Conflict) -> Json {
+    let items: Vec<Json> = c
+        .items()
+        .iter()
+        .map(|i| {
+            let (kind, reason) = match &i.kind {
+                ConflictKind::Disagree => ("disagree", None),
+                ConflictKind::Missing => ("missing", None),
+                ConflictKind::Invalid(why) => ("invalid", Some(why.as_str())),
+                ConflictKind::NotSatisfied => ("not_satisfied", None),
+                ConflictKind::NoLists => ("no_lists", None),
+            };
+            let values: Vec<Json> = i
+                .values
+                .iter()
+                .map(|(who, v)| json!({"accessor": who, "value": value_to_json(i.key, v)}))
+                .collect();
+            let mut j = json!({"key": i.key.name(), "kind": kind, "values": values});
+            if let Some(r) = reason {
+                j["reason"] = json!(r);
+            }
+            j
+        })
+        .collect();
+    json!({"reconciled": false, "heading": c.heading(), "conflicts": items})
 }
 
 /// A readable report of a reconciled list: accessors, size, permission, memory, layouts,
