@@ -1,8 +1,8 @@
 //! Format modifiers negotiated as sets: the intersection of every list's set and the pick.
 //!
 //! Each list's set is its `image.modifiers` (in its order), or `{image.modifier}`, or (both
-//! given) the one modifier if the set holds it, else nothing. Lists that state neither do not
-//! constrain. The rule (also in `docs/model.md`):
+//! given) the one modifier if the set holds it, else nothing. A `cpu` accessor that states
+//! neither has `{LINEAR}`; other lists that state neither do not constrain. The rule (also in `docs/model.md`):
 //!
 //! 1. The **common set** is the intersection of the stated sets. `LINEAR` and `INVALID` are
 //!    plain values here: neither stands for the other.
@@ -38,7 +38,11 @@ pub(crate) fn usage_of(l: &AttrList) -> Option<ModifierUsage> {
     }
 }
 
-/// A list's effective set, if it states one (empty when its two keys exclude each other).
+/// The set of a CPU accessor that states none: the CPU reads and writes rows, it cannot detile.
+const CPU_SET: &[u64] = &[LINEAR];
+
+/// A list's effective set, if it states one (empty when its two keys exclude each other); a
+/// `cpu` accessor that states none has `{LINEAR}`.
 fn set_of(l: &AttrList) -> Option<&[u64]> {
     let set = match l.get(Key::ImageModifiers) {
         Some(Value::Modifiers(s)) => Some(s.as_slice()),
@@ -50,6 +54,7 @@ fn set_of(l: &AttrList) -> Option<&[u64]> {
     };
     match (set, one) {
         (Some(s), Some(o)) => Some(if s.contains(&o[0]) { o } else { &[] }),
+        (None, None) if l.accessor_kind() == Some(AccessorKind::Cpu) => Some(CPU_SET),
         (s, o) => s.or(o),
     }
 }
@@ -59,7 +64,7 @@ fn stated(l: &AttrList) -> Option<Value> {
     match (l.get(Key::ImageModifiers), l.get(Key::ImageModifier)) {
         (Some(v), _) => Some(v.clone()),
         (None, Some(Value::U64(m))) => Some(Value::Modifiers(vec![*m])),
-        _ => None,
+        _ => set_of(l).map(|s| Value::Modifiers(s.to_vec())),
     }
 }
 
