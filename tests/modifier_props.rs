@@ -124,7 +124,7 @@ proptest! {
                     prop_assert_eq!(&item.kind, &ConflictKind::Disagree);
                     prop_assert_eq!(item.values.len(), sets.len());
                     for (i, s) in &sets {
-                        let want = (format!("acc{i}"), Value::Modifiers(s.clone()));
+                        let want = (format!("acc{i}"), Value::Modifiers(s.clone().into()));
                         prop_assert!(item.values.contains(&want), "{} lacks acc{}", c, i);
                     }
                 } else {

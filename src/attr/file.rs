@@ -326,10 +326,13 @@ fn to_value(key: Key, node: &Node) -> Result<Value, String> {
         ValueKind::U32 => Value::U32(int(node, u64::from(u32::MAX))? as u32),
         ValueKind::U64 if key == Key::ImageModifier => Value::U64(modifier_of(node)?),
         ValueKind::Modifiers => match node {
-            Node::Array(a) => {
-                Value::Modifiers(a.iter().map(modifier_of).collect::<Result<_, _>>()?)
-            }
-            n => Value::Modifiers(vec![modifier_of(n)?]),
+            Node::Array(a) => Value::Modifiers(
+                a.iter()
+                    .map(modifier_of)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into(),
+            ),
+            n => Value::Modifiers(vec![modifier_of(n)?].into()),
         },
         ValueKind::ModifierUsage => {
             Value::ModifierUsage(enum_name(node, "modifier usage", ModifierUsage::from_name)?)

@@ -570,7 +570,10 @@ impl AttrList {
         &mut self,
         modifiers: impl Into<Vec<u64>>,
     ) -> Result<&mut Self, AttrError> {
-        self.set(Key::ImageModifiers, Value::Modifiers(modifiers.into()))?;
+        self.set(
+            Key::ImageModifiers,
+            Value::Modifiers(modifiers.into().into()),
+        )?;
         Ok(self)
     }
     setter!(/// Sets `image.format`.

@@ -1,7 +1,7 @@
 //! Attribute values: buffer types and the [`Value`] enum with its wire form.
 
 use super::{AttrError, Key};
-use crate::model::modifier::{self, MAX_MODIFIERS};
+use crate::model::modifier::{self, ModifierSet, MAX_MODIFIERS};
 use crate::model::{
     AccessorKind, BackendKind, ColorStd, DataType, LayoutKind, ModifierUsage, Padding, Permission,
     PixelFormat, ScanType, ValueKind,
@@ -183,7 +183,7 @@ pub enum Value {
     /// Image padding.
     Padding(Padding),
     /// An ordered set of DRM format modifiers, most preferred first (no repeats).
-    Modifiers(Vec<u64>),
+    Modifiers(ModifierSet),
     /// What an accessor does with an image (ranks its modifier order).
     ModifierUsage(ModifierUsage),
 }
@@ -392,7 +392,7 @@ impl Value {
                 if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > MAX_MODIFIERS {
                     return Err(bad("modifier set: 1 to 64 values of 8 bytes"));
                 }
-                Value::Modifiers(bytes.chunks_exact(8).map(u64_of).collect())
+                Value::Modifiers(bytes.chunks_exact(8).map(u64_of).collect::<Vec<_>>().into())
             }
             ValueKind::ModifierUsage => Value::ModifierUsage(
                 ModifierUsage::from_code(code()?).ok_or_else(|| bad("unknown modifier usage"))?,

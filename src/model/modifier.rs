@@ -12,6 +12,7 @@
 //! layout could allocate it; [`layout_of`] says why unibuf cannot.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// `DRM_FORMAT_MOD_LINEAR`.
 pub const LINEAR: u64 = 0;
@@ -35,6 +36,43 @@ pub const NVIDIA_MAX_LOG2_BLOCK_HEIGHT: u32 = 5;
 /// Bits of the NVIDIA block-linear value that drm_fourcc.h reserves (must be zero): 11:5 and
 /// 55:28. Bits 27:26 are the high bits of the sector layout `s` in newer headers.
 const NVIDIA_BL_RESERVED: u64 = (0x7f << 5) | (((1u64 << 56) - 1) & !((1u64 << 28) - 1));
+
+/// An ordered set of modifiers, most preferred first, as `image.modifiers` holds it. Shared:
+/// cloning it (a list cloned into a reconciled list's inputs) copies a pointer, not the set.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModifierSet(Arc<[u64]>);
+
+impl ModifierSet {
+    /// The modifiers, in order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ModifierSet {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        &self.0
+    }
+}
+
+impl From<Vec<u64>> for ModifierSet {
+    fn from(v: Vec<u64>) -> Self {
+        ModifierSet(v.into())
+    }
+}
+
+impl From<&[u64]> for ModifierSet {
+    fn from(v: &[u64]) -> Self {
+        ModifierSet(v.into())
+    }
+}
+
+impl std::fmt::Debug for ModifierSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&names(&self.0))
+    }
+}
 
 wire_enum!(
     /// What an accessor does with the image, stated with its modifier set

@@ -333,7 +333,7 @@ impl Reconciled {
                     } else if key.merge_policy() == MergePolicy::Intersect {
                         self.image
                             .as_ref()
-                            .map(|i| Value::Modifiers(vec![i.modifier]))
+                            .map(|i| Value::Modifiers(vec![i.modifier].into()))
                     } else {
                         got.cloned()
                     };

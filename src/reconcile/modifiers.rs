@@ -22,7 +22,7 @@
 use super::merge::label;
 use super::{ConflictItem, ConflictKind};
 use crate::attr::{AccessorKind, AttrList, Key, LayoutKind, Value};
-use crate::model::modifier::{self, ModifierUsage, LINEAR};
+use crate::model::modifier::{self, ModifierSet, ModifierUsage, LINEAR};
 
 /// The usage that ranks a list: its `image.modifier_usage`, or the default of its kind.
 pub(crate) fn usage_of(l: &AttrList) -> Option<ModifierUsage> {
@@ -63,8 +63,8 @@ fn set_of(l: &AttrList) -> Option<&[u64]> {
 fn stated(l: &AttrList) -> Option<Value> {
     match (l.get(Key::ImageModifiers), l.get(Key::ImageModifier)) {
         (Some(v), _) => Some(v.clone()),
-        (None, Some(Value::U64(m))) => Some(Value::Modifiers(vec![*m])),
-        _ => set_of(l).map(|s| Value::Modifiers(s.to_vec())),
+        (None, Some(Value::U64(m))) => Some(Value::Modifiers(vec![*m].into())),
+        _ => set_of(l).map(|s| Value::Modifiers(s.into())),
     }
 }
 
@@ -105,19 +105,19 @@ impl Shape {
 pub(super) fn negotiate(
     ls: &[(usize, &AttrList)],
     shape: Shape,
-) -> Result<Option<(Vec<u64>, u64)>, ConflictItem> {
+) -> Result<Option<(ModifierSet, u64)>, ConflictItem> {
     // The preferred list: (usage priority, set size, canonical position) smallest.
-    let mut preferred: Option<(usize, &[u64])> = None;
+    let mut preferred: Option<(usize, &AttrList, &[u64])> = None;
     let mut best = (u8::MAX, usize::MAX);
     for (pos, (_, l)) in ls.iter().enumerate() {
         let Some(set) = set_of(l) else { continue };
         let usage = usage_of(l).map_or(u8::MAX, |u| u.code() as u8);
         if (usage, set.len()) < best {
             best = (usage, set.len());
-            preferred = Some((pos, set));
+            preferred = Some((pos, l, set));
         }
     }
-    let Some((p, pset)) = preferred else {
+    let Some((p, pl, pset)) = preferred else {
         return match shape {
             Shape::TiledOnly => Err(ConflictItem {
                 key: Key::ImageLayout,
@@ -131,33 +131,40 @@ pub(super) fn negotiate(
             _ => Ok(None),
         };
     };
-    let common: Vec<u64> = pset
-        .iter()
-        .copied()
-        .filter(|m| {
-            ls.iter()
-                .enumerate()
-                .all(|(i, (_, l))| i == p || set_of(l).is_none_or(|s| s.contains(m)))
-        })
-        .collect();
-    if common.is_empty() {
-        let mut values: Vec<(String, Value)> = ls
+    let in_all = |m: &u64| {
+        ls.iter()
+            .enumerate()
+            .all(|(i, (_, l))| i == p || set_of(l).is_none_or(|s| s.contains(m)))
+    };
+    let keep = |m: &u64| shape.allows(*m) && in_all(m);
+    // The common case, every list holding the preferred set whole: share that set.
+    let whole = match pl.get(Key::ImageModifiers) {
+        Some(Value::Modifiers(ms)) if std::ptr::eq(ms.as_slice(), pset) => Some(ms),
+        _ => None,
+    };
+    let ranked: ModifierSet = match whole {
+        Some(ms) if pset.iter().all(keep) => ms.clone(),
+        _ => pset
             .iter()
-            .filter_map(|(i, l)| stated(l).map(|v| (label(*i, l), v)))
-            .collect();
-        values.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        return Err(ConflictItem {
-            key: Key::ImageModifiers,
-            kind: ConflictKind::Disagree,
-            values,
-        });
-    }
-    let ranked: Vec<u64> = common
-        .iter()
-        .copied()
-        .filter(|m| shape.allows(*m))
-        .collect();
+            .copied()
+            .filter(keep)
+            .collect::<Vec<u64>>()
+            .into(),
+    };
     if ranked.is_empty() {
+        let common: Vec<u64> = pset.iter().copied().filter(in_all).collect();
+        if common.is_empty() {
+            let mut values: Vec<(String, Value)> = ls
+                .iter()
+                .filter_map(|(i, l)| stated(l).map(|v| (label(*i, l), v)))
+                .collect();
+            values.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            return Err(ConflictItem {
+                key: Key::ImageModifiers,
+                kind: ConflictKind::Disagree,
+                values,
+            });
+        }
         let why = match shape {
             Shape::LinearOnly(why) => why,
             _ => "image.layout = tiled needs a non-linear modifier",

@@ -569,7 +569,7 @@ mod modifier_sets {
         let r = reconcile([&gpu, &disp]).unwrap();
         assert_eq!(
             r.get(Key::ImageModifiers),
-            Some(&Value::Modifiers(vec![LINEAR, b2, b4]))
+            Some(&Value::Modifiers(vec![LINEAR, b2, b4].into()))
         );
         assert!(r.validate([&gpu, &disp]).is_ok());
         let other = list("other", None, &[b2]);

@@ -81,7 +81,7 @@ fn vkms_plane_constraints() -> anyhow::Result<Outcome> {
     }
     // The provider's list states that set for scanout; with a CPU accessor it picks LINEAR.
     let disp = c.attr_list(XRGB8888, 64, 64)?;
-    if disp.get(Key::ImageModifiers) != Some(&Value::Modifiers(set.clone())) {
+    if disp.get(Key::ImageModifiers) != Some(&Value::Modifiers(set.clone().into())) {
         bail!("display list: {:?}", disp.get(Key::ImageModifiers));
     }
     let mut cpu = cpu_image_list(Permission::ReadWrite)?;
