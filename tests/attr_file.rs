@@ -178,7 +178,10 @@ fn modifier_sets_load_from_toml_and_json() {
     // The reconciled dump names the pick.
     let r = reconcile([&l]).unwrap();
     let d = reconciled_to_json(&r).to_string();
-    assert!(d.contains(r#""out.modifier":"NVIDIA_BLOCK_LINEAR_2D(c=0,s=1,g=2,k=0x06,h=4)""#), "{d}");
+    assert!(
+        d.contains(r#""out.modifier":"NVIDIA_BLOCK_LINEAR_2D(c=0,s=1,g=2,k=0x06,h=4)""#),
+        "{d}"
+    );
     // Errors name the key: a repeat, an unknown name.
     let e = parse_toml(&GPU.replace("\"INVALID\"", "0"), "gpu.toml").unwrap_err();
     assert_eq!(e.key.as_deref(), Some("image.modifiers"), "{e}");
