@@ -1,4 +1,5 @@
-//! Reconciliation micro-benchmarks: two and ten NV12 1920x1080 lists, and a key lookup.
+//! Reconciliation micro-benchmarks: two and ten NV12 1920x1080 lists, two and 64 such lists
+//! with modifier sets of 8 entries each, and a key lookup.
 //!
 //! Run: `cargo bench --bench reconcile` (short measurement times: the machines are shared).
 
@@ -6,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, Key, Permission};
+use unibuf::layout::modifier::{nvidia_block_linear_2d, I915_X_TILED, LINEAR};
 use unibuf::layout::PixelFormat;
 use unibuf::reconcile::reconcile;
 
@@ -17,6 +19,26 @@ fn nv12(name: &str, kind: AccessorKind, pitch_align: u64, base_align: u64) -> At
         .and_then(|l| l.set_base_align(base_align))
         .and_then(|l| l.set_required_perm(Permission::ReadWrite))
         .expect("set");
+    l
+}
+
+/// Eight modifiers (LINEAR, Intel X-tiled, block-linear h = 0..5), rotated by `i` so that every
+/// list has its own order.
+fn modifier_set(i: usize) -> Vec<u64> {
+    let mut set = vec![LINEAR, I915_X_TILED];
+    set.extend((0..6).map(|h| nvidia_block_linear_2d(0, 1, 2, 0x06, h)));
+    set.rotate_left(i % 8);
+    set
+}
+
+fn nv12_with_set(i: usize, kind: AccessorKind) -> AttrList {
+    let mut l = nv12(
+        &format!("accessor{i}"),
+        kind,
+        1 << (i % 9),
+        1 << (6 + i % 7),
+    );
+    l.set_image_modifiers(modifier_set(i)).expect("set");
     l
 }
 
@@ -47,6 +69,17 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("reconcile 10 NV12 1920x1080", |b| {
         b.iter(|| reconcile(black_box(&ten)).expect("reconciles"))
+    });
+    let two_sets = [
+        nv12_with_set(0, AccessorKind::Gpu),
+        nv12_with_set(3, AccessorKind::Display),
+    ];
+    let sixty_four: Vec<AttrList> = (0..64).map(|i| nv12_with_set(i, kinds[i % 5])).collect();
+    c.bench_function("reconcile 2 NV12 1920x1080, 8 modifiers each", |b| {
+        b.iter(|| reconcile(black_box(&two_sets)).expect("reconciles"))
+    });
+    c.bench_function("reconcile 64 NV12 1920x1080, 8 modifiers each", |b| {
+        b.iter(|| reconcile(black_box(&sixty_four)).expect("reconciles"))
     });
     c.bench_function("key lookup", |b| {
         b.iter(|| {

@@ -16,7 +16,8 @@
 //! height = 1080
 //! pitch_align = 64
 //! padding = { top = 0, bottom = 8, left = 0, right = 0 }
-//! modifier = "linear"               # or a number
+//! modifiers = ["NVIDIA_BLOCK_LINEAR_2D(s=1,g=2,k=0x06,h=4)", "LINEAR"]  # or numbers
+//! modifier_usage = "scanout"        # video, render, sampling, cpu
 //! ```
 //!
 //! Errors name the file, the line (TOML) and the key.
@@ -25,8 +26,7 @@ use super::{
     AccessorKind, AttrError, AttrList, BackendKind, BufferType, BufferTypes, ColorStd, DataType,
     Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
 };
-use crate::model::format::MODIFIER_NAMES;
-use crate::model::PixelFormat;
+use crate::model::{modifier, ModifierUsage, PixelFormat};
 use serde_json::{json, Map as JsonMap, Value as Json};
 use std::fmt;
 use std::fmt::Write as _;
@@ -304,6 +304,14 @@ fn int(node: &Node, max: u64) -> Result<u64, String> {
     }
 }
 
+/// A modifier: a name or hex string ([`modifier::parse`]) or an integer.
+fn modifier_of(node: &Node) -> Result<u64, String> {
+    match node {
+        Node::Str(s) => modifier::parse(s),
+        n => int(n, u64::MAX),
+    }
+}
+
 fn to_value(key: Key, node: &Node) -> Result<Value, String> {
     Ok(match key.value_kind() {
         ValueKind::Bool => match node {
@@ -316,16 +324,19 @@ fn to_value(key: Key, node: &Node) -> Result<Value, String> {
             }
         },
         ValueKind::U32 => Value::U32(int(node, u64::from(u32::MAX))? as u32),
-        ValueKind::U64 if key == Key::ImageModifier => match node {
-            Node::Str(s) => Value::U64(
-                MODIFIER_NAMES
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(s))
-                    .map(|(_, m)| u64::from(*m))
-                    .ok_or_else(|| format!("unknown modifier {s:?}"))?,
+        ValueKind::U64 if key == Key::ImageModifier => Value::U64(modifier_of(node)?),
+        ValueKind::Modifiers => match node {
+            Node::Array(a) => Value::Modifiers(
+                a.iter()
+                    .map(modifier_of)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into(),
             ),
-            n => Value::U64(int(n, u64::MAX)?),
+            n => Value::Modifiers(vec![modifier_of(n)?].into()),
         },
+        ValueKind::ModifierUsage => {
+            Value::ModifierUsage(enum_name(node, "modifier usage", ModifierUsage::from_name)?)
+        }
         ValueKind::U64 => Value::U64(int(node, u64::MAX)?),
         ValueKind::F64 => match node {
             Node::Float(f) => Value::F64(*f),
@@ -428,6 +439,9 @@ pub fn value_to_json(key: Key, v: &Value) -> Json {
     match v {
         Value::Bool(b) => json!(b),
         Value::U32(n) => json!(n),
+        Value::U64(n) if matches!(key, Key::ImageModifier | Key::OutModifier) => {
+            json!(modifier::name(*n))
+        }
         Value::U64(n) => json!(n),
         Value::F64(f) => json!(f),
         Value::Str(s) => json!(s),
@@ -445,8 +459,9 @@ pub fn value_to_json(key: Key, v: &Value) -> Json {
         Value::ColorStd(x) => json!(x.name()),
         Value::Scan(x) => json!(x.name()),
         Value::DataType(x) => json!(x.name()),
+        Value::Modifiers(l) => Json::Array(l.iter().map(|m| json!(modifier::name(*m))).collect()),
+        Value::ModifierUsage(u) => json!(u.name()),
         Value::Padding(p) => {
-            let _ = key;
             json!({"top": p.top, "bottom": p.bottom, "left": p.left, "right": p.right})
         }
     }

@@ -23,6 +23,8 @@ pub use crate::model::{
 };
 pub use value::{BufferType, BufferTypes, Value, MAX_LIST_LEN, MAX_STR_LEN};
 
+pub use crate::model::modifier::MAX_MODIFIERS;
+pub use crate::model::ModifierUsage;
 use crate::model::{PixelFormat, UnknownFormat};
 
 /// The most tensor dimensions.
@@ -399,6 +401,23 @@ pub(crate) fn validate_value(key: Key, value: Value) -> Result<Value, AttrError>
             }
             Ok(Value::U64List(l))
         }
+        (K::ImageModifiers, Value::Modifiers(l)) => {
+            if l.is_empty() || l.len() > MAX_MODIFIERS {
+                return Err(invalid(
+                    key,
+                    format!("1 to {MAX_MODIFIERS} modifiers, got {}", l.len()),
+                ));
+            }
+            for (i, m) in l.iter().enumerate() {
+                if l[..i].contains(m) {
+                    return Err(invalid(
+                        key,
+                        format!("{} is given twice", crate::model::modifier::name(*m)),
+                    ));
+                }
+            }
+            Ok(Value::Modifiers(l))
+        }
         (K::PyramidLevels, Value::U32(v)) => {
             if v == 0 {
                 Err(AttrError::Zero(key))
@@ -539,8 +558,24 @@ impl AttrList {
         set_raw_align, RawAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.layout`.
         set_image_layout, ImageLayout, LayoutKind, |v| Value::Layout(v));
-    setter!(/// Sets `image.modifier` (a DRM format modifier).
+    setter!(/// Sets `image.modifier` (one DRM format modifier: a set of one).
         set_image_modifier, ImageModifier, u64, |v| Value::U64(v));
+    setter!(/// Sets `image.modifier_usage` (ranks this list's modifier order in the pick).
+        set_image_modifier_usage, ImageModifierUsage, ModifierUsage, |v| Value::ModifierUsage(v));
+
+    /// Sets `image.modifiers`: the DRM format modifiers this accessor accepts for its format,
+    /// most preferred first (1 to [`MAX_MODIFIERS`], no repeats). Takes the `Vec<u64>` a
+    /// provider builds (a Vulkan driver's or a DRM plane's list) without copying it.
+    pub fn set_image_modifiers(
+        &mut self,
+        modifiers: impl Into<Vec<u64>>,
+    ) -> Result<&mut Self, AttrError> {
+        self.set(
+            Key::ImageModifiers,
+            Value::Modifiers(modifiers.into().into()),
+        )?;
+        Ok(self)
+    }
     setter!(/// Sets `image.format`.
         set_image_format, ImageFormat, PixelFormat, |v| Value::Format(v));
     setter!(/// Sets `image.color_std`.

@@ -1,9 +1,10 @@
 //! Attribute values: buffer types and the [`Value`] enum with its wire form.
 
 use super::{AttrError, Key};
+use crate::model::modifier::{self, ModifierSet, MAX_MODIFIERS};
 use crate::model::{
-    AccessorKind, BackendKind, ColorStd, DataType, LayoutKind, Padding, Permission, PixelFormat,
-    ScanType, ValueKind,
+    AccessorKind, BackendKind, ColorStd, DataType, LayoutKind, ModifierUsage, Padding, Permission,
+    PixelFormat, ScanType, ValueKind,
 };
 use std::cmp::Ordering;
 use std::fmt;
@@ -143,7 +144,8 @@ impl fmt::Display for BufferTypes {
 /// the caller): `Bool` 1 byte (0/1); `U32` 4; `U64` 8; `F64` 8 (IEEE bits); `Str` UTF-8 bytes;
 /// `U64List` n × 8; `StrList` n × (u16 length + UTF-8 bytes); `Types` 1 byte (bit set);
 /// the enums (`Permission`, `Accessor`, `Backend`, `Format`, `Layout`, `ColorStd`, `Scan`,
-/// `DataType`) 4 bytes of their `code()`; `Padding` 4 × u32 (top, bottom, left, right).
+/// `DataType`, `ModifierUsage`) 4 bytes of their `code()`; `Padding` 4 × u32 (top, bottom,
+/// left, right); `Modifiers` n × u64 in preference order (1 to [`MAX_MODIFIERS`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A flag.
@@ -180,6 +182,10 @@ pub enum Value {
     DataType(DataType),
     /// Image padding.
     Padding(Padding),
+    /// An ordered set of DRM format modifiers, most preferred first (no repeats).
+    Modifiers(ModifierSet),
+    /// What an accessor does with an image (ranks its modifier order).
+    ModifierUsage(ModifierUsage),
 }
 
 /// Longest accepted string (accessor name, GPU id), in bytes.
@@ -208,6 +214,8 @@ impl Value {
             Value::Scan(_) => ValueKind::Scan,
             Value::DataType(_) => ValueKind::DataType,
             Value::Padding(_) => ValueKind::Padding,
+            Value::Modifiers(_) => ValueKind::Modifiers,
+            Value::ModifierUsage(_) => ValueKind::ModifierUsage,
         }
     }
 
@@ -250,6 +258,8 @@ impl Value {
             (V::Scan(a), V::Scan(b)) => a.cmp(b),
             (V::DataType(a), V::DataType(b)) => a.cmp(b),
             (V::Padding(a), V::Padding(b)) => a.cmp(b),
+            (V::Modifiers(a), V::Modifiers(b)) => a.cmp(b),
+            (V::ModifierUsage(a), V::ModifierUsage(b)) => a.cmp(b),
             _ => (self.kind() as u8).cmp(&(other.kind() as u8)),
         }
     }
@@ -286,6 +296,10 @@ impl Value {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
             }
+            Value::Modifiers(l) => l
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Value::ModifierUsage(v) => out.extend_from_slice(&v.code().to_le_bytes()),
         }
     }
 
@@ -374,6 +388,15 @@ impl Value {
             ValueKind::DataType => Value::DataType(
                 DataType::from_code(code()?).ok_or_else(|| bad("unknown data type"))?,
             ),
+            ValueKind::Modifiers => {
+                if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > MAX_MODIFIERS {
+                    return Err(bad("modifier set: 1 to 64 values of 8 bytes"));
+                }
+                Value::Modifiers(bytes.chunks_exact(8).map(u64_of).collect::<Vec<_>>().into())
+            }
+            ValueKind::ModifierUsage => Value::ModifierUsage(
+                ModifierUsage::from_code(code()?).ok_or_else(|| bad("unknown modifier usage"))?,
+            ),
             ValueKind::Padding => {
                 let b = fixed(16)?;
                 Value::Padding(Padding {
@@ -417,6 +440,8 @@ impl fmt::Display for Value {
                 "top {} bottom {} left {} right {}",
                 p.top, p.bottom, p.left, p.right
             ),
+            Value::Modifiers(l) => f.write_str(&modifier::names(l)),
+            Value::ModifierUsage(u) => write!(f, "{u}"),
         }
     }
 }

@@ -144,15 +144,31 @@ impl DrmConstraints {
         self.modifiers(fourcc).contains(&MOD_LINEAR)
     }
 
-    /// The display's attribute list for a linear `fourcc` image of `width`×`height`: the
-    /// plane's pitch alignment, the linear modifier, accessor kind `Display` (scanout only
-    /// reads: read-only). Fails when the plane does not take the format linear.
+    /// The plane's modifier set for `fourcc`, as `image.modifiers` takes it: the `IN_FORMATS`
+    /// modifiers in the blob's order (the driver's declaration order; the kernel does not say
+    /// it is a preference, so unibuf takes it as one), repeats dropped, at most
+    /// [`crate::attr::MAX_MODIFIERS`] (the first ones). Empty when the plane lacks the format.
+    pub fn modifier_set(&self, fourcc: u32) -> Vec<u64> {
+        let mut set: Vec<u64> = Vec::new();
+        for &m in self.modifiers(fourcc) {
+            if !set.contains(&m) && set.len() < crate::attr::MAX_MODIFIERS {
+                set.push(m);
+            }
+        }
+        set
+    }
+
+    /// The display's attribute list for a `fourcc` image of `width`×`height`: the plane's
+    /// modifier set for the format ([`DrmConstraints::modifier_set`], usage `scanout`), its
+    /// pitch alignment, accessor kind `Display` (scanout only reads: read-only). Fails when
+    /// the plane does not take the format.
     pub fn attr_list(&self, fourcc: u32, width: u32, height: u32) -> Result<AttrList> {
         self.list(fourcc, width, height, Permission::ReadOnly, "plane")
     }
 
     /// The attribute list of a writeback target for a `fourcc` image of `width`×`height`: like
-    /// [`DrmConstraints::attr_list`], but the display writes the buffer (read-write). The
+    /// [`DrmConstraints::attr_list`], but the display writes the buffer (read-write) and the
+    /// modifier is `LINEAR` (writeback connectors state formats only, no modifiers). The
     /// writeback connector's formats are not those of the plane; the caller checks them.
     pub fn writeback_attr_list(&self, fourcc: u32, width: u32, height: u32) -> Result<AttrList> {
         let mut l = AttrList::with_types(&[BufferType::Image])?;
@@ -174,19 +190,21 @@ impl DrmConstraints {
         perm: Permission,
         what: &str,
     ) -> Result<AttrList> {
-        if !self.supports_linear(fourcc) {
+        let set = self.modifier_set(fourcc);
+        if set.is_empty() {
             return Err(Error::Device {
                 device: format!("{} plane {}", self.device, self.plane),
                 what: format!(
-                    "does not scan out fourcc {fourcc:#x} with the linear modifier (it offers {:?})",
-                    self.modifiers(fourcc)
+                    "does not scan out fourcc {fourcc:#x} (it takes {} formats)",
+                    self.formats.len()
                 ),
             });
         }
         let mut l = AttrList::with_types(&[BufferType::Image])?;
         l.set_image_drm_fourcc(fourcc)?
             .set_image_size(width, height)?
-            .set_image_modifier(MOD_LINEAR)?
+            .set_image_modifiers(set)?
+            .set_image_modifier_usage(crate::attr::ModifierUsage::Scanout)?
             .set_pitch_align(self.pitch_alignment as u64)?
             .set_accessor_kind(AccessorKind::Display)?
             .set_accessor_name(&format!("drm:{}:{what}{}", self.device, self.plane))?

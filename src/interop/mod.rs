@@ -69,6 +69,51 @@ mod tests {
         assert_eq!(r2.image(), r.image());
     }
 
+    /// A Tegra-like plane offering block-linear and LINEAR for XRGB8888: the display's set
+    /// comes from IN_FORMATS; with a GPU the plane's order picks, with a camera LINEAR.
+    #[test]
+    fn display_modifier_set_from_in_formats() {
+        use crate::layout::modifier::{nvidia_block_linear_2d as bl, LINEAR};
+        let xrgb = drm_fourcc::DrmFourcc::Xrgb8888 as u32;
+        let (b4, b2) = (bl(0, 1, 2, 0x06, 4), bl(0, 1, 2, 0x06, 2));
+        let mut d = display();
+        d.formats = vec![(xrgb, vec![b4, b2, LINEAR, b4])];
+        assert_eq!(d.modifier_set(xrgb), vec![b4, b2, LINEAR]);
+        assert!(d
+            .modifier_set(drm_fourcc::DrmFourcc::Nv12 as u32)
+            .is_empty());
+        let disp = d.attr_list(xrgb, 1920, 1080).unwrap();
+        let mut gpu = AttrList::image(crate::layout::PixelFormat::Xrgb8888, 1920, 1080).unwrap();
+        gpu.set_accessor_kind(AccessorKind::Gpu)
+            .unwrap()
+            .set_image_modifiers(vec![b2, LINEAR, b4])
+            .unwrap();
+        let r = crate::reconcile::reconcile([&gpu, &disp]).unwrap();
+        let img = r.image().unwrap();
+        assert_eq!(img.modifier, b4);
+        let fb = img.drm_framebuffer().unwrap();
+        assert_eq!((fb.modifier, fb.pitches[0]), (b4, 7680));
+        assert!(img.v4l2_format().is_none(), "V4L2 takes LINEAR only");
+        // The camera (V4L2) is LINEAR: with it the pick is LINEAR.
+        let mut cam = camera();
+        cam.width = 1920;
+        cam.height = 1080;
+        cam.planes[0] = PlaneConstraint {
+            pitch: 7680,
+            size: 7680 * 1080,
+        };
+        let cam = cam.attr_list().unwrap();
+        let disp = d.attr_list(xrgb, 1920, 1080).unwrap();
+        let r = crate::reconcile::reconcile([&cam, &disp]).unwrap();
+        assert_eq!(r.image().unwrap().modifier, LINEAR);
+        assert!(r.image().unwrap().v4l2_format().is_some());
+        // A CPU accessor that states no set is LINEAR too.
+        let mut cpu = AttrList::image(crate::layout::PixelFormat::Xrgb8888, 1920, 1080).unwrap();
+        cpu.set_accessor_kind(AccessorKind::Cpu).unwrap();
+        let r = crate::reconcile::reconcile([&cpu, &gpu]).unwrap();
+        assert_eq!(r.image().unwrap().modifier, LINEAR);
+    }
+
     #[test]
     fn display_refuses_unsupported_format() {
         assert!(display()

@@ -75,7 +75,8 @@ impl V4l2Constraints {
 
     /// The camera's attribute list: an image of the driver's format and size, `bytesperline` as
     /// the minimum pitch, `sizeimage` as the minimum size, accessor kind `Camera` (it writes the
-    /// buffer: read-write). One unibuf buffer holds all planes, so a format with several
+    /// buffer: read-write), the modifier set `{LINEAR}` (V4L2 has no modifiers: its
+    /// `bytesperline` layouts are linear) with usage `video`. One unibuf buffer holds all planes, so a format with several
     /// memory planes (`NV12M`) is refused: use its single-memory-plane twin (`NV12`).
     pub fn attr_list(&self) -> Result<AttrList> {
         if self.planes.len() != 1 {
@@ -89,6 +90,8 @@ impl V4l2Constraints {
         let mut l = AttrList::with_types(&[BufferType::Image])?;
         l.set_image_v4l2_fourcc(self.fourcc)?
             .set_image_size(self.width, self.height)?
+            .set_image_modifiers(vec![crate::layout::modifier::LINEAR])?
+            .set_image_modifier_usage(crate::attr::ModifierUsage::Video)?
             .set_accessor_kind(AccessorKind::Camera)?
             .set_accessor_name(&format!("v4l2:{}", self.device))?
             .set_required_perm(Permission::ReadWrite)?

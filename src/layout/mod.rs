@@ -24,6 +24,7 @@ pub use crate::model::format::{
     fourcc, modifier_tile, ColorFamily, FormatInfo, PixelFormat, PlaneInfo, TileGeometry,
     UnknownFormat,
 };
+pub use crate::model::modifier;
 
 use crate::model::{DataType, Key, Padding, ScanType};
 
@@ -233,15 +234,11 @@ impl ImageLayout {
     /// Computes the layout of an image whose first plane starts at `start` (pyramid levels).
     pub fn compute_at(p: &ImageParams, start: u64) -> Result<ImageLayout, LayoutError> {
         let info = p.format.info();
-        let tile = modifier_tile(p.modifier).ok_or_else(|| {
-            lerr(
-                Key::ImageModifier,
-                format!("format modifier {:#x} cannot be laid out", p.modifier),
-            )
-        })?;
+        let tile = crate::model::modifier::layout_of(p.modifier)
+            .map_err(|why| lerr(Key::ImageModifiers, why))?;
         if p.modifier != 0 && info.planes.iter().any(|pl| pl.bpp % 8 != 0) {
             return Err(lerr(
-                Key::ImageModifier,
+                Key::ImageModifiers,
                 "tiled layouts need whole-byte samples",
             ));
         }
@@ -249,6 +246,8 @@ impl ImageLayout {
         let h = u64::from(p.height) + u64::from(p.padding.top) + u64::from(p.padding.bottom);
         let interlaced = p.scan == ScanType::Interlaced;
         let a = p.pitch_align.max(tile.width_bytes);
+        // Planes of a tiled layout start on a tile (GOB) boundary; both are powers of two.
+        let base_align = p.base_align.max(tile.base_align);
         let bpp0 = u64::from(info.planes[0].bpp);
 
         // Pitch of plane 0: every plane's pitch is pitch0 * num / den.
@@ -293,9 +292,9 @@ impl ImageLayout {
             let vsub = u64::from(pl.vsub);
             let field_rows = align_up(ah0.div_ceil(vsub), tile.height_rows).ok_or_else(overflow)?;
             let field_bytes = pitch.checked_mul(field_rows).ok_or_else(overflow)?;
-            let offset = align_up(cursor, p.base_align).ok_or_else(overflow)?;
+            let offset = align_up(cursor, base_align).ok_or_else(overflow)?;
             let (aligned_height, raw_size, second) = if interlaced {
-                let first = align_up(field_bytes, p.base_align).ok_or_else(overflow)?;
+                let first = align_up(field_bytes, base_align).ok_or_else(overflow)?;
                 (
                     mul(2, field_rows)?,
                     add(first, field_bytes)?,
@@ -331,7 +330,7 @@ impl ImageLayout {
             scan: p.scan,
             planes,
             size,
-            alignment: p.base_align,
+            alignment: base_align,
         })
     }
 

@@ -5,7 +5,7 @@
 //! DRM only); they follow `include/uapi/linux/videodev2.h`. Raw Bayer formats have no DRM
 //! fourcc; their V4L2 codes are the unpacked ones (10/12-bit samples in 16-bit containers).
 
-use drm_fourcc::{DrmFourcc, DrmModifier};
+use drm_fourcc::DrmFourcc;
 use std::fmt;
 
 /// A pixel format code or name that is not in the format table (the text says which: a name,
@@ -277,69 +277,13 @@ impl fmt::Display for PixelFormat {
     }
 }
 
-/// The tile geometry of a DRM format modifier unibuf can lay out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TileGeometry {
-    /// Tile width in bytes: every pitch is a multiple of it.
-    pub width_bytes: u64,
-    /// Tile height in rows: every plane's aligned height is a multiple of it.
-    pub height_rows: u64,
-}
+pub use super::modifier::TileGeometry;
 
-/// The tile geometry of `modifier`, or `None` if unibuf cannot lay it out. `LINEAR` is a
-/// 1-byte × 1-row tile. Supported: `LINEAR`, Intel X-tiled (512 B × 8), Intel Y-tiled
-/// (128 B × 32), NVIDIA 16Bx2 block-linear with 1 to 32 GOBs per block (64 B × 8·n).
+/// The tile geometry of `modifier`, or `None` if unibuf cannot lay it out
+/// ([`super::modifier::layout_of`] says why).
 pub fn modifier_tile(modifier: u64) -> Option<TileGeometry> {
-    let t = |w, h| {
-        Some(TileGeometry {
-            width_bytes: w,
-            height_rows: h,
-        })
-    };
-    match DrmModifier::from(modifier) {
-        DrmModifier::Linear => t(1, 1),
-        DrmModifier::I915_x_tiled => t(512, 8),
-        DrmModifier::I915_y_tiled => t(128, 32),
-        DrmModifier::Nvidia_16bx2_block_one_gob => t(64, 8),
-        DrmModifier::Nvidia_16bx2_block_two_gob => t(64, 16),
-        DrmModifier::Nvidia_16bx2_block_four_gob => t(64, 32),
-        DrmModifier::Nvidia_16bx2_block_eight_gob => t(64, 64),
-        DrmModifier::Nvidia_16bx2_block_sixteen_gob => t(64, 128),
-        DrmModifier::Nvidia_16bx2_block_thirtytwo_gob => t(64, 256),
-        _ => None,
-    }
+    super::modifier::layout_of(modifier).ok()
 }
-
-/// Names accepted for modifiers in files, with their values.
-pub const MODIFIER_NAMES: &[(&str, DrmModifier)] = &[
-    ("linear", DrmModifier::Linear),
-    ("i915_x_tiled", DrmModifier::I915_x_tiled),
-    ("i915_y_tiled", DrmModifier::I915_y_tiled),
-    (
-        "nvidia_16bx2_block_one_gob",
-        DrmModifier::Nvidia_16bx2_block_one_gob,
-    ),
-    (
-        "nvidia_16bx2_block_two_gob",
-        DrmModifier::Nvidia_16bx2_block_two_gob,
-    ),
-    (
-        "nvidia_16bx2_block_four_gob",
-        DrmModifier::Nvidia_16bx2_block_four_gob,
-    ),
-    (
-        "nvidia_16bx2_block_eight_gob",
-        DrmModifier::Nvidia_16bx2_block_eight_gob,
-    ),
-    (
-        "nvidia_16bx2_block_sixteen_gob",
-        DrmModifier::Nvidia_16bx2_block_sixteen_gob,
-    ),
-    (
-        "nvidia_16bx2_block_thirtytwo_gob",
-        DrmModifier::Nvidia_16bx2_block_thirtytwo_gob,
-    ),
-];
 
 #[cfg(test)]
 mod tests {
@@ -403,7 +347,7 @@ mod tests {
     #[test]
     fn modifiers() {
         assert_eq!(modifier_tile(0).map(|t| t.width_bytes), Some(1));
-        assert!(modifier_tile(u64::from(DrmModifier::I915_x_tiled)).is_some());
+        assert!(modifier_tile(u64::from(drm_fourcc::DrmModifier::I915_x_tiled)).is_some());
         assert_eq!(modifier_tile(0x00ff_ffff_ffff_ffff), None);
     }
 }

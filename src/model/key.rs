@@ -70,6 +70,10 @@ pub enum ValueKind {
     DataType,
     /// [`crate::attr::Value::Padding`].
     Padding,
+    /// [`crate::attr::Value::Modifiers`].
+    Modifiers,
+    /// [`crate::attr::Value::ModifierUsage`].
+    ModifierUsage,
 }
 
 /// How reconciliation merges the values several lists give for one key.
@@ -86,6 +90,9 @@ pub enum MergePolicy {
     And,
     /// Set union (GPU ids, buffer types).
     Union,
+    /// Ordered-set intersection, then one pick by the documented rank (DRM format modifiers:
+    /// `image.modifiers`, and `image.modifier` as a set of one; see `docs/model.md`).
+    Intersect,
     /// Not merged: identifies one list (accessor name and kind); reconciliation keeps one per list.
     PerList,
     /// An output: computed by reconciliation, never set by a caller.
@@ -174,8 +181,9 @@ keys! {
 
     /// Image layout: pitch-linear or tiled (by a DRM format modifier); equal.
     ImageLayout = 0x0201, "image.layout", Image, Layout, Equal;
-    /// DRM format modifier (`0` = linear); equal.
-    ImageModifier = 0x0202, "image.modifier", Image, U64, Equal;
+    /// One DRM format modifier (`0` = linear): the set of one `{modifier}`, intersected with
+    /// every list's `image.modifiers`.
+    ImageModifier = 0x0202, "image.modifier", Image, U64, Intersect;
     /// Pixel format ([`crate::layout::PixelFormat`]); equal.
     ImageFormat = 0x0203, "image.format", Image, Format, Equal;
     /// Width in pixels (non-zero); equal.
@@ -205,6 +213,13 @@ keys! {
     /// that does not accept a padded `bytesperline`); every list that gives one must agree,
     /// and it must satisfy every other list's alignment and minimum; equal.
     ImageExactPitch = 0x020f, "image.exact_pitch", Image, U64, Equal;
+    /// DRM format modifiers the accessor accepts for the format, most preferred first (1 to 64,
+    /// no repeats; `LINEAR` and `INVALID` are distinct); intersected, then one is picked
+    /// (`out.modifier`).
+    ImageModifiers = 0x0210, "image.modifiers", Image, Modifiers, Intersect;
+    /// What the accessor does with the image (scanout, video, render, sampling, cpu): ranks
+    /// its modifier order in the pick; per list (default from `accessor_kind`).
+    ImageModifierUsage = 0x0211, "image.modifier_usage", Image, ModifierUsage, PerList;
 
     /// Tensor element data type; equal.
     TensorDataType = 0x0301, "tensor.data_type", Tensor, DataType, Equal;
@@ -264,6 +279,8 @@ keys! {
     OutPlaneChannels = 0x8207, "out.plane_channels", Image, U64List, Output;
     /// Output: offset of each plane's second field (interlaced; 0 when progressive).
     OutPlaneSecondFieldOffset = 0x8208, "out.plane_second_field_offset", Image, U64List, Output;
+    /// Output: the DRM format modifier picked from the common modifiers.
+    OutModifier = 0x8209, "out.modifier", Image, U64, Output;
 
     /// Output: tensor stride of each dimension in bytes.
     OutTensorStrides = 0x8301, "out.tensor_strides", Tensor, U64List, Output;
@@ -345,5 +362,8 @@ mod tests {
         assert_eq!(Key::TensorSizes.code(), 0x0303);
         assert_eq!(Key::OutPlanePitch.code(), 0x8202);
         assert_eq!(Key::OutPyramidLevelSizes.code(), 0x8502);
+        assert_eq!(Key::ImageModifiers.code(), 0x0210);
+        assert_eq!(Key::ImageModifierUsage.code(), 0x0211);
+        assert_eq!(Key::OutModifier.code(), 0x8209);
     }
 }

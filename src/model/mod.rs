@@ -64,10 +64,12 @@ mod common;
 pub mod format;
 mod key;
 mod memory;
+pub mod modifier;
 mod values;
 
 pub use common::{AccessorKind, BackendKind, Permission};
 pub use format::{PixelFormat, UnknownFormat};
 pub use key::{Key, KeyGroup, MergePolicy, ValueKind};
 pub use memory::MemoryRequirement;
+pub use modifier::ModifierUsage;
 pub use values::{ColorStd, DataType, LayoutKind, Padding, ScanType};

@@ -67,6 +67,6 @@ pub(super) fn merge(policy: MergePolicy, a: Value, b: &Value) -> Option<Value> {
             }
             _ => None,
         },
-        MergePolicy::PerList | MergePolicy::Output => None,
+        MergePolicy::PerList | MergePolicy::Output | MergePolicy::Intersect => None,
     }
 }

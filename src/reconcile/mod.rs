@@ -38,7 +38,7 @@
 //! ```
 
 use crate::attr::{
-    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key, LayoutKind,
+    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key,
     MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
 use crate::layout::{
@@ -51,6 +51,7 @@ use std::sync::OnceLock;
 mod conflict;
 pub mod dump;
 mod merge;
+mod modifiers;
 mod output;
 
 pub use conflict::{Conflict, ConflictItem, ConflictKind};
@@ -114,7 +115,10 @@ where
     let mut items = Vec::new();
     for &key in Key::ALL {
         let policy = key.merge_policy();
-        if matches!(policy, MergePolicy::PerList | MergePolicy::Output) {
+        if matches!(
+            policy,
+            MergePolicy::PerList | MergePolicy::Output | MergePolicy::Intersect
+        ) {
             continue;
         }
         let mut acc: Option<Value> = None;
@@ -150,11 +154,29 @@ where
             merged.put(key, v);
         }
     }
+    let layout = match merged.get(Key::ImageLayout) {
+        Some(Value::Layout(l)) => Some(*l),
+        _ => None,
+    };
+    let tensor =
+        matches!(merged.get(Key::Types), Some(Value::Types(t)) if t.contains(BufferType::Tensor));
+    let modifier = match modifiers::negotiate(&ls, modifiers::Shape::of(layout, tensor)) {
+        Ok(Some((ranked, pick))) => {
+            merged.put(Key::ImageModifiers, Value::Modifiers(ranked));
+            pick
+        }
+        Ok(None) => crate::model::modifier::LINEAR,
+        Err(item) => {
+            items.push(item);
+            crate::model::modifier::LINEAR
+        }
+    };
     if !items.is_empty() {
+        items.sort_by_key(|i| i.key);
         return Err(Conflict { items });
     }
     let inputs: Vec<AttrList> = ls.iter().map(|(_, l)| (*l).clone()).collect();
-    compute(merged, inputs, &ls)
+    compute(merged, inputs, &ls, modifier)
 }
 
 impl Reconciled {
@@ -280,6 +302,9 @@ impl Reconciled {
                 let got = self.get(key);
                 let ok = match key.merge_policy() {
                     MergePolicy::PerList => true,
+                    MergePolicy::Intersect => {
+                        modifiers::satisfies(l, self.image.as_ref().map(|i| i.modifier))
+                    }
                     MergePolicy::Output => false,
                     MergePolicy::Equal => got == Some(v),
                     MergePolicy::Max => match (key, v, got) {
@@ -305,6 +330,10 @@ impl Reconciled {
                     let mut values = vec![(who.clone(), v.clone())];
                     let shown = if key == Key::RequiredPerm {
                         Some(Value::Permission(self.permission))
+                    } else if key.merge_policy() == MergePolicy::Intersect {
+                        self.image
+                            .as_ref()
+                            .map(|i| Value::Modifiers(vec![i.modifier].into()))
                     } else {
                         got.cloned()
                     };

@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) struct Ctx<'a> {
     merged: &'a AttrList,
+    modifier: u64,
     ls: &'a [(usize, &'a AttrList)],
     items: Vec<ConflictItem>,
 }
@@ -72,29 +73,8 @@ impl Ctx<'_> {
         let format = self.format();
         let width = self.need_u64(Key::ImageWidth);
         let height = self.need_u64(Key::ImageHeight);
-        let layout = match self.merged.get(Key::ImageLayout) {
-            Some(Value::Layout(l)) => *l,
-            _ => LayoutKind::PitchLinear,
-        };
-        let modifier = self.u64(Key::ImageModifier);
-        let modifier = match (layout, modifier) {
-            (LayoutKind::PitchLinear, None | Some(0)) => 0,
-            (LayoutKind::PitchLinear, Some(_)) => {
-                self.invalid(
-                    Key::ImageModifier,
-                    "a pitch-linear image needs the linear modifier (0)",
-                );
-                0
-            }
-            (LayoutKind::Tiled, None | Some(0)) => {
-                self.invalid(
-                    Key::ImageLayout,
-                    "a tiled image needs a non-linear image.modifier",
-                );
-                0
-            }
-            (LayoutKind::Tiled, Some(m)) => m,
-        };
+        // The modifier was negotiated before (modifiers::negotiate), image.layout included.
+        let modifier = self.modifier;
         let scan = match self.merged.get(Key::ImageScanType) {
             Some(Value::Scan(s)) => *s,
             _ => ScanType::Progressive,
@@ -154,9 +134,11 @@ pub(super) fn compute(
     merged: AttrList,
     inputs: Vec<AttrList>,
     ls: &[(usize, &AttrList)],
+    modifier: u64,
 ) -> Result<Reconciled, Conflict> {
     let mut cx = Ctx {
         merged: &merged,
+        modifier,
         ls,
         items: Vec::new(),
     };
@@ -407,6 +389,7 @@ impl Reconciled {
                 Key::OutPlaneSecondFieldOffset,
                 u64_list(pl.iter().map(|p| p.second_field_offset)),
             );
+            put(Key::OutModifier, Value::U64(img.modifier));
         }
         if let Some(t) = &self.tensor {
             put(Key::OutTensorStrides, Value::U64List(t.strides.clone()));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::attr::{BackendKind, Padding};
+use crate::attr::{BackendKind, LayoutKind, Padding};
 
 fn camera() -> AttrList {
     let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
@@ -238,12 +238,15 @@ fn tiled_and_padding() {
     let p = r.image().unwrap().planes[0];
     assert_eq!(p.pitch, 512);
     assert_eq!(p.aligned_height, 16);
+    // With no image.layout the modifier decides; pitch_linear keeps LINEAR only.
     let mut bad = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
     bad.set_image_modifier(u64::from(drm_fourcc::DrmModifier::I915_x_tiled))
         .unwrap();
+    assert!(reconcile([&bad]).is_ok());
+    bad.set_image_layout(LayoutKind::PitchLinear).unwrap();
     assert_eq!(
         reconcile([&bad]).unwrap_err().keys().next(),
-        Some(Key::ImageModifier)
+        Some(Key::ImageModifiers)
     );
 }
 
@@ -294,7 +297,6 @@ fn base_for(key: Key) -> AttrList {
 #[test]
 fn every_input_key_merge_policy() {
     use crate::attr::{MergePolicy as M, ScanType};
-    let x_tiled = u64::from(drm_fourcc::DrmModifier::I915_x_tiled);
     let pad = |t, b| {
         Value::Padding(Padding {
             top: t,
@@ -360,7 +362,6 @@ fn every_input_key_merge_policy() {
             Value::Layout(LayoutKind::Tiled),
             None,
         ),
-        (Key::ImageModifier, Value::U64(0), Value::U64(x_tiled), None),
         (
             Key::ImageFormat,
             Value::Format(PixelFormat::Nv12),
@@ -457,7 +458,9 @@ fn every_input_key_merge_policy() {
     ];
     let covered: Vec<Key> = cases.iter().map(|c| c.0).collect();
     for &k in Key::ALL {
-        let skip = matches!(k.merge_policy(), M::PerList | M::Output) || k == Key::Types;
+        // Modifier keys (Intersect) have their own tests (modifier_sets_*).
+        let skip =
+            matches!(k.merge_policy(), M::PerList | M::Output | M::Intersect) || k == Key::Types;
         assert_eq!(covered.contains(&k), !skip, "{k} coverage");
     }
     for (key, va, vb, want) in cases {
@@ -513,4 +516,141 @@ fn color_standard_must_fit_the_format() {
     let mut x = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
     x.set_color_std(ColorStd::Bt709).unwrap();
     assert!(reconcile([&x]).is_ok());
+}
+
+mod modifier_sets {
+    use super::*;
+    use crate::attr::{AccessorKind, ModifierUsage};
+    use crate::model::modifier::{nvidia_block_linear_2d as bl, INVALID, LINEAR};
+
+    fn list(name: &str, kind: Option<AccessorKind>, mods: &[u64]) -> AttrList {
+        let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+        l.set_accessor_name(name).unwrap();
+        if let Some(k) = kind {
+            l.set_accessor_kind(k).unwrap();
+        }
+        l.set_image_modifiers(mods.to_vec()).unwrap();
+        l
+    }
+
+    fn pick(lists: &[&AttrList]) -> u64 {
+        let r = reconcile(lists.iter().copied()).unwrap_or_else(|c| panic!("{c}"));
+        assert_eq!(
+            r.get(Key::OutModifier),
+            Some(&Value::U64(r.image().unwrap().modifier))
+        );
+        r.image().unwrap().modifier
+    }
+
+    #[test]
+    fn scanout_order_wins_then_the_most_constrained() {
+        let b4 = bl(0, 1, 2, 0x06, 4);
+        let b2 = bl(0, 1, 2, 0x06, 2);
+        let gpu = list("gpu", Some(AccessorKind::Gpu), &[b4, b2, LINEAR]);
+        let disp = list("disp", Some(AccessorKind::Display), &[LINEAR, b2, b4]);
+        assert_eq!(pick(&[&gpu, &disp]), LINEAR);
+        assert_eq!(pick(&[&disp, &gpu]), LINEAR);
+        // Without a scanout list the GPU's order decides.
+        let cpu_any = list("dev", None, &[LINEAR, b4, b2, INVALID]);
+        assert_eq!(pick(&[&cpu_any, &gpu]), b4);
+        // Same usage: the smaller set is preferred.
+        let gpu2 = list("gpu2", Some(AccessorKind::Gpu), &[b2, b4]);
+        assert_eq!(pick(&[&gpu, &gpu2]), b2);
+        // An explicit usage overrides the kind's default.
+        let mut tex = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+        tex.set_accessor_kind(AccessorKind::Display)
+            .unwrap()
+            .set_image_modifier_usage(ModifierUsage::Cpu)
+            .unwrap()
+            .set_image_modifiers(vec![b2, b4, LINEAR])
+            .unwrap();
+        assert_eq!(pick(&[&gpu, &tex]), b4);
+        // The merged image.modifiers is the common set in the preferred order.
+        let r = reconcile([&gpu, &disp]).unwrap();
+        assert_eq!(
+            r.get(Key::ImageModifiers),
+            Some(&Value::Modifiers(vec![LINEAR, b2, b4].into()))
+        );
+        assert!(r.validate([&gpu, &disp]).is_ok());
+        let other = list("other", None, &[b2]);
+        assert!(r.validate([&other]).is_err());
+    }
+
+    #[test]
+    fn invalid_and_linear_stay_distinct() {
+        let a = list("a", None, &[INVALID]);
+        let b = list("b", None, &[LINEAR]);
+        let c = reconcile([&a, &b]).unwrap_err();
+        assert_eq!(c.keys().collect::<Vec<_>>(), vec![Key::ImageModifiers]);
+        assert_eq!(c.items()[0].kind, ConflictKind::Disagree);
+        let text = c.to_string();
+        assert!(
+            text.contains("a = [INVALID]") && text.contains("b = [LINEAR]"),
+            "{text}"
+        );
+        // INVALID alone is common but has no layout unibuf can compute.
+        let c = reconcile([&a]).unwrap_err();
+        assert!(c.to_string().contains("implicit"), "{c}");
+    }
+
+    #[test]
+    fn uncomputable_modifiers_are_skipped_or_refused() {
+        let amd = 0x0200_0000_0000_0001;
+        let a = list("a", None, &[amd, bl(0, 1, 2, 0x06, 1)]);
+        assert_eq!(pick(&[&a]), bl(0, 1, 2, 0x06, 1));
+        let compressed = bl(1, 1, 2, 0x06, 1);
+        let b = list("b", None, &[amd, compressed]);
+        let c = reconcile([&b]).unwrap_err();
+        let t = c.to_string();
+        assert!(
+            t.contains("cannot compute") && t.contains("compress"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn single_modifier_is_a_set_of_one_and_layout_filters() {
+        let b1 = bl(0, 1, 2, 0x06, 1);
+        let set = list("set", None, &[LINEAR, b1]);
+        let mut one = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+        one.set_image_modifier(b1).unwrap();
+        assert_eq!(pick(&[&set, &one]), b1);
+        let mut tiled = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+        tiled.set_image_layout(LayoutKind::Tiled).unwrap();
+        assert_eq!(pick(&[&set, &tiled]), b1);
+        let mut lin = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+        lin.set_image_layout(LayoutKind::PitchLinear).unwrap();
+        assert_eq!(pick(&[&set, &lin]), LINEAR);
+        assert_eq!(
+            reconcile([&one, &lin]).unwrap_err().keys().next(),
+            Some(Key::ImageModifiers)
+        );
+        assert_eq!(
+            reconcile([&tiled]).unwrap_err().keys().next(),
+            Some(Key::ImageLayout)
+        );
+        // No set anywhere: linear, as before sets.
+        assert_eq!(pick(&[&lin]), LINEAR);
+        // Both keys in one list: the one modifier if the set holds it.
+        let mut both = list("both", None, &[LINEAR, b1]);
+        both.set_image_modifier(LINEAR).unwrap();
+        assert_eq!(pick(&[&both]), LINEAR);
+    }
+
+    #[test]
+    fn sets_are_checked() {
+        let mut l = AttrList::image(PixelFormat::Nv12, 64, 64).unwrap();
+        assert!(l.set_image_modifiers(Vec::<u64>::new()).is_err());
+        assert!(l.set_image_modifiers(vec![0, 0]).is_err());
+        assert!(l.set_image_modifiers(vec![7u64; 65]).is_err());
+        let many: Vec<u64> = (0..65).collect();
+        assert!(l.set_image_modifiers(many[..64].to_vec()).is_ok());
+        let mut w = Vec::new();
+        l.get(Key::ImageModifiers).unwrap().encode(&mut w);
+        assert_eq!(w.len(), 64 * 8);
+        assert!(Value::decode(Key::ImageModifiers, &w).is_ok());
+        assert!(Value::decode(Key::ImageModifiers, &[]).is_err());
+        assert!(Value::decode(Key::ImageModifiers, &[0; 65 * 8]).is_err());
+        assert!(Value::decode(Key::ImageModifiers, &[0; 12]).is_err());
+    }
 }

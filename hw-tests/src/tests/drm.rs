@@ -66,11 +66,29 @@ fn vkms_plane_constraints() -> anyhow::Result<Outcome> {
         .find(|(_, t)| *t == unibuf::interop::drm::PlaneType::Primary)
         .context("vkms has no primary plane")?;
     let c = card.plane_constraints(*primary)?;
-    if !c.supports_linear(XRGB8888) {
+    // vkms declares { LINEAR, INVALID } (drivers/gpu/drm/vkms/vkms_plane.c), INVALID being
+    // the list's terminator: IN_FORMATS holds LINEAR alone, for every format.
+    let set = c.modifier_set(XRGB8888);
+    if set != [unibuf::layout::modifier::LINEAR] {
         bail!(
-            "vkms primary plane lacks XRGB8888 with the linear modifier: {:?}",
+            "vkms primary plane: XRGB8888 modifier set {}, expected [LINEAR] (formats {:x?})",
+            unibuf::layout::modifier::names(&set),
             c.formats
         );
+    }
+    if let Some((f, m)) = c.formats.iter().find(|(_, m)| m.as_slice() != [0]) {
+        bail!("vkms primary plane: format {f:#x} has modifiers {m:x?}, expected LINEAR only");
+    }
+    // The provider's list states that set for scanout; with a CPU accessor it picks LINEAR.
+    let disp = c.attr_list(XRGB8888, 64, 64)?;
+    if disp.get(Key::ImageModifiers) != Some(&Value::Modifiers(set.clone().into())) {
+        bail!("display list: {:?}", disp.get(Key::ImageModifiers));
+    }
+    let mut cpu = cpu_image_list(Permission::ReadWrite)?;
+    cpu.set_image_drm_fourcc(XRGB8888)?.set_image_size(64, 64)?;
+    let r = reconcile([&disp, &cpu])?;
+    if r.get(Key::OutModifier) != Some(&Value::U64(0)) {
+        bail!("picked {:?}, expected LINEAR", r.get(Key::OutModifier));
     }
     if !c.pitch_alignment.is_power_of_two() {
         bail!(
@@ -79,11 +97,11 @@ fn vkms_plane_constraints() -> anyhow::Result<Outcome> {
         );
     }
     harness::pass(format!(
-        "{} plane {}: {} formats (XRGB8888 modifiers {:x?}), pitch alignment {}",
+        "{} plane {}: {} formats (XRGB8888 modifier set {}), pitch alignment {}",
         card.path(),
         c.plane,
         c.formats.len(),
-        c.modifiers(XRGB8888),
+        unibuf::layout::modifier::names(&set),
         c.pitch_alignment
     ))
 }
