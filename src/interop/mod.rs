@@ -11,6 +11,8 @@
 //! - [`vfio`]: a PCIe device behind an IOMMU: pinnable memory, read-only IOMMU maps, QEMU `edu`.
 //! - [`gpu`]: a GPU accessor's constraints and the import descriptor Vulkan and EGL expect.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod drm;
 pub mod gpu;
 pub mod png;
