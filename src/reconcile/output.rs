@@ -303,7 +303,7 @@ pub(super) fn compute(
         contiguous: flag(Key::PhysContiguous, false),
         pinnable: ls
             .iter()
-            .any(|(_, l)| l.accessor_kind() == Some(AccessorKind::Vfio)),
+            .any(|(_, l)| l.accessor_kind().is_some_and(AccessorKind::maps_host_memory)),
         device_access: ls
             .iter()
             .any(|(_, l)| l.accessor_kind().is_none_or(AccessorKind::imports_dma_buf)),

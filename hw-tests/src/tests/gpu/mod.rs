@@ -5,6 +5,7 @@
 use crate::harness::Test;
 
 mod cuda;
+pub(crate) mod support;
 mod vulkan;
 
 /// Every GPU test.
