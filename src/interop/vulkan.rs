@@ -1678,6 +1678,24 @@ fn image_info<'b>(
 }
 
 impl Vulkan {
+    /// Whether a `width × height` LINEAR image of `format` (transfer source and destination) can
+    /// be imported from memory of `handle_type` (`HOST_ALLOCATION_EXT`, `DMA_BUF_EXT`): `Err`
+    /// says what the driver answered.
+    pub fn image_import_support(
+        &self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+    ) -> Result<()> {
+        self.need_modifiers("explicit image layouts")?;
+        let vf = self.vk_format(format)?;
+        let layout = ImageLayout::compute(&crate::layout::ImageParams::new(format, width, height))
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let usage = vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST;
+        self.check_importable(vf, &layout, usage, handle_type)
+    }
+
     /// Whether images of `vf` with `layout`'s modifier and size can be imported from memory of
     /// `handle_type` (`vkGetPhysicalDeviceImageFormatProperties2` with the modifier and the
     /// external handle type).

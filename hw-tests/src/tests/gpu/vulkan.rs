@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, ensure, Context};
 use std::sync::Arc;
 use unibuf::attr::{AccessorKind, AttrList, Permission};
 use unibuf::interop::gpu::GpuId;
+use unibuf::interop::vulkan::ash::vk;
 use unibuf::interop::vulkan::{packed_planes, VkBuffer, VkImage, VkMemory, Vulkan, MOD_LINEAR};
 use unibuf::layout::{align_up, ImageLayout, PixelFormat};
 use unibuf::object::Object;
@@ -142,14 +143,35 @@ fn provider() -> anyhow::Result<Outcome> {
             "{}: no LINEAR modifier among {mods:?}",
             f.name()
         );
-        let pa = vk.linear_pitch_alignment(f)?;
-        let gc = vk.constraints(Some(f))?;
+        let mut import = Vec::new();
+        for (name, h) in [
+            (
+                "host",
+                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+            ),
+            ("dma-buf", vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT),
+        ] {
+            import.push(match vk.image_import_support(f, 640, 480, h) {
+                Ok(()) => format!("{name}: importable"),
+                Err(e) => format!("{name}: {e}"),
+            });
+        }
+        let pa = vk.linear_pitch_alignment(f);
+        let gc = vk.constraints(Some(f));
         note += &format!(
-            "; {} modifiers {mods:?}; {pa}; list: pitch_align {} base_align {}",
+            "; {} modifiers {mods:?}; images over {}; ",
             f.name(),
-            gc.pitch_alignment,
-            gc.alignment
+            import.join(", ")
         );
+        match (pa, gc) {
+            (Ok(pa), Ok(gc)) => {
+                note += &format!(
+                    "{pa}; list: pitch_align {} base_align {}",
+                    gc.pitch_alignment, gc.alignment
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => bail!("{note}: pitch rule: {e}"),
+        }
     }
     pass(note)
 }
@@ -277,6 +299,7 @@ fn round_trip(
 fn images() -> anyhow::Result<Outcome> {
     let vk = vk_or_skip!(open_for_images());
     let mut notes = Vec::new();
+    let mut failed = false;
     for (f, w, h, a) in [
         (PixelFormat::Xrgb8888, 1001, 67, None),
         // A pitch above the driver's own (256-aligned): the explicit pitch is honoured.
@@ -284,12 +307,23 @@ fn images() -> anyhow::Result<Outcome> {
         (PixelFormat::Nv12, 202, 66, None),
         (PixelFormat::Nv12, 1920, 1080, None),
     ] {
-        notes.push(
-            round_trip(&vk, f, w, h, a)
-                .with_context(|| format!("{} {w}x{h} (CPU pitch align {a:?})", f.name()))?,
-        );
+        // Every case runs, so that one report shows them all.
+        match round_trip(&vk, f, w, h, a) {
+            Ok(n) => notes.push(n),
+            Err(e) => {
+                failed = true;
+                notes.push(format!(
+                    "FAILED {} {w}x{h} (CPU pitch align {a:?}): {e:#}",
+                    f.name()
+                ));
+            }
+        }
     }
-    pass(format!("{}: {}", vk.label(), notes.join("; ")))
+    let text = format!("{}: {}", vk.label(), notes.join("; "));
+    if failed {
+        bail!(text);
+    }
+    pass(text)
 }
 
 fn pitch_rule() -> anyhow::Result<Outcome> {
@@ -346,7 +380,7 @@ fn pitch_rule() -> anyhow::Result<Outcome> {
         ensure!(
             matches!(VkImage::new(&mem), Err(Error::InvalidArgument(_)))
                 && e.contains(&format!("pitch {row}"))
-                && e.contains(&format!("alignment of {} bytes", pa.alignment))
+                && e.contains(&format!("alignment of {} bytes", pa.plane_alignment[0]))
                 && e.contains(&format!("width {w}")),
             "unclear refusal: {e}"
         );
