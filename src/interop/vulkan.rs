@@ -285,7 +285,9 @@ fn instance() -> Result<(ash::Entry, ash::Instance, u32)> {
     // SAFETY: `info` and `app` live across the call; no allocator callbacks.
     let instance = unsafe { entry.create_instance(&info, None) }.map_err(|r| {
         unavailable(format!(
-            "vkCreateInstance: VK_{r:?} (no Vulkan driver (ICD) found? set VK_DRIVER_FILES)"
+            "vkCreateInstance: VK_{r:?} (the loader found no driver that starts: no ICD \
+             manifest (set VK_DRIVER_FILES), or the driver refused to initialise; \
+             VK_LOADER_DEBUG=error,driver says which)"
         ))
     })?;
     Ok((entry, instance, api))
