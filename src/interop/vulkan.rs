@@ -757,6 +757,18 @@ impl Vulkan {
         width: u32,
         height: u32,
     ) -> Result<(Vec<vk::SubresourceLayout>, u64)> {
+        let (layouts, align, _) = self.probe_linear_sized(vf, planes, width, height)?;
+        Ok((layouts, align))
+    }
+
+    /// [`Self::probe_linear`], with the memory size the driver requires as well.
+    fn probe_linear_sized(
+        &self,
+        vf: vk::Format,
+        planes: usize,
+        width: u32,
+        height: u32,
+    ) -> Result<(Vec<vk::SubresourceLayout>, u64, u64)> {
         let mods = [MOD_LINEAR];
         let mut list =
             vk::ImageDrmFormatModifierListCreateInfoEXT::default().drm_format_modifiers(&mods);
@@ -799,7 +811,7 @@ impl Vulkan {
         let req = unsafe { self.device.get_image_memory_requirements(image) };
         // SAFETY: destroys the probe image created above, unused by any command.
         unsafe { self.device.destroy_image(image, None) };
-        Ok((out, req.alignment.max(1)))
+        Ok((out, req.alignment.max(1), req.size))
     }
 
     /// The constraints this GPU puts on a buffer of `format` (`None`: a raw buffer) it imports:
@@ -841,7 +853,29 @@ impl Vulkan {
             } else {
                 None
             };
-        self.constraints(format)?.fill(list)
+        self.constraints(format)?.fill(list)?;
+        // The driver sizes a linear image's memory in whole units of its memory alignment (an
+        // NV12 image with its chroma plane at 64 KiB needs 128 KiB, not 64 KiB and the chroma
+        // bytes): ask it for an image of this list's size and make that the minimum.
+        if let (Some(f), Some(Value::U32(w)), Some(Value::U32(h))) = (
+            format,
+            list.get(Key::ImageWidth),
+            list.get(Key::ImageHeight),
+        ) {
+            let (w, h) = (*w, *h);
+            let need = self.linear_image_size(f, w, h)?;
+            list.set_min_size(need)?;
+        }
+        Ok(())
+    }
+
+    /// The memory size the driver requires for a `width × height` `format` image with the
+    /// LINEAR modifier and its own layout (`VkMemoryRequirements::size`).
+    pub fn linear_image_size(&self, format: PixelFormat, width: u32, height: u32) -> Result<u64> {
+        self.linear_modifier(format)?;
+        let vf = self.vk_format(format)?;
+        let (_, _, size) = self.probe_linear_sized(vf, format.planes().len(), width, height)?;
+        Ok(size)
     }
 
     /// Records commands with `record`, submits them and waits (10 s at most).
