@@ -64,7 +64,10 @@ impl AccessorKind {
     /// `VK_EXT_external_memory_host`); a GPU imports a dma-buf only where its driver can
     /// (`VK_EXT_external_memory_dma_buf`, CUDA's `DMABUF_FD` on Tegra), and udmabuf serves both.
     pub fn imports_dma_buf(self) -> bool {
-        !matches!(self, AccessorKind::Cpu | AccessorKind::Vfio | AccessorKind::Gpu)
+        !matches!(
+            self,
+            AccessorKind::Cpu | AccessorKind::Vfio | AccessorKind::Gpu
+        )
     }
 
     /// Whether this accessor maps or registers the process's memory, so the buffer must be

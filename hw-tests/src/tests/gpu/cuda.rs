@@ -342,7 +342,11 @@ fn vidmem_across_processes() -> anyhow::Result<Outcome> {
     ensure!(v.size() == size, "allocated {} bytes", v.size());
     k.fill_u32(v.device_ptr(), (size / 4) as u64, 0x0102_0304)?;
     cuda.synchronize()?;
-    let expect = if (size / 4).is_multiple_of(2) { 0 } else { 0x0102_0304 };
+    let expect = if (size / 4).is_multiple_of(2) {
+        0
+    } else {
+        0x0102_0304
+    };
     for ep in [&mut ro, &mut rw] {
         ep.set_recv_timeout(Some(Duration::from_secs(60)))?;
     }
@@ -363,7 +367,11 @@ fn vidmem_across_processes() -> anyhow::Result<Outcome> {
     ensure!(rw.recv_data()? == b"wrote", "read-write importer");
     wait(rw_pid)?;
     let x = k.xor_u32(v.device_ptr(), (size / 4) as u64)?;
-    let expect_rw = if (size / 4).is_multiple_of(2) { 0 } else { 0x5a5a_5a5a };
+    let expect_rw = if (size / 4).is_multiple_of(2) {
+        0
+    } else {
+        0x5a5a_5a5a
+    };
     ensure!(
         x == expect_rw,
         "exporter read {x:#x} after the read-write importer's write"
