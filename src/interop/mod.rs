@@ -10,11 +10,16 @@
 //!   `ADDFB2`, atomic scanout and writeback readback.
 //! - [`vfio`]: a PCIe device behind an IOMMU: pinnable memory, read-only IOMMU maps, QEMU `edu`.
 //! - [`gpu`]: a GPU accessor's constraints and the import descriptor Vulkan and EGL expect.
+//! - `cuda`, `vulkan` (features of the same names): providers and importers for those APIs.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod drm;
 pub mod gpu;
 pub mod v4l2;
 pub mod vfio;
+#[cfg(feature = "vulkan")]
+pub mod vulkan;
 
 #[cfg(test)]
 mod tests {

@@ -47,11 +47,24 @@ impl AccessorKind {
         self != AccessorKind::Cpu
     }
 
-    /// Whether this accessor imports the buffer as a dma-buf fd (a camera, a display, a GPU,
-    /// another device). A VFIO accessor does not: VFIO type1 and iommufd map the process's own
-    /// memory (a memfd mapping), so VFIO alone does not require a dma-buf provider.
+    /// Whether this accessor imports the buffer as a dma-buf fd (a camera, a display, another
+    /// device). CPU, VFIO and GPU accessors do not need one: VFIO type1 and iommufd map the
+    /// process's own memory (a memfd mapping), and a GPU reaches memfd-backed memory by
+    /// registering its mapping (CUDA's `cuMemHostRegister`, Vulkan's
+    /// `VK_EXT_external_memory_host`); a GPU imports a dma-buf only where its driver can
+    /// (`VK_EXT_external_memory_dma_buf`, CUDA's `DMABUF_FD` on Tegra), and udmabuf serves both.
     pub fn imports_dma_buf(self) -> bool {
-        !matches!(self, AccessorKind::Cpu | AccessorKind::Vfio)
+        !matches!(
+            self,
+            AccessorKind::Cpu | AccessorKind::Vfio | AccessorKind::Gpu
+        )
+    }
+
+    /// Whether this accessor maps or registers the process's memory, so the buffer must be
+    /// memfd-backed (a memfd, or a udmabuf with its memfd): a heap dma-buf's own mapping is
+    /// `VM_PFNMAP` and can be neither pinned by VFIO nor registered with CUDA.
+    pub fn maps_host_memory(self) -> bool {
+        matches!(self, AccessorKind::Vfio | AccessorKind::Gpu)
     }
 }
 

@@ -348,12 +348,14 @@ impl Reconciled {
                 }
             }
             let kind = l.accessor_kind();
-            if kind == Some(AccessorKind::Vfio) && !self.memory.pinnable {
-                items.push(ConflictItem {
-                    key: Key::OutPinnable,
-                    kind: ConflictKind::NotSatisfied,
-                    values: vec![(who.clone(), Value::Accessor(AccessorKind::Vfio))],
-                });
+            if let Some(k) = kind.filter(|k| k.maps_host_memory()) {
+                if !self.memory.pinnable {
+                    items.push(ConflictItem {
+                        key: Key::OutPinnable,
+                        kind: ConflictKind::NotSatisfied,
+                        values: vec![(who.clone(), Value::Accessor(k))],
+                    });
+                }
             }
             if kind.is_none_or(AccessorKind::imports_dma_buf) && !self.memory.device_access {
                 items.push(ConflictItem {

@@ -283,9 +283,10 @@ pub(super) fn compute(
     let cpu_cache = cpu_access && flag(Key::EnableCpuCache, true);
     let memory = MemoryRequirement {
         contiguous: flag(Key::PhysContiguous, false),
-        pinnable: ls
-            .iter()
-            .any(|(_, l)| l.accessor_kind() == Some(AccessorKind::Vfio)),
+        pinnable: ls.iter().any(|(_, l)| {
+            l.accessor_kind()
+                .is_some_and(AccessorKind::maps_host_memory)
+        }),
         device_access: ls
             .iter()
             .any(|(_, l)| l.accessor_kind().is_none_or(AccessorKind::imports_dma_buf)),

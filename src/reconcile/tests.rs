@@ -168,6 +168,23 @@ fn vfio_needs_pinnable_memory_and_a_dma_buf_only_beside_an_importer() {
 }
 
 #[test]
+fn a_gpu_needs_memfd_backed_memory_and_no_dma_buf_of_its_own() {
+    // CUDA registers the buffer's mapping (cuMemHostRegister); a heap dma-buf's VM_PFNMAP
+    // mapping cannot be registered, so the memory must be memfd-backed.
+    let mut cpu = AttrList::raw(4096).unwrap();
+    cpu.set_accessor_kind(AccessorKind::Cpu).unwrap();
+    let mut gpu = AttrList::raw(4096).unwrap();
+    gpu.set_accessor_kind(AccessorKind::Gpu).unwrap();
+    let r = reconcile([&cpu, &gpu]).unwrap();
+    assert!(r.memory().pinnable);
+    assert!(!r.memory().device_access);
+    let mut disp = AttrList::raw(4096).unwrap();
+    disp.set_accessor_kind(AccessorKind::Display).unwrap();
+    let r = reconcile([&gpu, &disp]).unwrap();
+    assert!(r.memory().pinnable && r.memory().device_access);
+}
+
+#[test]
 fn cpu_only_lists_need_no_device() {
     let mut a = AttrList::raw(4096).unwrap();
     a.set_accessor_kind(AccessorKind::Cpu).unwrap();

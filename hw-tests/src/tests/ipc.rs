@@ -78,7 +78,10 @@ fn dma_buf_backends() -> Vec<BackendKind> {
 }
 
 /// Forks; the child runs `f` on `ep` and exits 0 on success (printing its error otherwise).
-fn fork_peer(ep: Endpoint, f: impl FnOnce(Endpoint) -> anyhow::Result<()>) -> anyhow::Result<i32> {
+pub(crate) fn fork_peer(
+    ep: Endpoint,
+    f: impl FnOnce(Endpoint) -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
     // SAFETY: the runner is single-threaded; the child runs `f` and `_exit`s.
     let pid = unsafe { libc::fork() };
     ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
@@ -97,7 +100,7 @@ fn fork_peer(ep: Endpoint, f: impl FnOnce(Endpoint) -> anyhow::Result<()>) -> an
     Ok(pid)
 }
 
-fn wait(pid: i32) -> anyhow::Result<()> {
+pub(crate) fn wait(pid: i32) -> anyhow::Result<()> {
     let mut st = 0;
     // SAFETY: waitpid on our own child with a valid pointer.
     let r = unsafe { libc::waitpid(pid, &mut st, 0) };

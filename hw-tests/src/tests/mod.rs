@@ -6,6 +6,8 @@ mod backend;
 mod conformance;
 mod drm;
 mod env;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod ipc;
 mod v4l2;
 mod vfio;
@@ -20,5 +22,7 @@ pub fn all() -> Vec<Test> {
     v.extend(v4l2::tests());
     v.extend(drm::tests());
     v.extend(vfio::tests());
+    #[cfg(feature = "gpu")]
+    v.extend(gpu::tests());
     v
 }
