@@ -153,6 +153,14 @@ pub enum Error {
         /// What it refused.
         what: String,
     },
+    /// A wait ran out of time before what it waited for happened (a frame, a fence).
+    #[error("{what} within {timeout:?}")]
+    Timeout {
+        /// What was waited for, e.g. `"/dev/video0: no frame"`.
+        what: String,
+        /// How long the caller allowed.
+        timeout: std::time::Duration,
+    },
 }
 
 impl Error {
