@@ -137,8 +137,13 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// Maps `len` bytes of `fd`; `what` names the buffer in an error.
-    fn map(fd: BorrowedFd<'_>, len: usize, writable: bool, what: &str) -> Result<Region> {
+    /// Maps `len` bytes of `fd`; `what` names the buffer in an error (built only then).
+    fn map(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        writable: bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<Region> {
         if len == 0 {
             return Err(Error::InvalidArgument("cannot map an empty buffer".into()));
         }
@@ -154,10 +159,10 @@ impl Region {
         };
         let map = match mapped {
             Ok(m) => m,
-            Err(e) => return Err(Error::sys(op, what, e)),
+            Err(e) => return Err(Error::sys(op, what(), e)),
         };
         let Some(ptr) = NonNull::new(map.as_mut_ptr()) else {
-            return Err(Error::sys(op, what, rustix::io::Errno::FAULT));
+            return Err(Error::sys(op, what(), rustix::io::Errno::FAULT));
         };
         Ok(Region { map, ptr })
     }
@@ -174,7 +179,7 @@ impl Region {
 /// Whether `fd` can be mapped for reading (maps one page and unmaps it). `Err` carries the reason.
 pub fn probe_mappable(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
     let len = crate::backend::page_size() as usize;
-    Region::map(fd, len, false, what).map(drop)
+    Region::map(fd, len, false, || what.to_owned()).map(drop)
 }
 
 /// A read-only (`PROT_READ`, `MAP_SHARED`) mapping of an object. A write through a raw pointer into
@@ -194,12 +199,13 @@ pub struct WriteMap<'o> {
 
 impl<'o> ReadMap<'o> {
     /// Maps `map_fd` read-only; `sync_fd` is the dma-buf to bracket accesses with (`None` for a
-    /// plain memfd). Used by [`crate::object::Object::map_read`].
+    /// plain memfd); `what` names the object in an error, and is called only then. Used by
+    /// [`crate::object::Object::map_read`].
     pub(crate) fn new(
         map_fd: BorrowedFd<'_>,
         sync_fd: Option<BorrowedFd<'o>>,
         len: usize,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Result<Self> {
         Ok(ReadMap {
             region: Region::map(map_fd, len, false, what)?,
@@ -235,7 +241,7 @@ impl<'o> WriteMap<'o> {
         map_fd: BorrowedFd<'_>,
         sync_fd: Option<BorrowedFd<'o>>,
         len: usize,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Result<Self> {
         Ok(WriteMap {
             region: Region::map(map_fd, len, true, what)?,
@@ -640,8 +646,8 @@ mod tests {
     #[test]
     fn copies_round_trip_at_offsets_and_between_mappings() {
         let m = memfd(8192);
-        let mut w = WriteMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
-        let r = ReadMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 8192, || "memfd".into()).unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 8192, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         assert_eq!(g.len(), 8192);
         assert!(!g.is_empty());
@@ -671,7 +677,7 @@ mod tests {
     #[test]
     fn out_of_bounds_copies_are_refused_and_change_nothing() {
         let m = memfd(4096);
-        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         g.fill(0x11);
         for (offset, n) in [(4096, 1), (4095, 2), (4097, 0), (0, 4097), (usize::MAX, 1)] {
@@ -692,7 +698,7 @@ mod tests {
             assert!(dst.iter().all(|&b| b == 0xEE), "dst was written");
         }
         assert!(g.to_vec().iter().all(|&b| b == 0x11), "the map was written");
-        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let rg = r.read().unwrap();
         let mut dst = [0u8; 2];
         assert!(matches!(
@@ -705,7 +711,7 @@ mod tests {
     #[test]
     fn fill_sets_every_byte() {
         let m = memfd(12288);
-        let mut w = WriteMap::new(m.as_fd(), None, 12288, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 12288, || "memfd".into()).unwrap();
         let mut g = w.read_write().unwrap();
         g.fill(0xA5);
         assert!(g.to_vec().iter().all(|&b| b == 0xA5));
@@ -716,7 +722,7 @@ mod tests {
     #[test]
     fn unsafe_slices_see_the_same_bytes() {
         let m = memfd(4096);
-        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         // SAFETY: the memfd is local to this test; no other mapping is written while the slices
         // live (the read-only map below is made and read only after they are gone).
@@ -726,7 +732,7 @@ mod tests {
         }
         assert_eq!(g.as_ptr(), g.as_mut_ptr().cast_const());
         drop(g);
-        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let rg = r.read().unwrap();
         // SAFETY: as above: nothing writes the memfd while this slice lives.
         assert_eq!(&unsafe { rg.as_slice() }[..3], b"abc");
