@@ -25,6 +25,8 @@ mod lists {
     include!("support/ipc_lists.rs");
 }
 
+include!("support/interleaved.rs");
+
 fn memfd(size: u64) -> rustix::fd::OwnedFd {
     let fd = rustix::fs::memfd_create("bench", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
@@ -160,28 +162,6 @@ fn list_round_trip(c: &mut Criterion) {
             black_box(n);
         })
     });
-}
-
-/// Median per-operation time of `f`, measured in `rounds` batches of `batch` calls, interleaved
-/// with the other closures so that the machine's load weighs on all of them alike.
-fn interleaved(rounds: usize, batch: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); fs.len()];
-    for _ in 0..rounds {
-        for (i, f) in fs.iter_mut().enumerate() {
-            let t = std::time::Instant::now();
-            for _ in 0..batch {
-                f();
-            }
-            samples[i].push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        })
-        .collect()
 }
 
 /// The figures of the issue, in one run: median of interleaved batches, and their ratio.

@@ -149,11 +149,13 @@ pub enum Error {
     #[error("ipc: peer disconnected")]
     Disconnected,
 
-    /// Nothing arrived in time: `what` was awaited (a message on an endpoint) for `after`
-    /// (the receive timeout). Nothing was consumed; the endpoint stays usable.
+    /// Nothing arrived in time: `what` was awaited (a message on an endpoint, a frame, a fence)
+    /// for `after` (the caller's timeout). Nothing was consumed; the endpoint or device stays
+    /// usable.
     #[error("{what}: timed out after {after:?}")]
     Timeout {
-        /// What was awaited, e.g. `socketpair (a) waiting for a message`.
+        /// What was awaited, e.g. `socketpair (a) waiting for a message` or
+        /// `/dev/video0: no frame`.
         what: String,
         /// How long it was awaited.
         after: std::time::Duration,

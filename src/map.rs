@@ -8,8 +8,12 @@
 //! Access to the bytes goes through guards: [`ReadMap::read`] / [`WriteMap::read`] issue
 //! `DMA_BUF_IOCTL_SYNC` `START|READ` and the guard's drop issues `END|READ`; [`WriteMap::write`]
 //! and [`WriteMap::read_write`] do the same with `WRITE` / `RW`. The ioctls are retried on `EINTR`
-//! and `EAGAIN`. Objects that are plain memfds (CPU-only) have no dma-buf: their guards issue no
-//! ioctl.
+//! (always) and on `EAGAIN` (a bounded number of times, see [`sync_start`]). Objects that are plain
+//! memfds (CPU-only) have no dma-buf: their guards issue no ioctl.
+//!
+//! The mapping itself is a memmap2 [`MmapRaw`] (made by
+//! [`crate::sys::mm`]): raw pointers only, `MAP_SHARED`, `PROT_READ` for read-only maps; see
+//! `docs/mapping.md`.
 //!
 //! # The aliasing contract
 //!
@@ -45,8 +49,8 @@
 
 use crate::error::{Error, Result};
 use crate::sys::dma_buf as uapi;
+use crate::sys::mm::{self, MmapRaw};
 use rustix::fd::BorrowedFd;
-use rustix::mm::{MapFlags, ProtFlags};
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr::NonNull;
@@ -72,36 +76,55 @@ impl SyncDir {
     }
 }
 
+/// How many times an `EAGAIN` of `DMA_BUF_IOCTL_SYNC` is restarted before it is reported.
+const SYNC_EAGAIN_RESTARTS: u32 = 16;
+
+/// `DMA_BUF_IOCTL_SYNC` through [`crate::sys::dma_buf::sync`] (which retries `EINTR`), with the
+/// restart the kernel's documentation of the ioctl asks for on `EAGAIN`
+/// (`drivers/dma-buf/dma-buf.c`: "DMA_BUF_IOCTL_SYNC can fail with -EAGAIN or -EINTR, in which
+/// case it must be restarted"). That `EAGAIN` is an exporter's transient failure, not "would
+/// block" (the fd's `O_NONBLOCK` plays no part in SYNC), so it is restarted after a yield, but
+/// only [`SYNC_EAGAIN_RESTARTS`] times: an exporter that keeps answering it gets reported
+/// instead of spinning the caller forever.
 fn sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
-    let mut arg = uapi::DmaBufSync { flags };
-    // SAFETY: `arg` is the `dma_buf_sync` DMA_BUF_IOCTL_SYNC reads. `ioctl_with` retries
-    // EINTR/EAGAIN.
-    unsafe { crate::sys::ioctl_with(fd, uapi::DMA_BUF_IOCTL_SYNC, &mut arg) }.map_err(|e| {
-        use rustix::fd::AsRawFd;
-        let what = match flags & uapi::DMA_BUF_SYNC_END {
-            0 => "DMA_BUF_IOCTL_SYNC(START)",
-            _ => "DMA_BUF_IOCTL_SYNC(END)",
-        };
-        Error::sys(what, format!("dma-buf fd {}", fd.as_raw_fd()), e)
-    })?;
-    Ok(())
+    let mut restarts = 0;
+    loop {
+        match uapi::sync(fd, flags) {
+            Err(rustix::io::Errno::AGAIN) if restarts < SYNC_EAGAIN_RESTARTS => {
+                restarts += 1;
+                std::thread::yield_now();
+            }
+            r => {
+                return r.map_err(|e| {
+                    use rustix::fd::AsRawFd;
+                    let what = match flags & uapi::DMA_BUF_SYNC_END {
+                        0 => "DMA_BUF_IOCTL_SYNC(START)",
+                        _ => "DMA_BUF_IOCTL_SYNC(END)",
+                    };
+                    Error::sys(what, format!("dma-buf fd {}", fd.as_raw_fd()), e)
+                })
+            }
+        }
+    }
 }
 
-/// Issues `DMA_BUF_IOCTL_SYNC` `START | dir` on a dma-buf fd (retrying `EINTR`/`EAGAIN`).
+/// Issues `DMA_BUF_IOCTL_SYNC` `START | dir` on a dma-buf fd, retrying `EINTR`, and `EAGAIN` up
+/// to 16 times (the kernel documents both as "restart"; see `docs/mapping.md`).
 pub fn sync_start(fd: BorrowedFd<'_>, dir: SyncDir) -> Result<()> {
     sync(fd, uapi::DMA_BUF_SYNC_START | dir.flags())
 }
 
-/// Issues `DMA_BUF_IOCTL_SYNC` `END | dir` on a dma-buf fd (retrying `EINTR`/`EAGAIN`).
+/// Issues `DMA_BUF_IOCTL_SYNC` `END | dir` on a dma-buf fd, retrying like [`sync_start`].
 pub fn sync_end(fd: BorrowedFd<'_>, dir: SyncDir) -> Result<()> {
     sync(fd, uapi::DMA_BUF_SYNC_END | dir.flags())
 }
 
-/// A `MAP_SHARED` mapping; unmapped on drop.
+/// A `MAP_SHARED` mapping; unmapped on drop (by memmap2). Reached only through raw pointers.
 #[derive(Debug)]
 struct Region {
+    map: MmapRaw,
+    /// `map`'s address, checked non-null once.
     ptr: NonNull<u8>,
-    len: usize,
 }
 
 // SAFETY: a `Region` owns a mapping (not thread-bound: munmap from any thread is fine) and is
@@ -114,47 +137,49 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    fn map(fd: BorrowedFd<'_>, len: usize, writable: bool, what: &str) -> Result<Region> {
+    /// Maps `len` bytes of `fd`; `what` names the buffer in an error (built only then).
+    fn map(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        writable: bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<Region> {
         if len == 0 {
             return Err(Error::InvalidArgument("cannot map an empty buffer".into()));
         }
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
+        let mapped = if writable {
+            mm::map_shared_read_write(fd, len)
         } else {
-            ProtFlags::READ
+            mm::map_shared_read_only(fd, len)
         };
-        // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no Rust object; it is
-        // unmapped only by our Drop.
-        let p =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }
-                .map_err(|e| {
-                Error::sys(
-                    if writable {
-                        "mmap(PROT_READ|PROT_WRITE, MAP_SHARED)"
-                    } else {
-                        "mmap(PROT_READ, MAP_SHARED)"
-                    },
-                    what,
-                    e,
-                )
-            })?;
-        let ptr = NonNull::new(p.cast::<u8>())
-            .ok_or_else(|| Error::sys("mmap", what, rustix::io::Errno::FAULT))?;
-        Ok(Region { ptr, len })
+        let op = if writable {
+            "mmap(PROT_READ|PROT_WRITE, MAP_SHARED)"
+        } else {
+            "mmap(PROT_READ, MAP_SHARED)"
+        };
+        let map = match mapped {
+            Ok(m) => m,
+            Err(e) => return Err(Error::sys(op, what(), e)),
+        };
+        let Some(ptr) = NonNull::new(map.as_mut_ptr()) else {
+            return Err(Error::sys(op, what(), rustix::io::Errno::FAULT));
+        };
+        Ok(Region { map, ptr })
     }
-}
 
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`; no view outlives the region.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
 /// Whether `fd` can be mapped for reading (maps one page and unmaps it). `Err` carries the reason.
 pub fn probe_mappable(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
     let len = crate::backend::page_size() as usize;
-    Region::map(fd, len, false, what).map(drop)
+    Region::map(fd, len, false, || what.to_owned()).map(drop)
 }
 
 /// A read-only (`PROT_READ`, `MAP_SHARED`) mapping of an object. A write through a raw pointer into
@@ -174,12 +199,13 @@ pub struct WriteMap<'o> {
 
 impl<'o> ReadMap<'o> {
     /// Maps `map_fd` read-only; `sync_fd` is the dma-buf to bracket accesses with (`None` for a
-    /// plain memfd). Used by [`crate::object::Object::map_read`].
+    /// plain memfd); `what` names the object in an error, and is called only then. Used by
+    /// [`crate::object::Object::map_read`].
     pub(crate) fn new(
         map_fd: BorrowedFd<'_>,
         sync_fd: Option<BorrowedFd<'o>>,
         len: usize,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Result<Self> {
         Ok(ReadMap {
             region: Region::map(map_fd, len, false, what)?,
@@ -189,7 +215,7 @@ impl<'o> ReadMap<'o> {
 
     /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
-        self.region.len
+        self.region.len()
     }
 
     /// Always false: empty buffers are not mapped.
@@ -200,7 +226,7 @@ impl<'o> ReadMap<'o> {
     /// The mapping's address, for handing to code that takes raw pointers. Writing through it
     /// faults.
     pub fn as_ptr(&self) -> *const u8 {
-        self.region.ptr.as_ptr()
+        self.region.ptr().as_ptr()
     }
 
     /// Begins a CPU read (`SYNC_START | READ`); the guard ends it (`SYNC_END | READ`) on drop.
@@ -215,7 +241,7 @@ impl<'o> WriteMap<'o> {
         map_fd: BorrowedFd<'_>,
         sync_fd: Option<BorrowedFd<'o>>,
         len: usize,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Result<Self> {
         Ok(WriteMap {
             region: Region::map(map_fd, len, true, what)?,
@@ -225,7 +251,7 @@ impl<'o> WriteMap<'o> {
 
     /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
-        self.region.len
+        self.region.len()
     }
 
     /// Always false: empty buffers are not mapped.
@@ -235,13 +261,13 @@ impl<'o> WriteMap<'o> {
 
     /// The mapping's address.
     pub fn as_ptr(&self) -> *const u8 {
-        self.region.ptr.as_ptr()
+        self.region.ptr().as_ptr()
     }
 
     /// The mapping's address, writable. Accesses through it should be bracketed by
     /// [`crate::map::sync_start`]/[`crate::map::sync_end`] (or a guard).
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.region.ptr.as_ptr()
+        self.region.ptr().as_ptr()
     }
 
     /// Begins a CPU read (`SYNC_START | READ`).
@@ -358,8 +384,8 @@ impl<'m> ReadGuard<'m> {
             sync_start(fd, SyncDir::Read)?;
         }
         Ok(ReadGuard {
-            ptr: region.ptr,
-            len: region.len,
+            ptr: region.ptr(),
+            len: region.len(),
             sync,
             _region: PhantomData,
         })
@@ -455,8 +481,8 @@ impl<'m> WriteGuard<'m> {
             sync_start(fd, dir)?;
         }
         Ok(WriteGuard {
-            ptr: region.ptr,
-            len: region.len,
+            ptr: region.ptr(),
+            len: region.len(),
             sync,
             dir,
             _region: PhantomData,
@@ -620,8 +646,8 @@ mod tests {
     #[test]
     fn copies_round_trip_at_offsets_and_between_mappings() {
         let m = memfd(8192);
-        let mut w = WriteMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
-        let r = ReadMap::new(m.as_fd(), None, 8192, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 8192, || "memfd".into()).unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 8192, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         assert_eq!(g.len(), 8192);
         assert!(!g.is_empty());
@@ -651,7 +677,7 @@ mod tests {
     #[test]
     fn out_of_bounds_copies_are_refused_and_change_nothing() {
         let m = memfd(4096);
-        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         g.fill(0x11);
         for (offset, n) in [(4096, 1), (4095, 2), (4097, 0), (0, 4097), (usize::MAX, 1)] {
@@ -672,7 +698,7 @@ mod tests {
             assert!(dst.iter().all(|&b| b == 0xEE), "dst was written");
         }
         assert!(g.to_vec().iter().all(|&b| b == 0x11), "the map was written");
-        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let rg = r.read().unwrap();
         let mut dst = [0u8; 2];
         assert!(matches!(
@@ -685,7 +711,7 @@ mod tests {
     #[test]
     fn fill_sets_every_byte() {
         let m = memfd(12288);
-        let mut w = WriteMap::new(m.as_fd(), None, 12288, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 12288, || "memfd".into()).unwrap();
         let mut g = w.read_write().unwrap();
         g.fill(0xA5);
         assert!(g.to_vec().iter().all(|&b| b == 0xA5));
@@ -696,7 +722,7 @@ mod tests {
     #[test]
     fn unsafe_slices_see_the_same_bytes() {
         let m = memfd(4096);
-        let mut w = WriteMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let mut w = WriteMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let mut g = w.write().unwrap();
         // SAFETY: the memfd is local to this test; no other mapping is written while the slices
         // live (the read-only map below is made and read only after they are gone).
@@ -706,7 +732,7 @@ mod tests {
         }
         assert_eq!(g.as_ptr(), g.as_mut_ptr().cast_const());
         drop(g);
-        let r = ReadMap::new(m.as_fd(), None, 4096, "memfd").unwrap();
+        let r = ReadMap::new(m.as_fd(), None, 4096, || "memfd".into()).unwrap();
         let rg = r.read().unwrap();
         // SAFETY: as above: nothing writes the memfd while this slice lives.
         assert_eq!(&unsafe { rg.as_slice() }[..3], b"abc");

@@ -608,7 +608,7 @@ impl Object {
             self.map_source(),
             self.sync_fd(),
             self.info.size as usize,
-            &self.what(),
+            || self.what(),
         )
     }
 
@@ -623,12 +623,11 @@ impl Object {
             )));
         }
         self.check_cpu()?;
-        let what = self.what();
         WriteMap::new(
             self.map_source(),
             self.sync_fd(),
             self.info.size as usize,
-            &what,
+            || self.what(),
         )
     }
 }

@@ -69,40 +69,19 @@ pub(crate) fn set_fitted_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
     let name = cut_name(name);
     let mut buf = [0u8; sys::dma_buf::DMA_BUF_NAME_LEN];
     buf[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: DMA_BUF_SET_NAME takes a pointer to a NUL-terminated string; `buf` is live for the
-    // call and NUL-terminated (at most 31 bytes copied into 32 zeroed bytes).
-    unsafe {
-        sys::ioctl_raw(
-            fd,
-            sys::dma_buf::DMA_BUF_SET_NAME_B,
-            buf.as_mut_ptr().cast(),
-        )
-    }
-    .map_err(|e| Error::sys("DMA_BUF_SET_NAME", format!("dma-buf {name:?}"), e))?;
+    // At most 31 bytes were copied into 32 zeroed ones, so a NUL ends them (the scan stops at
+    // the first NUL; `fit_name` refused inner ones on the checked path).
+    let cname = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| Error::InvalidArgument(format!("buffer name {name:?} is not terminated")))?;
+    sys::dma_buf::set_name(fd, cname)
+        .map_err(|e| Error::sys("DMA_BUF_SET_NAME", format!("dma-buf {name:?}"), e))?;
     Ok(())
 }
 
 /// `DMA_HEAP_IOCTL_ALLOC` of `len` bytes (page-rounded) with `O_RDWR | O_CLOEXEC`.
 pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &Path, len: u64) -> Result<OwnedFd> {
-    let mut data = sys::dma_heap::DmaHeapAllocationData {
-        len,
-        fd: 0,
-        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
-        heap_flags: 0,
-    };
-    // SAFETY: `data` is the `dma_heap_allocation_data` that DMA_HEAP_IOCTL_ALLOC reads and writes.
-    unsafe { sys::ioctl_with(heap, sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data) }
-        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path.to_string_lossy(), e))?;
-    // SAFETY: on success the kernel returned a new fd in `data.fd` that nothing else owns.
-    Ok(unsafe { own(data.fd as i32) })
-}
-
-/// # Safety
-/// `fd` must be a fresh, open fd owned by nothing else.
-unsafe fn own(fd: i32) -> OwnedFd {
-    use rustix::fd::FromRawFd;
-    // SAFETY: forwarded from the contract.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    sys::dma_heap::alloc(heap, len, (libc::O_RDWR | libc::O_CLOEXEC) as u32, 0)
+        .map_err(|e| Error::sys("DMA_HEAP_IOCTL_ALLOC", heap_path.to_string_lossy(), e))
 }
 
 /// A memfd of `len` bytes named `unibuf:<name>`, sealed against shrinking (`F_SEAL_SHRINK`).
@@ -148,29 +127,14 @@ pub(crate) fn udmabuf_alloc(
     // udmabuf refuses a memfd that can shrink (pages could vanish under the device) and one
     // sealed against writes: `memfd_alloc` seals F_SEAL_SHRINK and nothing else.
     let memfd = memfd_alloc(len, name)?;
-    let raw_memfd = {
-        use rustix::fd::AsRawFd;
-        memfd.as_raw_fd()
-    };
-    let mut create = sys::udmabuf::UdmabufCreate {
-        memfd: raw_memfd as u32,
-        flags: sys::udmabuf::UDMABUF_FLAGS_CLOEXEC,
-        offset: 0,
-        size: len,
-    };
-    // SAFETY: `create` is the `udmabuf_create` UDMABUF_CREATE reads; the ioctl returns a new fd.
-    let out = unsafe { sys::ioctl_with(dev, sys::udmabuf::UDMABUF_CREATE, &mut create) }
-        .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path.to_string_lossy(), e))?;
-    let raw = out as i32;
-    if raw < 0 {
-        return Err(Error::sys(
-            "UDMABUF_CREATE",
-            dev_path.to_string_lossy(),
-            Errno::INVAL,
-        ));
-    }
-    // SAFETY: UDMABUF_CREATE returned a new fd that nothing else owns.
-    let dmabuf = unsafe { own(raw) };
+    let dmabuf = sys::udmabuf::create(
+        dev,
+        memfd.as_fd(),
+        0,
+        len,
+        sys::udmabuf::UDMABUF_FLAGS_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("UDMABUF_CREATE", dev_path.to_string_lossy(), e))?;
     Ok((dmabuf, memfd))
 }
 

@@ -19,7 +19,7 @@ use drm::control::{
 };
 use drm::{ClientCapability, Device as DrmDevice};
 use rustix::event::{PollFd, PollFlags};
-use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode as FileMode, OFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -692,8 +692,8 @@ impl Output {
                 }
             }
         }
-        let mut fence_fd: i32 = -1;
-        let fence_ptr = writeback.map(|_| &mut fence_fd as *mut i32 as u64);
+        let mut fence = crate::sys::drm::OutFenceSlot::new();
+        let fence_ptr = writeback.map(|_| fence.property_value());
         let req = self.request(
             card,
             fb,
@@ -711,15 +711,10 @@ impl Output {
             .map_err(|e| io_err("DRM_IOCTL_MODE_ATOMIC", card.path.clone(), e))?;
         self.modeset_done = true;
         if writeback.is_some() {
-            if fence_fd < 0 {
-                return Err(Error::Device {
-                    device: card.path.clone(),
-                    what: "atomic commit with a writeback job returned no out-fence".into(),
-                });
-            }
-            // SAFETY: the kernel installed a new sync_file fd for us through the out-fence
-            // pointer; nothing else owns it.
-            let fd = unsafe { OwnedFd::from_raw_fd(fence_fd) };
+            let fd = fence.take().ok_or_else(|| Error::Device {
+                device: card.path.clone(),
+                what: "atomic commit with a writeback job returned no out-fence".into(),
+            })?;
             return Ok(Some(WritebackFence(fd)));
         }
         Ok(None)

@@ -11,12 +11,12 @@
 
 use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
-use crate::sys::{self, v4l2 as v};
+use crate::sys::v4l2 as v;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -170,10 +170,8 @@ impl VideoNode {
             Mode::empty(),
         )
         .map_err(|e| Error::sys("open", name.clone(), e))?;
-        let mut caps = v::V4l2Capability::default();
-        // SAFETY: VIDIOC_QUERYCAP fills a `struct v4l2_capability`.
-        unsafe { sys::ioctl_with(&fd, v::VIDIOC_QUERYCAP, &mut caps) }
-            .map_err(|e| Error::sys("VIDIOC_QUERYCAP", name.clone(), e))?;
+        let caps =
+            v::querycap(fd.as_fd()).map_err(|e| Error::sys("VIDIOC_QUERYCAP", name.clone(), e))?;
         let dc = if caps.capabilities & v::V4L2_CAP_DEVICE_CAPS != 0 {
             caps.device_caps
         } else {
@@ -261,8 +259,7 @@ impl VideoNode {
                 type_: self.buf_type,
                 ..Default::default()
             };
-            // SAFETY: VIDIOC_ENUM_FMT takes a `struct v4l2_fmtdesc`.
-            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_ENUM_FMT, &mut d) } {
+            match v::enum_fmt(self.fd.as_fd(), &mut d) {
                 Ok(_) => out.push(d.pixelformat),
                 Err(rustix::io::Errno::INVAL) => break,
                 Err(e) => return Err(Error::sys("VIDIOC_ENUM_FMT", self.path.clone(), e)),
@@ -337,8 +334,7 @@ impl VideoNode {
     }
 
     fn try_raw(&self, f: &mut v::V4l2Format) -> Result<()> {
-        // SAFETY: VIDIOC_TRY_FMT takes a `struct v4l2_format`.
-        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_TRY_FMT, f) }
+        v::try_fmt(self.fd.as_fd(), f)
             .map_err(|e| Error::sys("VIDIOC_TRY_FMT", self.path.clone(), e))?;
         Ok(())
     }
@@ -380,8 +376,7 @@ impl VideoNode {
     /// The current format (`VIDIOC_G_FMT`).
     pub fn current_format(&self) -> Result<V4l2Constraints> {
         let mut f = v::V4l2Format::new(self.buf_type);
-        // SAFETY: VIDIOC_G_FMT takes a `struct v4l2_format`.
-        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_G_FMT, &mut f) }
+        v::g_fmt(self.fd.as_fd(), &mut f)
             .map_err(|e| Error::sys("VIDIOC_G_FMT", self.path.clone(), e))?;
         Ok(self.constraints_from(&f, false))
     }
@@ -396,8 +391,7 @@ impl VideoNode {
         pitches: &[u32],
     ) -> Result<V4l2Constraints> {
         let mut f = self.format_req(fourcc, width, height, pitches);
-        // SAFETY: VIDIOC_S_FMT takes a `struct v4l2_format`.
-        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_S_FMT, &mut f) }
+        v::s_fmt(self.fd.as_fd(), &mut f)
             .map_err(|e| Error::sys("VIDIOC_S_FMT", self.path.clone(), e))?;
         let c = self.constraints_from(&f, false);
         let got: Vec<u32> = c.planes.iter().map(|p| p.pitch).collect();
@@ -424,8 +418,7 @@ impl VideoNode {
                 id,
                 ..Default::default()
             };
-            // SAFETY: VIDIOC_QUERYCTRL takes a `struct v4l2_queryctrl`.
-            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_QUERYCTRL, &mut q) } {
+            match v::queryctrl(self.fd.as_fd(), &mut q) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INVAL) => return Ok(None),
                 Err(e) => return Err(Error::sys("VIDIOC_QUERYCTRL", self.path.clone(), e)),
@@ -449,8 +442,7 @@ impl VideoNode {
                 index,
                 ..Default::default()
             };
-            // SAFETY: VIDIOC_QUERYMENU takes a `struct v4l2_querymenu`.
-            match unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_QUERYMENU, &mut m) } {
+            match v::querymenu(self.fd.as_fd(), &mut m) {
                 Ok(_) => {
                     let name = m.name;
                     out.push((index, cstr(&name)));
@@ -464,9 +456,7 @@ impl VideoNode {
 
     /// Sets a control by id (`VIDIOC_S_CTRL`).
     pub fn set_control(&self, id: u32, value: i32) -> Result<()> {
-        let mut c = v::V4l2Control { id, value };
-        // SAFETY: VIDIOC_S_CTRL takes a `struct v4l2_control`.
-        unsafe { sys::ioctl_with(&self.fd, v::VIDIOC_S_CTRL, &mut c) }.map_err(|e| {
+        v::s_ctrl(self.fd.as_fd(), id, value).map_err(|e| {
             Error::sys("VIDIOC_S_CTRL", format!("{} control {id:#x}", self.path), e)
         })?;
         Ok(())
@@ -571,8 +561,7 @@ impl<'a> DmabufCapture<'a> {
             memory: v::V4L2_MEMORY_DMABUF,
             ..Default::default()
         };
-        // SAFETY: VIDIOC_REQBUFS takes a `struct v4l2_requestbuffers`.
-        unsafe { sys::ioctl_with(&node.fd, v::VIDIOC_REQBUFS, &mut rb) }
+        v::reqbufs(node.fd.as_fd(), &mut rb)
             .map_err(|e| Error::sys("VIDIOC_REQBUFS(DMABUF)", node.path.clone(), e))?;
         let n = buffers.len();
         let cap = DmabufCapture {
@@ -614,20 +603,18 @@ impl<'a> DmabufCapture<'a> {
         let mut b = v::V4l2Buffer::new(self.node.buf_type, v::V4L2_MEMORY_DMABUF, index as u32);
         b.field = v::V4L2_FIELD_NONE;
         let mut vp = [v::V4l2Plane::default(); v::VIDEO_MAX_PLANES];
-        if self.node.is_mplane() {
+        let nplanes = if self.node.is_mplane() {
             for (i, p) in planes.iter().enumerate() {
                 vp[i].m.fd = p.fd.as_raw_fd();
                 vp[i].length = p.length;
             }
-            b.m.planes = vp.as_mut_ptr();
-            b.length = planes.len() as u32;
+            planes.len()
         } else {
             b.m.fd = planes[0].fd.as_raw_fd();
             b.length = planes[0].length;
-        }
-        // SAFETY: VIDIOC_QBUF takes a `struct v4l2_buffer`; for multi-planar types `m.planes`
-        // points to `length` live `struct v4l2_plane`s (`vp` outlives the call).
-        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_QBUF, &mut b) }.map_err(|e| {
+            0
+        };
+        v::qbuf(self.node.fd.as_fd(), &mut b, &mut vp[..nplanes]).map_err(|e| {
             Error::sys(
                 "VIDIOC_QBUF(DMABUF)",
                 format!("{} buffer {index}", self.node.path),
@@ -640,9 +627,7 @@ impl<'a> DmabufCapture<'a> {
 
     /// Starts streaming (`VIDIOC_STREAMON`).
     pub fn start(&mut self) -> Result<()> {
-        let mut t = self.node.buf_type as i32;
-        // SAFETY: VIDIOC_STREAMON takes a pointer to the buffer type (int).
-        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_STREAMON, &mut t) }
+        v::streamon(self.node.fd.as_fd(), self.node.buf_type)
             .map_err(|e| Error::sys("VIDIOC_STREAMON", self.node.path.clone(), e))?;
         self.streaming = true;
         Ok(())
@@ -650,34 +635,32 @@ impl<'a> DmabufCapture<'a> {
 
     /// Waits up to `timeout` for a filled buffer and dequeues it (`VIDIOC_DQBUF`), checking that
     /// the driver returned one of our buffers: a known index, queued by us, with our fd(s).
+    ///
+    /// The wait has a deadline: `poll` gets the time left, and a wake-up with no buffer behind it
+    /// (DQBUF answers `EAGAIN`) goes back to `poll` with what is left; when `poll` cannot wait (it
+    /// reports `POLLERR` at once, as it does while streaming with no buffer queued) it sleeps 2 ms
+    /// between tries instead of spinning. When
+    /// nothing is done in time: [`Error::Timeout`].
     pub fn dequeue(&mut self, timeout: Duration) -> Result<Frame> {
-        let mut pfd = [PollFd::new(&self.node.fd, PollFlags::IN)];
-        let ts = rustix::event::Timespec {
-            tv_sec: timeout.as_secs() as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let n = loop {
-            match rustix::event::poll(&mut pfd, Some(&ts)) {
-                Err(rustix::io::Errno::INTR) => continue,
-                r => break r.map_err(|e| Error::sys("poll", self.node.path.clone(), e))?,
-            }
-        };
-        if n == 0 {
-            return Err(Error::Device {
-                device: self.node.path.clone(),
-                what: format!("no frame within {timeout:?}"),
-            });
-        }
         let mut b = v::V4l2Buffer::new(self.node.buf_type, v::V4L2_MEMORY_DMABUF, 0);
         let mut vp = [v::V4l2Plane::default(); v::VIDEO_MAX_PLANES];
-        if self.node.is_mplane() {
-            b.m.planes = vp.as_mut_ptr();
-            b.length = v::VIDEO_MAX_PLANES as u32;
+        let nplanes = if self.node.is_mplane() {
+            v::VIDEO_MAX_PLANES
+        } else {
+            0
+        };
+        let fd = self.node.fd.as_fd();
+        let got = poll_then(fd, timeout, || {
+            b = v::V4l2Buffer::new(self.node.buf_type, v::V4L2_MEMORY_DMABUF, 0);
+            v::dqbuf(fd, &mut b, &mut vp[..nplanes])
+        })
+        .map_err(|(op, e)| Error::sys(op, self.node.path.clone(), e))?;
+        if got.is_none() {
+            return Err(Error::Timeout {
+                what: format!("{}: no frame", self.node.path),
+                after: timeout,
+            });
         }
-        // SAFETY: VIDIOC_DQBUF takes a `struct v4l2_buffer`; for multi-planar types `m.planes`
-        // points to `length` writable `struct v4l2_plane`s.
-        unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_DQBUF, &mut b) }
-            .map_err(|e| Error::sys("VIDIOC_DQBUF", self.node.path.clone(), e))?;
         let index = b.index as usize;
         let ours = self.buffers.get(index).ok_or_else(|| Error::Device {
             device: self.node.path.clone(),
@@ -695,14 +678,12 @@ impl<'a> DmabufCapture<'a> {
         self.queued[index] = false;
         let (fds, bytesused): (Vec<i32>, u32) = if self.node.is_mplane() {
             let n = (b.length as usize).min(v::VIDEO_MAX_PLANES);
-            // SAFETY: the planes' `m` union holds the fd for DMABUF memory; any bits are valid.
             (
-                vp[..n].iter().map(|p| unsafe { p.m.fd }).collect(),
+                vp[..n].iter().map(v::V4l2Plane::dmabuf_fd).collect(),
                 vp[0].bytesused,
             )
         } else {
-            // SAFETY: the `m` union holds the fd for DMABUF memory; any bits are valid i32.
-            (vec![unsafe { b.m.fd }], b.bytesused)
+            (vec![b.dmabuf_fd()], b.bytesused)
         };
         let want: Vec<i32> = ours.iter().map(|p| p.fd.as_raw_fd()).collect();
         if b.memory != v::V4L2_MEMORY_DMABUF || fds != want {
@@ -725,14 +706,61 @@ impl<'a> DmabufCapture<'a> {
     /// Stops streaming (`VIDIOC_STREAMOFF`); every buffer returns to us.
     pub fn stop(&mut self) -> Result<()> {
         if self.streaming {
-            let mut t = self.node.buf_type as i32;
-            // SAFETY: VIDIOC_STREAMOFF takes a pointer to the buffer type (int).
-            unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_STREAMOFF, &mut t) }
+            v::streamoff(self.node.fd.as_fd(), self.node.buf_type)
                 .map_err(|e| Error::sys("VIDIOC_STREAMOFF", self.node.path.clone(), e))?;
             self.streaming = false;
             self.queued.iter_mut().for_each(|q| *q = false);
         }
         Ok(())
+    }
+}
+
+/// How long [`poll_then`] sleeps before trying again when `poll` cannot wait (it reports an
+/// error condition at once, as V4L2 does while streaming with no buffer queued).
+const POLL_ERR_BACKOFF: Duration = Duration::from_millis(2);
+
+/// Waits until `fd` is readable and calls `attempt`, until `attempt` answers anything but
+/// `EAGAIN` (returned as `Some`) or `timeout` has passed (`None`). `Err` names the call that
+/// failed and its errno.
+///
+/// `poll` always gets the time left to the deadline, so wake-ups with nothing behind them (an
+/// `EAGAIN` after `POLLIN`, a signal) cannot stretch the wait. When `poll` returns at once
+/// without `POLLIN` (`POLLERR`: for V4L2, streaming with no buffer queued, or not streaming) and
+/// `attempt` still answers `EAGAIN`, it sleeps [`POLL_ERR_BACKOFF`] (at most the time left)
+/// before the next round instead of spinning.
+fn poll_then<T>(
+    fd: BorrowedFd<'_>,
+    timeout: Duration,
+    mut attempt: impl FnMut() -> rustix::io::Result<T>,
+) -> std::result::Result<Option<T>, (&'static str, rustix::io::Errno)> {
+    let start = Instant::now();
+    let left = || timeout.saturating_sub(start.elapsed());
+    loop {
+        let wait = left();
+        let ts = rustix::event::Timespec {
+            tv_sec: wait.as_secs().min(i64::MAX as u64) as _,
+            tv_nsec: wait.subsec_nanos() as _,
+        };
+        let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
+        let revents = match rustix::event::poll(&mut pfd, Some(&ts)) {
+            Ok(0) => return Ok(None),
+            Ok(_) => pfd[0].revents(),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(("poll", e)),
+        };
+        match attempt() {
+            Err(rustix::io::Errno::AGAIN) => {
+                let wait = left();
+                if wait.is_zero() {
+                    return Ok(None);
+                }
+                if !revents.contains(PollFlags::IN) {
+                    std::thread::sleep(POLL_ERR_BACKOFF.min(wait));
+                }
+            }
+            Err(e) => return Err(("VIDIOC_DQBUF", e)),
+            Ok(t) => return Ok(Some(t)),
+        }
     }
 }
 
@@ -745,8 +773,8 @@ impl Drop for DmabufCapture<'_> {
             memory: v::V4L2_MEMORY_DMABUF,
             ..Default::default()
         };
-        // SAFETY: VIDIOC_REQBUFS takes a `struct v4l2_requestbuffers`; count 0 frees the slots.
-        let _ = unsafe { sys::ioctl_with(&self.node.fd, v::VIDIOC_REQBUFS, &mut rb) };
+        // Count 0 frees the slots.
+        let _ = v::reqbufs(self.node.fd.as_fd(), &mut rb);
     }
 }
 
@@ -803,6 +831,75 @@ mod tests {
         let l = one.plane_attr_lists().unwrap();
         assert_eq!(l.len(), 1);
         assert!(l[0].types().contains(BufferType::Image));
+    }
+
+    /// CPU time this thread has used (`/proc/thread-self/schedstat`, in ns), if the kernel tells.
+    fn thread_cpu() -> Option<Duration> {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        Some(Duration::from_nanos(
+            s.split_whitespace().next()?.parse().ok()?,
+        ))
+    }
+
+    #[test]
+    fn poll_then_honours_the_timeout_when_poll_cannot_wait() {
+        // The write end of a pipe whose read end is closed polls POLLERR at once, without POLLIN:
+        // what a V4L2 node streaming with no buffer queued does. An attempt that keeps answering
+        // EAGAIN (DQBUF there) must end in a timeout after `timeout`, without spinning.
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        drop(r);
+        let timeout = Duration::from_millis(200);
+        let mut attempts = 0u32;
+        let (t0, c0) = (Instant::now(), thread_cpu());
+        let got: std::result::Result<Option<()>, _> = poll_then(w.as_fd(), timeout, || {
+            attempts += 1;
+            Err(rustix::io::Errno::AGAIN)
+        });
+        let (wall, c1) = (t0.elapsed(), thread_cpu());
+        assert_eq!(got, Ok(None));
+        assert!(
+            wall >= timeout,
+            "returned after {wall:?}, before the {timeout:?} timeout"
+        );
+        assert!(wall < timeout + Duration::from_secs(1), "took {wall:?}");
+        // With the 2 ms back-off: about 100 attempts; a spin would make hundreds of thousands.
+        assert!(
+            (2..=150).contains(&attempts),
+            "{attempts} attempts in {wall:?}"
+        );
+        if let (Some(c0), Some(c1)) = (c0, c1) {
+            let cpu = c1.saturating_sub(c0);
+            assert!(cpu < wall / 2, "used {cpu:?} of CPU in {wall:?}: spinning");
+        }
+    }
+
+    #[test]
+    fn poll_then_retries_eagain_after_a_wakeup_and_stops_on_success_or_error() {
+        // A pipe with a byte in it polls POLLIN: EAGAIN twice, then a result.
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        rustix::io::write(&w, b"x").unwrap();
+        let mut n = 0;
+        let got = poll_then(r.as_fd(), Duration::from_secs(5), || {
+            n += 1;
+            if n < 3 {
+                Err(rustix::io::Errno::AGAIN)
+            } else {
+                Ok(n)
+            }
+        });
+        assert_eq!(got, Ok(Some(3)));
+        let got: std::result::Result<Option<()>, _> =
+            poll_then(r.as_fd(), Duration::from_secs(5), || {
+                Err(rustix::io::Errno::INVAL)
+            });
+        assert_eq!(got, Err(("VIDIOC_DQBUF", rustix::io::Errno::INVAL)));
+        // Nothing to read, nothing wrong: poll itself times out and the attempt never runs.
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let t0 = Instant::now();
+        let got: std::result::Result<Option<()>, _> =
+            poll_then(r.as_fd(), Duration::from_millis(50), || unreachable!());
+        assert_eq!(got, Ok(None));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
     }
 
     #[test]

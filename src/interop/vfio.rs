@@ -13,10 +13,9 @@
 
 use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
-use crate::sys::{self, vfio as v};
+use crate::sys::{iommufd, mm, vfio as v};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -248,10 +247,8 @@ impl VfioDevice {
         })?;
         let cpath = Path::new("/dev/vfio/vfio");
         let container = open(cpath, OFlags::RDWR)?;
-        // SAFETY: VFIO_GET_API_VERSION takes no argument.
-        let ver =
-            unsafe { sys::ioctl_raw(&container, v::VFIO_GET_API_VERSION, std::ptr::null_mut()) }
-                .map_err(|e| Error::sys("VFIO_GET_API_VERSION", "/dev/vfio/vfio", e))?;
+        let ver = v::get_api_version(container.as_fd())
+            .map_err(|e| Error::sys("VFIO_GET_API_VERSION", "/dev/vfio/vfio", e))?;
         if ver != v::VFIO_API_VERSION {
             return Err(Error::Device {
                 device: "/dev/vfio/vfio".into(),
@@ -260,12 +257,9 @@ impl VfioDevice {
         }
         let mut iommu_type = 0;
         for t in [v::VFIO_TYPE1V2_IOMMU, v::VFIO_TYPE1_IOMMU] {
-            // SAFETY: VFIO_CHECK_EXTENSION takes the extension number as an integer argument.
-            let r = unsafe {
-                sys::ioctl_raw(&container, v::VFIO_CHECK_EXTENSION, t as usize as *mut _)
-            }
-            .map_err(|e| Error::sys("VFIO_CHECK_EXTENSION", "/dev/vfio/vfio", e))?;
-            if r > 0 {
+            let supported = v::check_extension(container.as_fd(), t)
+                .map_err(|e| Error::sys("VFIO_CHECK_EXTENSION", "/dev/vfio/vfio", e))?;
+            if supported {
                 iommu_type = t;
                 break;
             }
@@ -280,12 +274,7 @@ impl VfioDevice {
         let gpath = PathBuf::from(format!("/dev/vfio/{group_no}"));
         let gname = gpath.display().to_string();
         let group = open(&gpath, OFlags::RDWR)?;
-        let mut st = v::VfioGroupStatus {
-            argsz: std::mem::size_of::<v::VfioGroupStatus>() as u32,
-            flags: 0,
-        };
-        // SAFETY: VFIO_GROUP_GET_STATUS takes a `struct vfio_group_status`.
-        unsafe { sys::ioctl_with(&group, v::VFIO_GROUP_GET_STATUS, &mut st) }
+        let st = v::group_get_status(group.as_fd())
             .map_err(|e| Error::sys("VFIO_GROUP_GET_STATUS", gname.clone(), e))?;
         if st.flags & v::VFIO_GROUP_FLAGS_VIABLE == 0 {
             return Err(Error::Device {
@@ -293,23 +282,13 @@ impl VfioDevice {
                 what: "group is not viable: bind every device of the group to vfio-pci".into(),
             });
         }
-        let mut cfd: i32 = rustix::fd::AsRawFd::as_raw_fd(&container);
-        // SAFETY: VFIO_GROUP_SET_CONTAINER takes a pointer to the container fd (int).
-        unsafe { sys::ioctl_with(&group, v::VFIO_GROUP_SET_CONTAINER, &mut cfd) }
+        v::group_set_container(group.as_fd(), container.as_fd())
             .map_err(|e| Error::sys("VFIO_GROUP_SET_CONTAINER", gname.clone(), e))?;
-        // SAFETY: VFIO_SET_IOMMU takes the IOMMU type as an integer argument.
-        unsafe { sys::ioctl_raw(&container, v::VFIO_SET_IOMMU, iommu_type as usize as *mut _) }
+        v::set_iommu(container.as_fd(), iommu_type)
             .map_err(|e| Error::sys("VFIO_SET_IOMMU", "/dev/vfio/vfio", e))?;
         let name = CString::new(bdf).map_err(|_| Error::InvalidArgument("NUL in bdf".into()))?;
-        // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a pointer to a NUL-terminated device name and
-        // returns a new fd.
-        let fd =
-            unsafe { sys::ioctl_raw(&group, v::VFIO_GROUP_GET_DEVICE_FD, name.as_ptr() as *mut _) }
-                .map_err(|e| {
-                    Error::sys("VFIO_GROUP_GET_DEVICE_FD", format!("{gname} ({bdf})"), e)
-                })?;
-        // SAFETY: the ioctl returned a new fd that nothing else owns.
-        let device = unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) };
+        let device = v::group_get_device_fd(group.as_fd(), &name)
+            .map_err(|e| Error::sys("VFIO_GROUP_GET_DEVICE_FD", format!("{gname} ({bdf})"), e))?;
         Ok(VfioDevice {
             bdf: bdf.into(),
             device,
@@ -347,37 +326,16 @@ impl VfioDevice {
         let iommufd = open(Path::new("/dev/iommu"), OFlags::RDWR)?;
         let device = open(&cdev, OFlags::RDWR)?;
         let cname = cdev.display().to_string();
-        let mut bind = v::VfioDeviceBindIommufd {
-            argsz: std::mem::size_of::<v::VfioDeviceBindIommufd>() as u32,
-            flags: 0,
-            iommufd: rustix::fd::AsRawFd::as_raw_fd(&iommufd),
-            out_devid: 0,
-        };
-        // SAFETY: VFIO_DEVICE_BIND_IOMMUFD takes a `struct vfio_device_bind_iommufd`.
-        unsafe { sys::ioctl_with(&device, v::VFIO_DEVICE_BIND_IOMMUFD, &mut bind) }
+        v::device_bind_iommufd(device.as_fd(), iommufd.as_fd())
             .map_err(|e| Error::sys("VFIO_DEVICE_BIND_IOMMUFD", cname.clone(), e))?;
-        let mut alloc = v::IommuIoasAlloc {
-            size: std::mem::size_of::<v::IommuIoasAlloc>() as u32,
-            ..Default::default()
-        };
-        // SAFETY: IOMMU_IOAS_ALLOC takes a `struct iommu_ioas_alloc`.
-        unsafe { sys::ioctl_with(&iommufd, v::IOMMU_IOAS_ALLOC, &mut alloc) }
+        let ioas = iommufd::ioas_alloc(iommufd.as_fd())
             .map_err(|e| Error::sys("IOMMU_IOAS_ALLOC", "/dev/iommu", e))?;
-        let mut attach = v::VfioDeviceAttachIommufdPt {
-            argsz: std::mem::size_of::<v::VfioDeviceAttachIommufdPt>() as u32,
-            flags: 0,
-            pt_id: alloc.out_ioas_id,
-        };
-        // SAFETY: VFIO_DEVICE_ATTACH_IOMMUFD_PT takes a `struct vfio_device_attach_iommufd_pt`.
-        unsafe { sys::ioctl_with(&device, v::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut attach) }
+        v::device_attach_iommufd_pt(device.as_fd(), ioas)
             .map_err(|e| Error::sys("VFIO_DEVICE_ATTACH_IOMMUFD_PT", cname, e))?;
         Ok(VfioDevice {
             bdf: bdf.into(),
             device,
-            iommu: Iommu::Iommufd {
-                iommufd,
-                ioas: alloc.out_ioas_id,
-            },
+            iommu: Iommu::Iommufd { iommufd, ioas },
             iova_limit: u64::MAX,
         })
     }
@@ -402,13 +360,7 @@ impl VfioDevice {
 
     /// Information about region `index` (`VFIO_PCI_BAR0_REGION_INDEX`...).
     pub fn region(&self, index: u32) -> Result<Region> {
-        let mut ri = v::VfioRegionInfo {
-            argsz: std::mem::size_of::<v::VfioRegionInfo>() as u32,
-            index,
-            ..Default::default()
-        };
-        // SAFETY: VFIO_DEVICE_GET_REGION_INFO takes a `struct vfio_region_info`.
-        unsafe { sys::ioctl_with(&self.device, v::VFIO_DEVICE_GET_REGION_INFO, &mut ri) }
+        let ri = v::device_get_region_info(self.device.as_fd(), index)
             .map_err(|e| Error::sys("VFIO_DEVICE_GET_REGION_INFO", self.bdf.clone(), e))?;
         Ok(Region {
             offset: ri.offset,
@@ -492,75 +444,40 @@ impl VfioDevice {
                 )))
             }
         }
-        let prot = match permission {
-            Permission::ReadOnly => ProtFlags::READ,
-            Permission::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
-        };
-        // SAFETY: a fresh shared mapping chosen by the kernel; nothing aliases it yet.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len as usize,
-                prot,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
+        let what = || format!("buffer for VFIO map on {}", self.bdf);
+        let cpu = match permission {
+            Permission::ReadOnly => mm::map_shared_read_only(fd, len as usize),
+            Permission::ReadWrite => mm::map_shared_read_write(fd, len as usize),
         }
-        .map_err(|e| Error::sys("mmap", format!("buffer for VFIO map on {}", self.bdf), e))?;
-        let vaddr = ptr as u64;
-        let res = match &self.iommu {
+        .map_err(|e| Error::sys("mmap", what(), e))?;
+        match &self.iommu {
             Iommu::Type1 { container, .. } => {
-                let mut m = v::VfioIommuType1DmaMap {
-                    argsz: std::mem::size_of::<v::VfioIommuType1DmaMap>() as u32,
-                    flags: match permission {
-                        Permission::ReadOnly => v::VFIO_DMA_MAP_FLAG_READ,
-                        Permission::ReadWrite => {
-                            v::VFIO_DMA_MAP_FLAG_READ | v::VFIO_DMA_MAP_FLAG_WRITE
-                        }
-                    },
-                    vaddr,
-                    iova,
-                    size: len,
+                let flags = match permission {
+                    Permission::ReadOnly => v::VFIO_DMA_MAP_FLAG_READ,
+                    Permission::ReadWrite => v::VFIO_DMA_MAP_FLAG_READ | v::VFIO_DMA_MAP_FLAG_WRITE,
                 };
-                // SAFETY: VFIO_IOMMU_MAP_DMA takes a `struct vfio_iommu_type1_dma_map`; the
-                // vaddr range is our live mapping.
-                unsafe { sys::ioctl_with(container, v::VFIO_IOMMU_MAP_DMA, &mut m) }
-                    .map_err(|e| Error::sys("VFIO_IOMMU_MAP_DMA", self.bdf.clone(), e))
+                v::iommu_map_dma(container.as_fd(), &cpu, iova, flags)
+                    .map_err(|e| Error::sys("VFIO_IOMMU_MAP_DMA", self.bdf.clone(), e))?;
             }
             Iommu::Iommufd { iommufd, ioas } => {
-                let mut m = v::IommuIoasMap {
-                    size: std::mem::size_of::<v::IommuIoasMap>() as u32,
-                    flags: v::IOMMU_IOAS_MAP_FIXED_IOVA
-                        | match permission {
-                            Permission::ReadOnly => v::IOMMU_IOAS_MAP_READABLE,
-                            Permission::ReadWrite => {
-                                v::IOMMU_IOAS_MAP_READABLE | v::IOMMU_IOAS_MAP_WRITEABLE
-                            }
-                        },
-                    ioas_id: *ioas,
-                    reserved: 0,
-                    user_va: vaddr,
-                    length: len,
-                    iova,
-                };
-                // SAFETY: IOMMU_IOAS_MAP takes a `struct iommu_ioas_map`; the user_va range is
-                // our live mapping.
-                unsafe { sys::ioctl_with(iommufd, v::IOMMU_IOAS_MAP, &mut m) }
-                    .map_err(|e| Error::sys("IOMMU_IOAS_MAP", self.bdf.clone(), e))
+                let flags = iommufd::IOMMU_IOAS_MAP_FIXED_IOVA
+                    | match permission {
+                        Permission::ReadOnly => iommufd::IOMMU_IOAS_MAP_READABLE,
+                        Permission::ReadWrite => {
+                            iommufd::IOMMU_IOAS_MAP_READABLE | iommufd::IOMMU_IOAS_MAP_WRITEABLE
+                        }
+                    };
+                iommufd::ioas_map(iommufd.as_fd(), *ioas, &cpu, iova, flags)
+                    .map_err(|e| Error::sys("IOMMU_IOAS_MAP", self.bdf.clone(), e))?;
             }
-        };
-        if let Err(e) = res {
-            // SAFETY: `ptr`/`len` is the mapping made above, not used elsewhere.
-            let _ = unsafe { rustix::mm::munmap(ptr, len as usize) };
-            return Err(e);
         }
         Ok(DmaMapping {
             dev: self,
-            ptr,
+            _cpu: cpu,
             len,
             iova,
             permission,
+            mapped: true,
         })
     }
 
@@ -585,31 +502,17 @@ impl VfioDevice {
     fn unmap(&self, iova: u64, len: u64) -> Result<()> {
         match &self.iommu {
             Iommu::Type1 { container, .. } => {
-                let mut u = v::VfioIommuType1DmaUnmap {
-                    argsz: std::mem::size_of::<v::VfioIommuType1DmaUnmap>() as u32,
-                    flags: 0,
-                    iova,
-                    size: len,
-                };
-                // SAFETY: VFIO_IOMMU_UNMAP_DMA takes a `struct vfio_iommu_type1_dma_unmap`.
-                unsafe { sys::ioctl_with(container, v::VFIO_IOMMU_UNMAP_DMA, &mut u) }
+                let done = v::iommu_unmap_dma(container.as_fd(), iova, len)
                     .map_err(|e| Error::sys("VFIO_IOMMU_UNMAP_DMA", self.bdf.clone(), e))?;
-                if u.size != len {
+                if done != len {
                     return Err(Error::Device {
                         device: self.bdf.clone(),
-                        what: format!("unmapped {:#x} of {len:#x} bytes at {iova:#x}", u.size),
+                        what: format!("unmapped {done:#x} of {len:#x} bytes at {iova:#x}"),
                     });
                 }
             }
             Iommu::Iommufd { iommufd, ioas } => {
-                let mut u = v::IommuIoasUnmap {
-                    size: std::mem::size_of::<v::IommuIoasUnmap>() as u32,
-                    ioas_id: *ioas,
-                    iova,
-                    length: len,
-                };
-                // SAFETY: IOMMU_IOAS_UNMAP takes a `struct iommu_ioas_unmap`.
-                unsafe { sys::ioctl_with(iommufd, v::IOMMU_IOAS_UNMAP, &mut u) }
+                iommufd::ioas_unmap(iommufd.as_fd(), *ioas, iova, len)
                     .map_err(|e| Error::sys("IOMMU_IOAS_UNMAP", self.bdf.clone(), e))?;
             }
         }
@@ -627,10 +530,13 @@ impl VfioDevice {
 #[derive(Debug)]
 pub struct DmaMapping<'d> {
     dev: &'d VfioDevice,
-    ptr: *mut std::ffi::c_void,
+    /// The CPU mapping whose pages the IOMMU maps; dropped (unmapped) after the IOMMU mapping.
+    _cpu: mm::MmapRaw,
     len: u64,
     iova: u64,
     permission: Permission,
+    /// The IOMMU mapping is still in place.
+    mapped: bool,
 }
 
 impl DmaMapping<'_> {
@@ -656,25 +562,17 @@ impl DmaMapping<'_> {
 
     /// Unmaps now and reports an error (drop ignores it).
     pub fn unmap(mut self) -> Result<()> {
-        let r = self.dev.unmap(self.iova, self.len);
-        self.release_cpu();
-        std::mem::forget(self);
-        r
-    }
-
-    fn release_cpu(&mut self) {
-        if !self.ptr.is_null() {
-            // SAFETY: `ptr`/`len` is the mapping made by `map_fd`, owned by this value.
-            let _ = unsafe { rustix::mm::munmap(self.ptr, self.len as usize) };
-            self.ptr = std::ptr::null_mut();
-        }
+        self.mapped = false;
+        self.dev.unmap(self.iova, self.len)
     }
 }
 
 impl Drop for DmaMapping<'_> {
     fn drop(&mut self) {
-        let _ = self.dev.unmap(self.iova, self.len);
-        self.release_cpu();
+        if self.mapped {
+            let _ = self.dev.unmap(self.iova, self.len);
+        }
+        // `_cpu` is unmapped after this, when the fields drop.
     }
 }
 

@@ -1,7 +1,10 @@
-//! `include/uapi/linux/dma-buf.h`.
+//! `include/uapi/linux/dma-buf.h`: CPU-access sync and naming of a dma-buf.
 
-use super::opcode;
-use rustix::ioctl::Opcode;
+use super::retry_eintr;
+use rustix::fd::BorrowedFd;
+use rustix::io::Result;
+use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter};
+use std::ffi::CStr;
 
 /// `struct dma_buf_sync`.
 #[repr(C)]
@@ -62,6 +65,45 @@ pub const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
 /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`: `_IOW('b', 3, struct dma_buf_import_sync_file)`.
 pub const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode = opcode::write::<DmaBufImportSyncFile>(b'b', 3);
 
+/// `DMA_BUF_IOCTL_SYNC` with `flags` (`DMA_BUF_SYNC_START`/`END` | `READ`/`WRITE`/`RW`),
+/// retried on `EINTR` only.
+///
+/// What the kernel answers (6.12 `drivers/dma-buf/dma-buf.c`): `EFAULT`, `EINVAL` for flags
+/// outside [`DMA_BUF_SYNC_VALID_FLAGS_MASK`] or without a direction, and whatever the
+/// exporter's `begin_cpu_access`/`end_cpu_access` return. The only wait in the core path,
+/// `dma_resv_wait_timeout(.., intr = true, MAX_SCHEDULE_TIMEOUT)` on the buffer's fences, ends
+/// in `EINTR` when a signal arrives (retried here). The fd's `O_NONBLOCK` plays no part, so
+/// `EAGAIN` here never means "would block"; the kernel's own documentation of the ioctl says it
+/// may fail with `EAGAIN` and must then be restarted, which is left to the caller
+/// ([`crate::map`] restarts it a bounded number of times).
+pub fn sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: DMA_BUF_IOCTL_SYNC reads a `struct dma_buf_sync`, which `DmaBufSync` mirrors
+        // (size test below); the kernel only reads it.
+        unsafe {
+            ioctl(
+                fd,
+                Setter::<DMA_BUF_IOCTL_SYNC, _>::new(DmaBufSync { flags }),
+            )
+        }
+    })
+}
+
+/// `DMA_BUF_SET_NAME`: names the buffer (shown in `/proc/<pid>/fdinfo/<fd>`). The kernel copies
+/// at most [`DMA_BUF_NAME_LEN`] bytes including the NUL and refuses a longer name (`EINVAL`).
+pub fn set_name(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: DMA_BUF_SET_NAME takes a pointer to a NUL-terminated string, which `name` is,
+        // live for the call; the kernel only reads it (`strndup_user`).
+        unsafe {
+            ioctl(
+                fd,
+                IntegerSetter::<DMA_BUF_SET_NAME_B>::new_pointer(name.as_ptr().cast_mut().cast()),
+            )
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +116,23 @@ mod tests {
         assert_eq!(DMA_BUF_SET_NAME_A as u64, 0x4004_6201);
         assert_eq!(DMA_BUF_IOCTL_EXPORT_SYNC_FILE as u64, 0xc008_6202);
         assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE as u64, 0x4008_6203);
+    }
+
+    #[test]
+    fn layouts_match_kernel_headers() {
+        assert_eq!(std::mem::size_of::<DmaBufSync>(), 8);
+        assert_eq!(std::mem::size_of::<DmaBufExportSyncFile>(), 8);
+        assert_eq!(std::mem::size_of::<DmaBufImportSyncFile>(), 8);
+    }
+
+    #[test]
+    fn calls_on_a_memfd_answer_enotty() {
+        use rustix::fd::AsFd;
+        let m = rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        assert_eq!(
+            sync(m.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ),
+            Err(rustix::io::Errno::NOTTY)
+        );
+        assert_eq!(set_name(m.as_fd(), c"x"), Err(rustix::io::Errno::NOTTY));
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Layouts are those of 64-bit userspace (x86_64, aarch64); the size tests pin them.
 
-use super::opcode;
-use rustix::ioctl::Opcode;
+use super::retry_eintr;
+use rustix::fd::BorrowedFd;
+use rustix::io::{Errno, Result};
+use rustix::ioctl::{ioctl, opcode, Getter, Opcode, Setter, Updater};
 use std::ffi::c_ulong;
 
 /// `V4L2_BUF_TYPE_VIDEO_CAPTURE`.
@@ -18,6 +20,8 @@ pub const V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE: u32 = 10;
 
 /// `V4L2_MEMORY_MMAP`.
 pub const V4L2_MEMORY_MMAP: u32 = 1;
+/// `V4L2_MEMORY_USERPTR`: the device would DMA into a process address; [`qbuf`] refuses it.
+pub const V4L2_MEMORY_USERPTR: u32 = 2;
 /// `V4L2_MEMORY_DMABUF`.
 pub const V4L2_MEMORY_DMABUF: u32 = 4;
 
@@ -280,6 +284,14 @@ pub struct V4l2Plane {
     pub reserved: [u32; 11],
 }
 
+impl V4l2Plane {
+    /// The `m.fd` member: the dma-buf fd of a `V4L2_MEMORY_DMABUF` plane.
+    pub fn dmabuf_fd(&self) -> i32 {
+        // SAFETY: every member of the union is a plain integer; any bits are a valid i32.
+        unsafe { self.m.fd }
+    }
+}
+
 impl Default for V4l2Plane {
     fn default() -> Self {
         V4l2Plane {
@@ -339,6 +351,13 @@ pub struct V4l2Buffer {
 }
 
 impl V4l2Buffer {
+    /// The `m.fd` member: the dma-buf fd of a single-planar `V4L2_MEMORY_DMABUF` buffer.
+    pub fn dmabuf_fd(&self) -> i32 {
+        // SAFETY: the union holds integers or a pointer, each at least 4 bytes; reading its first
+        // 4 bytes as an i32 is valid for any of them.
+        unsafe { self.m.fd }
+    }
+
     /// A zeroed buffer descriptor.
     pub fn new(buf_type: u32, memory: u32, index: u32) -> Self {
         V4l2Buffer {
@@ -458,6 +477,180 @@ pub const VIDIOC_QUERYMENU: Opcode = opcode::read_write::<V4l2QueryMenu>(b'V', 3
 /// `VIDIOC_TRY_FMT`: `_IOWR('V', 64, struct v4l2_format)`.
 pub const VIDIOC_TRY_FMT: Opcode = opcode::read_write::<V4l2Format>(b'V', 64);
 
+// ---- calls ----------------------------------------------------------------------------------
+
+/// Whether buffers of `buf_type` use the multi-planar layout (`V4L2_TYPE_IS_MULTIPLANAR`): their
+/// `m.planes` points to `length` `struct v4l2_plane`s.
+pub fn is_multiplanar(buf_type: u32) -> bool {
+    matches!(
+        buf_type,
+        V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE | V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE
+    )
+}
+
+/// The format calls accept the video capture/output types only: their `fmt` is plain integers.
+/// Other types (`VIDEO_OVERLAY`'s `struct v4l2_window`) carry user pointers the kernel follows.
+fn check_format_type(buf_type: u32) -> Result<()> {
+    match buf_type {
+        V4L2_BUF_TYPE_VIDEO_CAPTURE
+        | V4L2_BUF_TYPE_VIDEO_OUTPUT
+        | V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE
+        | V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE => Ok(()),
+        _ => Err(Errno::INVAL),
+    }
+}
+
+/// `VIDIOC_QUERYCAP`.
+pub fn querycap(fd: BorrowedFd<'_>) -> Result<V4l2Capability> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_QUERYCAP fills a whole `struct v4l2_capability` (the ioctl layer copies
+        // `_IOC_SIZE` bytes out), which `V4l2Capability` mirrors; any bits are valid in it.
+        unsafe { ioctl(fd, Getter::<VIDIOC_QUERYCAP, V4l2Capability>::new()) }
+    })
+}
+
+/// `VIDIOC_ENUM_FMT`: fills `desc` for `desc.index` of `desc.type_`; `EINVAL` past the last.
+pub fn enum_fmt(fd: BorrowedFd<'_>, desc: &mut V4l2FmtDesc) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_ENUM_FMT reads and writes a `struct v4l2_fmtdesc` (plain integers),
+        // which `V4l2FmtDesc` mirrors.
+        unsafe { ioctl(fd, Updater::<VIDIOC_ENUM_FMT, _>::new(desc)) }
+    })
+}
+
+/// `VIDIOC_G_FMT` of `f.type_` (a video capture/output type, else `EINVAL`).
+pub fn g_fmt(fd: BorrowedFd<'_>, f: &mut V4l2Format) -> Result<()> {
+    check_format_type(f.type_)?;
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_G_FMT reads and writes a `struct v4l2_format`, which `V4l2Format`
+        // mirrors; for the video types checked above its union holds no pointer.
+        unsafe { ioctl(fd, Updater::<VIDIOC_G_FMT, _>::new(f)) }
+    })
+}
+
+/// `VIDIOC_S_FMT` of `f.type_` (a video capture/output type, else `EINVAL`); the driver writes
+/// back what it set.
+pub fn s_fmt(fd: BorrowedFd<'_>, f: &mut V4l2Format) -> Result<()> {
+    check_format_type(f.type_)?;
+    retry_eintr(|| {
+        // SAFETY: as for `g_fmt`, with VIDIOC_S_FMT.
+        unsafe { ioctl(fd, Updater::<VIDIOC_S_FMT, _>::new(f)) }
+    })
+}
+
+/// `VIDIOC_TRY_FMT` of `f.type_` (a video capture/output type, else `EINVAL`); nothing changes
+/// on the device, the driver writes back what it would set.
+pub fn try_fmt(fd: BorrowedFd<'_>, f: &mut V4l2Format) -> Result<()> {
+    check_format_type(f.type_)?;
+    retry_eintr(|| {
+        // SAFETY: as for `g_fmt`, with VIDIOC_TRY_FMT.
+        unsafe { ioctl(fd, Updater::<VIDIOC_TRY_FMT, _>::new(f)) }
+    })
+}
+
+/// `VIDIOC_REQBUFS`: asks for `rb.count` buffer slots (0 frees them); the driver writes back
+/// how many it made.
+pub fn reqbufs(fd: BorrowedFd<'_>, rb: &mut V4l2RequestBuffers) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_REQBUFS reads and writes a `struct v4l2_requestbuffers` (plain
+        // integers), which `V4l2RequestBuffers` mirrors.
+        unsafe { ioctl(fd, Updater::<VIDIOC_REQBUFS, _>::new(rb)) }
+    })
+}
+
+/// Points a multi-planar `buf` at `planes` (the kernel follows `m.planes` for `length` entries);
+/// a single-planar one must come with no planes.
+fn attach_planes(buf: &mut V4l2Buffer, planes: &mut [V4l2Plane]) -> Result<()> {
+    if is_multiplanar(buf.type_) {
+        if planes.is_empty() || planes.len() > VIDEO_MAX_PLANES {
+            return Err(Errno::INVAL);
+        }
+        buf.m.planes = planes.as_mut_ptr();
+        buf.length = planes.len() as u32;
+    } else if !planes.is_empty() {
+        return Err(Errno::INVAL);
+    }
+    Ok(())
+}
+
+/// `VIDIOC_QBUF`. For a multi-planar type, `planes` holds the per-plane memory (fds, lengths):
+/// `buf.m.planes` and `buf.length` are set to it here; single-planar types take no planes.
+/// `V4L2_MEMORY_USERPTR` is refused (`EINVAL`): the device would DMA into whatever process
+/// address the buffer names, which no safe caller can vouch for.
+pub fn qbuf(fd: BorrowedFd<'_>, buf: &mut V4l2Buffer, planes: &mut [V4l2Plane]) -> Result<()> {
+    if buf.memory == V4L2_MEMORY_USERPTR {
+        return Err(Errno::INVAL);
+    }
+    attach_planes(buf, planes)?;
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_QBUF reads and writes a `struct v4l2_buffer`, which `V4l2Buffer`
+        // mirrors; for multi-planar types `m.planes` points to `length` live, writable
+        // `struct v4l2_plane`s (`planes`, borrowed for the call). No memory the kernel would
+        // reach through a user pointer is named (USERPTR refused above).
+        unsafe { ioctl(fd, Updater::<VIDIOC_QBUF, _>::new(&mut *buf)) }
+    })
+}
+
+/// `VIDIOC_DQBUF`: takes a filled buffer of `buf.type_`/`buf.memory` off the queue. For a
+/// multi-planar type the kernel writes the planes into `planes` (as many as it has, at most
+/// `planes.len()`). On a non-blocking node `EAGAIN` means no buffer is done yet: it is returned,
+/// not retried (the caller polls, with its own deadline).
+pub fn dqbuf(fd: BorrowedFd<'_>, buf: &mut V4l2Buffer, planes: &mut [V4l2Plane]) -> Result<()> {
+    attach_planes(buf, planes)?;
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_DQBUF reads and writes a `struct v4l2_buffer`, which `V4l2Buffer`
+        // mirrors; for multi-planar types `m.planes` points to `length` live, writable
+        // `struct v4l2_plane`s (`planes`, borrowed for the call). DQBUF writes no other memory.
+        unsafe { ioctl(fd, Updater::<VIDIOC_DQBUF, _>::new(&mut *buf)) }
+    })
+}
+
+/// `VIDIOC_STREAMON` of `buf_type`.
+pub fn streamon(fd: BorrowedFd<'_>, buf_type: u32) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_STREAMON reads an `int`, the buffer type.
+        unsafe { ioctl(fd, Setter::<VIDIOC_STREAMON, i32>::new(buf_type as i32)) }
+    })
+}
+
+/// `VIDIOC_STREAMOFF` of `buf_type`: every queued buffer returns to user space.
+pub fn streamoff(fd: BorrowedFd<'_>, buf_type: u32) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_STREAMOFF reads an `int`, the buffer type.
+        unsafe { ioctl(fd, Setter::<VIDIOC_STREAMOFF, i32>::new(buf_type as i32)) }
+    })
+}
+
+/// `VIDIOC_QUERYCTRL`: describes control `q.id` (or, with `V4L2_CTRL_FLAG_NEXT_CTRL`, the next
+/// one); `EINVAL` past the last.
+pub fn queryctrl(fd: BorrowedFd<'_>, q: &mut V4l2QueryCtrl) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_QUERYCTRL reads and writes a `struct v4l2_queryctrl` (plain integers),
+        // which `V4l2QueryCtrl` mirrors.
+        unsafe { ioctl(fd, Updater::<VIDIOC_QUERYCTRL, _>::new(q)) }
+    })
+}
+
+/// `VIDIOC_QUERYMENU`: item `m.index` of menu control `m.id`; `EINVAL` for a hole.
+pub fn querymenu(fd: BorrowedFd<'_>, m: &mut V4l2QueryMenu) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_QUERYMENU reads and writes a `struct v4l2_querymenu` (plain integers),
+        // which `V4l2QueryMenu` mirrors.
+        unsafe { ioctl(fd, Updater::<VIDIOC_QUERYMENU, _>::new(m)) }
+    })
+}
+
+/// `VIDIOC_S_CTRL`: sets control `id` to `value`; returns the value the driver kept.
+pub fn s_ctrl(fd: BorrowedFd<'_>, id: u32, value: i32) -> Result<i32> {
+    let mut c = V4l2Control { id, value };
+    retry_eintr(|| {
+        // SAFETY: VIDIOC_S_CTRL reads and writes a `struct v4l2_control` (two integers), which
+        // `V4l2Control` mirrors.
+        unsafe { ioctl(fd, Updater::<VIDIOC_S_CTRL, _>::new(&mut c)) }
+    })?;
+    Ok(c.value)
+}
+
 /// Builds a V4L2 fourcc code from four ASCII bytes.
 pub const fn fourcc(code: &[u8; 4]) -> u32 {
     (code[0] as u32) | (code[1] as u32) << 8 | (code[2] as u32) << 16 | (code[3] as u32) << 24
@@ -524,6 +717,42 @@ mod tests {
         assert_eq!(VIDIOC_QUERYCTRL as u64, 0xc044_5624);
         assert_eq!(VIDIOC_QUERYMENU as u64, 0xc02c_5625);
         assert_eq!(VIDIOC_TRY_FMT as u64, 0xc0d0_5640);
+    }
+
+    #[test]
+    fn planes_are_attached_only_to_multiplanar_buffers() {
+        let mut planes = [V4l2Plane::default(); 2];
+        let mut b = V4l2Buffer::new(V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE, V4L2_MEMORY_DMABUF, 0);
+        attach_planes(&mut b, &mut planes).unwrap();
+        // SAFETY: the union's `planes` member is the one just written.
+        assert_eq!(unsafe { b.m.planes }, planes.as_mut_ptr());
+        assert_eq!(b.length, 2);
+        assert_eq!(attach_planes(&mut b, &mut []), Err(Errno::INVAL));
+        let mut nine = [V4l2Plane::default(); VIDEO_MAX_PLANES + 1];
+        assert_eq!(attach_planes(&mut b, &mut nine), Err(Errno::INVAL));
+        let mut s = V4l2Buffer::new(V4L2_BUF_TYPE_VIDEO_CAPTURE, V4L2_MEMORY_DMABUF, 0);
+        assert_eq!(attach_planes(&mut s, &mut planes), Err(Errno::INVAL));
+        attach_planes(&mut s, &mut []).unwrap();
+    }
+
+    #[test]
+    fn unsafe_arguments_are_refused_before_the_kernel() {
+        // A memfd is no V4L2 node: anything that reached the kernel would answer ENOTTY.
+        use rustix::fd::AsFd;
+        let m = rustix::fs::memfd_create("not-v4l2", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let fd = m.as_fd();
+        let mut b = V4l2Buffer::new(V4L2_BUF_TYPE_VIDEO_CAPTURE, V4L2_MEMORY_USERPTR, 0);
+        assert_eq!(qbuf(fd, &mut b, &mut []), Err(Errno::INVAL));
+        let mut overlay = V4l2Format::new(3); // V4L2_BUF_TYPE_VIDEO_OVERLAY: window with pointers
+        assert_eq!(g_fmt(fd, &mut overlay), Err(Errno::INVAL));
+        assert_eq!(s_fmt(fd, &mut overlay), Err(Errno::INVAL));
+        assert_eq!(try_fmt(fd, &mut overlay), Err(Errno::INVAL));
+        let mut f = V4l2Format::new(V4L2_BUF_TYPE_VIDEO_CAPTURE);
+        assert_eq!(g_fmt(fd, &mut f), Err(Errno::NOTTY));
+        assert_eq!(querycap(fd).err(), Some(Errno::NOTTY));
+        assert_eq!(streamon(fd, V4L2_BUF_TYPE_VIDEO_CAPTURE), Err(Errno::NOTTY));
+        let mut d = V4l2Buffer::new(V4L2_BUF_TYPE_VIDEO_CAPTURE, V4L2_MEMORY_DMABUF, 0);
+        assert_eq!(dqbuf(fd, &mut d, &mut []), Err(Errno::NOTTY));
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! `include/uapi/linux/vfio.h` (type1 container, groups, devices, device cdev binding) and
-//! `include/uapi/linux/iommufd.h` (IOAS allocation, map, unmap).
+//! `include/uapi/linux/vfio.h`: type1 container, groups, devices, device cdev binding to iommufd
+//! (the iommufd side is [`super::iommufd`]).
 //!
 //! Our own structs rather than `vfio-bindings`: the read-only IOMMU maps unibuf needs are plain
 //! `VFIO_IOMMU_MAP_DMA` / `IOMMU_IOAS_MAP` calls whose flags we choose, and the few structs involved
 //! are small enough to check by size here.
+//!
+//! VFIO's ioctls are `_IO` (no size in the number) and carry `argsz`: the functions below set it
+//! to the size of our struct, so the kernel never writes past it (a region's capability chain,
+//! which would need a larger buffer, is not asked for).
 
-use super::opcode;
-use rustix::ioctl::Opcode;
+use super::mm::MmapRaw;
+use super::{own_returned_fd, retry_eintr, IntegerReturning, PointerReturning};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::io::Result;
+use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter, Updater};
+use std::ffi::CStr;
 
 /// `VFIO_TYPE`: the ioctl type byte `';'` shared by VFIO and iommufd.
 pub const VFIO_TYPE: u8 = b';';
@@ -203,82 +211,196 @@ pub struct VfioDeviceDetachIommufdPt {
     pub flags: u32,
 }
 
-// ---- iommufd -------------------------------------------------------------------------------
+// ---- calls ----------------------------------------------------------------------------------
 
-/// `IOMMUFD_TYPE`: `';'`, same as VFIO.
-pub const IOMMUFD_TYPE: u8 = b';';
-/// `IOMMUFD_CMD_BASE`.
-pub const IOMMUFD_CMD_BASE: u8 = 0x80;
-
-/// `IOMMU_DESTROY`: `_IO(IOMMUFD_TYPE, 0x80)`, `struct iommu_destroy`.
-pub const IOMMU_DESTROY: Opcode = opcode::none(IOMMUFD_TYPE, IOMMUFD_CMD_BASE);
-/// `IOMMU_IOAS_ALLOC`: `_IO(IOMMUFD_TYPE, 0x81)`, `struct iommu_ioas_alloc`.
-pub const IOMMU_IOAS_ALLOC: Opcode = opcode::none(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 1);
-/// `IOMMU_IOAS_MAP`: `_IO(IOMMUFD_TYPE, 0x85)`, `struct iommu_ioas_map`.
-pub const IOMMU_IOAS_MAP: Opcode = opcode::none(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 5);
-/// `IOMMU_IOAS_UNMAP`: `_IO(IOMMUFD_TYPE, 0x86)`, `struct iommu_ioas_unmap`.
-pub const IOMMU_IOAS_UNMAP: Opcode = opcode::none(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 6);
-
-/// `struct iommu_destroy`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IommuDestroy {
-    /// Size of this struct.
-    pub size: u32,
-    /// Object id to destroy.
-    pub id: u32,
+fn argsz<T>() -> u32 {
+    std::mem::size_of::<T>() as u32
 }
 
-/// `struct iommu_ioas_alloc`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IommuIoasAlloc {
-    /// Size of this struct.
-    pub size: u32,
-    /// Must be 0.
-    pub flags: u32,
-    /// Returned IOAS id.
-    pub out_ioas_id: u32,
+/// `VFIO_GET_API_VERSION` of a container (`/dev/vfio/vfio`).
+pub fn get_api_version(container: BorrowedFd<'_>) -> Result<i32> {
+    retry_eintr(|| {
+        // SAFETY: VFIO_GET_API_VERSION takes no argument (the integer 0 is ignored) and returns
+        // the version.
+        unsafe { ioctl(container, IntegerReturning::<VFIO_GET_API_VERSION>::new(0)) }
+    })
 }
 
-/// `struct iommu_ioas_map`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IommuIoasMap {
-    /// Size of this struct.
-    pub size: u32,
-    /// `IOMMU_IOAS_MAP_*`.
-    pub flags: u32,
-    /// IOAS to map into.
-    pub ioas_id: u32,
-    /// Must be 0.
-    pub reserved: u32,
-    /// Process virtual address of the memory.
-    pub user_va: u64,
-    /// Length in bytes.
-    pub length: u64,
-    /// IOVA (in with `FIXED_IOVA`, else out).
-    pub iova: u64,
+/// `VFIO_CHECK_EXTENSION`: whether the container supports extension `ext` (an IOMMU type).
+pub fn check_extension(container: BorrowedFd<'_>, ext: u32) -> Result<bool> {
+    let r = retry_eintr(|| {
+        // SAFETY: VFIO_CHECK_EXTENSION takes the extension number as an integer argument and
+        // returns 0 or a positive value.
+        unsafe {
+            ioctl(
+                container,
+                IntegerReturning::<VFIO_CHECK_EXTENSION>::new(ext as usize),
+            )
+        }
+    })?;
+    Ok(r > 0)
 }
-/// Map at exactly `iova`.
-pub const IOMMU_IOAS_MAP_FIXED_IOVA: u32 = 1 << 0;
-/// The device may write the mapping.
-pub const IOMMU_IOAS_MAP_WRITEABLE: u32 = 1 << 1;
-/// The device may read the mapping.
-pub const IOMMU_IOAS_MAP_READABLE: u32 = 1 << 2;
 
-/// `struct iommu_ioas_unmap`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IommuIoasUnmap {
-    /// Size of this struct.
-    pub size: u32,
-    /// IOAS to unmap from.
-    pub ioas_id: u32,
-    /// IOVA of the mapping.
-    pub iova: u64,
-    /// Length in bytes (on return: bytes unmapped).
-    pub length: u64,
+/// `VFIO_SET_IOMMU`: gives the container (with a group attached) IOMMU type `iommu_type`.
+pub fn set_iommu(container: BorrowedFd<'_>, iommu_type: u32) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VFIO_SET_IOMMU takes the IOMMU type as an integer argument.
+        unsafe {
+            ioctl(
+                container,
+                IntegerSetter::<VFIO_SET_IOMMU>::new_usize(iommu_type as usize),
+            )
+        }
+    })
+}
+
+/// `VFIO_GROUP_GET_STATUS` of a group (`/dev/vfio/<n>`).
+pub fn group_get_status(group: BorrowedFd<'_>) -> Result<VfioGroupStatus> {
+    let mut st = VfioGroupStatus {
+        argsz: argsz::<VfioGroupStatus>(),
+        flags: 0,
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_GROUP_GET_STATUS reads `argsz` and writes a `struct vfio_group_status`,
+        // which `VfioGroupStatus` mirrors.
+        unsafe { ioctl(group, Updater::<VFIO_GROUP_GET_STATUS, _>::new(&mut st)) }
+    })?;
+    Ok(st)
+}
+
+/// `VFIO_GROUP_SET_CONTAINER`: attaches the group to a container.
+pub fn group_set_container(group: BorrowedFd<'_>, container: BorrowedFd<'_>) -> Result<()> {
+    retry_eintr(|| {
+        // SAFETY: VFIO_GROUP_SET_CONTAINER reads an `int`, the container fd.
+        unsafe {
+            ioctl(
+                group,
+                Setter::<VFIO_GROUP_SET_CONTAINER, i32>::new(container.as_raw_fd()),
+            )
+        }
+    })
+}
+
+/// `VFIO_GROUP_GET_DEVICE_FD`: opens device `name` (its PCI address) of the group.
+pub fn group_get_device_fd(group: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
+    let out = retry_eintr(|| {
+        // SAFETY: VFIO_GROUP_GET_DEVICE_FD reads a NUL-terminated device name through its
+        // pointer argument (`name`, live for the call) and returns a new fd.
+        unsafe {
+            ioctl(
+                group,
+                PointerReturning::<VFIO_GROUP_GET_DEVICE_FD>::new(name.as_ptr().cast_mut().cast()),
+            )
+        }
+    })?;
+    // SAFETY: on success VFIO_GROUP_GET_DEVICE_FD returns a new device fd nothing else owns.
+    unsafe { own_returned_fd(out) }
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO` of region `index` (without its capability chain).
+pub fn device_get_region_info(device: BorrowedFd<'_>, index: u32) -> Result<VfioRegionInfo> {
+    let mut ri = VfioRegionInfo {
+        argsz: argsz::<VfioRegionInfo>(),
+        index,
+        ..Default::default()
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_DEVICE_GET_REGION_INFO reads and writes a `struct vfio_region_info`,
+        // which `VfioRegionInfo` mirrors; with `argsz` its size the kernel writes no capability
+        // chain after it.
+        unsafe {
+            ioctl(
+                device,
+                Updater::<VFIO_DEVICE_GET_REGION_INFO, _>::new(&mut ri),
+            )
+        }
+    })?;
+    Ok(ri)
+}
+
+/// `VFIO_IOMMU_MAP_DMA`: maps the pages behind `cpu` (a shared file mapping of this process:
+/// the kernel pins them) at `iova` of the container's IOMMU domain, with
+/// `VFIO_DMA_MAP_FLAG_READ`/`WRITE` in `flags`. A write permission on a read-only mapping fails
+/// (`EFAULT`: the pages cannot be pinned for writing). Pinned pages stay the device's until
+/// [`iommu_unmap_dma`], whatever happens to `cpu`.
+pub fn iommu_map_dma(
+    container: BorrowedFd<'_>,
+    cpu: &MmapRaw,
+    iova: u64,
+    flags: u32,
+) -> Result<()> {
+    let m = VfioIommuType1DmaMap {
+        argsz: argsz::<VfioIommuType1DmaMap>(),
+        flags,
+        vaddr: cpu.as_ptr() as u64,
+        iova,
+        size: cpu.len() as u64,
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_IOMMU_MAP_DMA reads a `struct vfio_iommu_type1_dma_map`, which
+        // `VfioIommuType1DmaMap` mirrors; its address range is the live mapping `cpu`, a
+        // `MAP_SHARED` file mapping that no Rust object lives in, so the device reaches only
+        // that file's pages.
+        unsafe { ioctl(container, Setter::<VFIO_IOMMU_MAP_DMA, _>::new(m)) }
+    })
+}
+
+/// `VFIO_IOMMU_UNMAP_DMA` of `size` bytes at `iova`; returns the bytes the kernel unmapped.
+pub fn iommu_unmap_dma(container: BorrowedFd<'_>, iova: u64, size: u64) -> Result<u64> {
+    let mut u = VfioIommuType1DmaUnmap {
+        argsz: argsz::<VfioIommuType1DmaUnmap>(),
+        flags: 0,
+        iova,
+        size,
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_IOMMU_UNMAP_DMA reads and writes a `struct vfio_iommu_type1_dma_unmap`
+        // (no dirty bitmap asked: flags 0), which `VfioIommuType1DmaUnmap` mirrors.
+        unsafe { ioctl(container, Updater::<VFIO_IOMMU_UNMAP_DMA, _>::new(&mut u)) }
+    })?;
+    Ok(u.size)
+}
+
+/// `VFIO_DEVICE_BIND_IOMMUFD`: binds a device cdev to an iommufd; returns the device id in it.
+pub fn device_bind_iommufd(device: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> Result<u32> {
+    let mut bind = VfioDeviceBindIommufd {
+        argsz: argsz::<VfioDeviceBindIommufd>(),
+        flags: 0,
+        iommufd: iommufd.as_raw_fd(),
+        out_devid: 0,
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_DEVICE_BIND_IOMMUFD reads and writes a `struct vfio_device_bind_iommufd`,
+        // which `VfioDeviceBindIommufd` mirrors (plain integers; the iommufd is an fd number).
+        unsafe {
+            ioctl(
+                device,
+                Updater::<VFIO_DEVICE_BIND_IOMMUFD, _>::new(&mut bind),
+            )
+        }
+    })?;
+    Ok(bind.out_devid)
+}
+
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches a bound device to IOAS (or HWPT) `pt_id`; returns
+/// the HWPT actually attached.
+pub fn device_attach_iommufd_pt(device: BorrowedFd<'_>, pt_id: u32) -> Result<u32> {
+    let mut attach = VfioDeviceAttachIommufdPt {
+        argsz: argsz::<VfioDeviceAttachIommufdPt>(),
+        flags: 0,
+        pt_id,
+    };
+    retry_eintr(|| {
+        // SAFETY: VFIO_DEVICE_ATTACH_IOMMUFD_PT reads and writes a
+        // `struct vfio_device_attach_iommufd_pt`, which `VfioDeviceAttachIommufdPt` mirrors.
+        unsafe {
+            ioctl(
+                device,
+                Updater::<VFIO_DEVICE_ATTACH_IOMMUFD_PT, _>::new(&mut attach),
+            )
+        }
+    })?;
+    Ok(attach.pt_id)
 }
 
 #[cfg(test)]
@@ -296,10 +418,6 @@ mod tests {
         assert_eq!(size_of::<VfioIommuType1DmaUnmap>(), 24);
         assert_eq!(size_of::<VfioDeviceBindIommufd>(), 16);
         assert_eq!(size_of::<VfioDeviceAttachIommufdPt>(), 12);
-        assert_eq!(size_of::<IommuDestroy>(), 8);
-        assert_eq!(size_of::<IommuIoasAlloc>(), 12);
-        assert_eq!(size_of::<IommuIoasMap>(), 40);
-        assert_eq!(size_of::<IommuIoasUnmap>(), 24);
     }
 
     #[test]
@@ -320,9 +438,5 @@ mod tests {
         assert_eq!(VFIO_DEVICE_BIND_IOMMUFD as u64, 0x3b76);
         assert_eq!(VFIO_DEVICE_ATTACH_IOMMUFD_PT as u64, 0x3b77);
         assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT as u64, 0x3b78);
-        assert_eq!(IOMMU_DESTROY as u64, 0x3b80);
-        assert_eq!(IOMMU_IOAS_ALLOC as u64, 0x3b81);
-        assert_eq!(IOMMU_IOAS_MAP as u64, 0x3b85);
-        assert_eq!(IOMMU_IOAS_UNMAP as u64, 0x3b86);
     }
 }

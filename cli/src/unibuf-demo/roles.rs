@@ -294,21 +294,9 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
         );
         if !obj.is_dma_buf() {
             // Even raw syscalls cannot map it writable.
-            // SAFETY: a fresh mapping request at an address the kernel picks; unmapped if made.
-            let r = unsafe {
-                rustix::mm::mmap(
-                    std::ptr::null_mut(),
-                    obj.size() as usize,
-                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                    rustix::mm::MapFlags::SHARED,
-                    obj.fd(),
-                    0,
-                )
-            };
-            match r {
-                Ok(p) => {
-                    // SAFETY: `p` is the mapping just made.
-                    let _ = unsafe { rustix::mm::munmap(p, obj.size() as usize) };
+            match unibuf::sys::mm::map_shared_read_write(obj.fd(), obj.size() as usize) {
+                Ok(_mapping) => {
+                    // (unmapped again when `_mapping` drops)
                     bail!("buffer {i}: raw mmap(PROT_WRITE) of the read-only memfd succeeded");
                 }
                 Err(e) => println!("{c} buffer {i}: raw mmap(PROT_WRITE, MAP_SHARED) refused: {e}"),

@@ -12,7 +12,7 @@
 //! Baseline and candidate run in alternating batches; each figure is the median of the batches.
 //! Usage: `hw-bench [--rounds N]` (default 101 rounds).
 
-use rustix::fd::{AsFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, OwnedFd};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,19 +116,13 @@ fn bare_heap_alloc_named(heap: &OwnedFd, len: u64) {
 }
 
 fn bare_heap_fd(heap: &OwnedFd, len: u64) -> OwnedFd {
-    let mut data = unibuf::sys::dma_heap::DmaHeapAllocationData {
+    unibuf::sys::dma_heap::alloc(
+        heap.as_fd(),
         len,
-        fd: 0,
-        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
-        heap_flags: 0,
-    };
-    // SAFETY: the struct DMA_HEAP_IOCTL_ALLOC expects.
-    unsafe {
-        unibuf::sys::ioctl_with(heap, unibuf::sys::dma_heap::DMA_HEAP_IOCTL_ALLOC, &mut data)
-    }
-    .expect("bare DMA_HEAP_IOCTL_ALLOC");
-    // SAFETY: a new fd from the kernel, owned by the returned OwnedFd.
-    unsafe { OwnedFd::from_raw_fd(data.fd as i32) }
+        (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        0,
+    )
+    .expect("bare DMA_HEAP_IOCTL_ALLOC")
 }
 
 fn bare_memfd_alloc(len: u64) {

@@ -351,10 +351,7 @@ fn zeroed_after_realloc() -> anyhow::Result<Outcome> {
 }
 
 fn raw_sync(fd: BorrowedFd<'_>, flags: u64) -> rustix::io::Result<()> {
-    let mut arg = unibuf::sys::dma_buf::DmaBufSync { flags };
-    // SAFETY: `arg` is the struct DMA_BUF_IOCTL_SYNC expects.
-    unsafe { unibuf::sys::ioctl_with(fd, unibuf::sys::dma_buf::DMA_BUF_IOCTL_SYNC, &mut arg) }
-        .map(drop)
+    unibuf::sys::dma_buf::sync(fd, flags)
 }
 
 fn sync_ioctls() -> anyhow::Result<Outcome> {
@@ -450,22 +447,12 @@ fn prot_write_on_rdonly_fd() -> anyhow::Result<Outcome> {
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let mut data = unibuf::sys::dma_heap::DmaHeapAllocationData {
-            len: 4096,
-            fd: 0,
-            fd_flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
-            heap_flags: 0,
-        };
-        // SAFETY: the struct DMA_HEAP_IOCTL_ALLOC expects.
-        unsafe {
-            unibuf::sys::ioctl_with(
-                &heap,
-                unibuf::sys::dma_heap::DMA_HEAP_IOCTL_ALLOC,
-                &mut data,
-            )
-        }?;
-        // SAFETY: the kernel returned a new fd.
-        let fd: OwnedFd = unsafe { crate::harness::own_fd(data.fd as i32) };
+        let fd: OwnedFd = unibuf::sys::dma_heap::alloc(
+            heap.as_fd(),
+            4096,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+            0,
+        )?;
         let e = mmap_rw(fd.as_fd(), 4096).err();
         ensure!(
             e == Some(rustix::io::Errno::ACCESS),

@@ -1,9 +1,10 @@
 //! Hardware tests: conformance. These re-check, on every kernel the tests run on, what the kernel's
 //! own selftests require of DMA-BUF heaps (`tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c`)
 //! and of udmabuf (`tools/testing/selftests/drivers/dma-buf/udmabuf.c`), so that unibuf's
-//! backends are only ever built on behaviour the kernel actually has. The calls are raw (through
-//! `unibuf::sys`), because several cases (old and oversized structs, invalid flags) are exactly
-//! what a safe API must not let through.
+//! backends are only ever built on behaviour the kernel actually has. The calls go through
+//! `unibuf::sys`'s safe functions, which pass flags as they are (so invalid flags reach the
+//! kernel); the old and oversized allocation structs, which no safe API lets through, are raw
+//! rustix ioctls here.
 //!
 //! Heap tests run on every heap in `/dev/dma_heap`; devices are found by discovery
 //! (see [`super::env`]).
@@ -12,19 +13,13 @@ use super::env::{self, Feature};
 use crate::harness::{own_fd, pass, raw, Outcome, Test};
 use anyhow::{anyhow, bail, ensure, Context};
 use rustix::io::Errno;
+use rustix::ioctl::{opcode, Updater};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use unibuf::ipc::fdcheck::count_open_fds as fd_count;
-use unibuf::sys::dma_buf::{
-    DmaBufSync, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START,
-};
-use unibuf::sys::dma_heap::{DmaHeapAllocationData, DMA_HEAP_IOCTL_ALLOC};
-use unibuf::sys::udmabuf::{
-    UdmabufCreate, UdmabufCreateItem, UdmabufCreateListHeader, UDMABUF_CREATE, UDMABUF_CREATE_LIST,
-    UDMABUF_FLAGS_CLOEXEC,
-};
-use unibuf::sys::{ioctl_with, opcode};
+use unibuf::sys::dma_buf::{DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START};
+use unibuf::sys::udmabuf::{UdmabufCreateItem, UDMABUF_FLAGS_CLOEXEC};
 
 /// The tests of this area.
 pub fn tests() -> Vec<Test> {
@@ -119,12 +114,7 @@ impl Drop for Map {
 
 /// DMA_BUF_IOCTL_SYNC with `DMA_BUF_SYNC_RW | start_end`.
 fn sync(fd: BorrowedFd<'_>, start_end: u64) -> anyhow::Result<()> {
-    let mut s = DmaBufSync {
-        flags: start_end | DMA_BUF_SYNC_RW,
-    };
-    // SAFETY: DMA_BUF_IOCTL_SYNC takes a `struct dma_buf_sync`, which `DmaBufSync` mirrors.
-    unsafe { ioctl_with(fd, DMA_BUF_IOCTL_SYNC, &mut s) }
-        .map(drop)
+    unibuf::sys::dma_buf::sync(fd, start_end | DMA_BUF_SYNC_RW)
         .with_context(|| format!("DMA_BUF_IOCTL_SYNC {start_end:#x} on fd {}", fd.as_raw_fd()))
 }
 
@@ -135,16 +125,7 @@ fn heap_alloc(
     fd_flags: u32,
     heap_flags: u64,
 ) -> Result<OwnedFd, Errno> {
-    let mut d = DmaHeapAllocationData {
-        len: len as u64,
-        fd: 0,
-        fd_flags,
-        heap_flags,
-    };
-    // SAFETY: DMA_HEAP_IOCTL_ALLOC takes a `struct dma_heap_allocation_data` (mirrored exactly).
-    unsafe { ioctl_with(heap, DMA_HEAP_IOCTL_ALLOC, &mut d) }?;
-    // SAFETY: on success the kernel installed a new fd in `d.fd` that nothing else owns.
-    Ok(unsafe { own_fd(d.fd as i32) })
+    unibuf::sys::dma_heap::alloc(heap, len as u64, fd_flags, heap_flags)
 }
 
 const RW_CLOEXEC: u32 = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
@@ -268,9 +249,10 @@ fn heap_alloc_compat() -> anyhow::Result<Outcome> {
             fd: 0,
             fd_flags: RW_CLOEXEC,
         };
-        let op_old = opcode::read_write::<AllocOlder>(b'H', 0);
-        // SAFETY: the kernel copies `_IOC_SIZE(op_old)` = size_of::<AllocOlder>() bytes in and out.
-        unsafe { ioctl_with(heap, op_old, &mut old) }
+        const OP_OLD: rustix::ioctl::Opcode = opcode::read_write::<AllocOlder>(b'H', 0);
+        // SAFETY: the kernel copies `_IOC_SIZE(OP_OLD)` = size_of::<AllocOlder>() bytes in and out
+        // of `old`, which holds no pointer.
+        unsafe { rustix::ioctl::ioctl(heap, Updater::<OP_OLD, _>::new(&mut old)) }
             .context("allocation with the older 16-byte struct")?;
         // SAFETY: on success the kernel installed a new fd that nothing else owns.
         let a = unsafe { own_fd(old.fd as i32) };
@@ -286,9 +268,9 @@ fn heap_alloc_compat() -> anyhow::Result<Outcome> {
             heap_flags: 0,
             garbage: [0xffff_ffff, 0x8888_8888, 0x1111_1111],
         };
-        let op_new = opcode::read_write::<AllocNewer>(b'H', 0);
+        const OP_NEW: rustix::ioctl::Opcode = opcode::read_write::<AllocNewer>(b'H', 0);
         // SAFETY: as above, for size_of::<AllocNewer>() bytes.
-        unsafe { ioctl_with(heap, op_new, &mut new) }
+        unsafe { rustix::ioctl::ioctl(heap, Updater::<OP_NEW, _>::new(&mut new)) }
             .context("allocation with an oversized 48-byte struct")?;
         // SAFETY: as above.
         let b = unsafe { own_fd(new.fd as i32) };
@@ -366,16 +348,13 @@ fn udmabuf_create(
     offset: usize,
     size: usize,
 ) -> Result<OwnedFd, Errno> {
-    let mut c = UdmabufCreate {
-        memfd: memfd.as_raw_fd() as u32,
-        flags: UDMABUF_FLAGS_CLOEXEC,
-        offset: offset as u64,
-        size: size as u64,
-    };
-    // SAFETY: UDMABUF_CREATE takes a `struct udmabuf_create` (mirrored exactly).
-    let fd = unsafe { ioctl_with(dev, UDMABUF_CREATE, &mut c) }?;
-    // SAFETY: the ioctl's result is a new dma-buf fd that nothing else owns.
-    Ok(unsafe { own_fd(fd) })
+    unibuf::sys::udmabuf::create(
+        dev,
+        memfd,
+        offset as u64,
+        size as u64,
+        UDMABUF_FLAGS_CLOEXEC,
+    )
 }
 
 fn open_udmabuf() -> anyhow::Result<Result<OwnedFd, Outcome>> {
@@ -442,13 +421,6 @@ fn udmabuf_create_errors() -> anyhow::Result<Outcome> {
     pass(notes.join(", "))
 }
 
-/// `struct udmabuf_create_list` with four items.
-#[repr(C)]
-struct CreateList4 {
-    hdr: UdmabufCreateListHeader,
-    items: [UdmabufCreateItem; 4],
-}
-
 fn udmabuf_content() -> anyhow::Result<Outcome> {
     let dev = match open_udmabuf()? {
         Ok(d) => d,
@@ -463,14 +435,8 @@ fn udmabuf_content() -> anyhow::Result<Outcome> {
     for p in 0..size / page {
         mem.bytes_mut()[p * page] = b'a';
     }
-    let mut list = CreateList4 {
-        hdr: UdmabufCreateListHeader {
-            flags: UDMABUF_FLAGS_CLOEXEC,
-            count: NUM_ENTRIES as u32,
-        },
-        items: [UdmabufCreateItem::default(); 4],
-    };
-    for (i, it) in list.items.iter_mut().enumerate() {
+    let mut items = [UdmabufCreateItem::default(); NUM_ENTRIES];
+    for (i, it) in items.iter_mut().enumerate() {
         *it = UdmabufCreateItem {
             memfd: memfd.as_raw_fd() as u32,
             pad: 0,
@@ -478,12 +444,8 @@ fn udmabuf_content() -> anyhow::Result<Outcome> {
             size: (page * NUM_PAGES) as u64,
         };
     }
-    // SAFETY: UDMABUF_CREATE_LIST reads the header and then `count` (4) items that follow it,
-    // which `CreateList4` lays out exactly like the kernel's flexible array.
-    let fd = unsafe { ioctl_with(dev.as_fd(), UDMABUF_CREATE_LIST, &mut list) }
+    let ubuf = unibuf::sys::udmabuf::create_list(dev.as_fd(), UDMABUF_FLAGS_CLOEXEC, &items)
         .context("UDMABUF_CREATE_LIST")?;
-    // SAFETY: the result is a new dma-buf fd nothing else owns.
-    let ubuf = unsafe { own_fd(fd) };
     let ulen = NUM_PAGES * NUM_ENTRIES * page;
     let mut umap = Map::shared_rw(ubuf.as_fd(), ulen, "the udmabuf")?;
     // Writes through the memfd are seen through the udmabuf mapping...

@@ -3,14 +3,14 @@
 //! pipeline (vivid → vkms → writeback) checked against vivid's colorbar, with one frame saved as a
 //! PNG.
 
-use super::v4l2::{check_colorbar, vivid_colorbar, vivid_node};
+use super::v4l2::{check_colorbar, one_plane_each, vivid_colorbar, vivid_node};
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BufferType, Key, Permission, Value};
 use unibuf::interop::drm::{Card, DrmConstraints, FbLayout, Output};
-use unibuf::interop::v4l2::{CapturePlane, DmabufCapture};
+use unibuf::interop::v4l2::DmabufCapture;
 use unibuf::ipc::{Endpoint, ErrorCode, Requested};
 use unibuf::object::Object;
 use unibuf::reconcile::Reconciled;
@@ -304,15 +304,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
         .map(|b| card.import_framebuffer(b.fd(), &fbl))
         .collect::<Result<Vec<_>, _>>()?;
     let wb = card.import_framebuffer(wbobj.fd(), &wbl)?;
-    let planes = bufs
-        .iter()
-        .map(|b| {
-            vec![CapturePlane {
-                fd: b.fd(),
-                length: b.size() as u32,
-            }]
-        })
-        .collect();
+    let planes = one_plane_each(&bufs);
     let mut cap = DmabufCapture::new(&node, planes)?;
     for i in 0..cap.len() {
         cap.queue(i)?;
@@ -503,15 +495,7 @@ fn camera_side(ep: &mut Endpoint) -> anyhow::Result<String> {
         .v4l2_format()
         .context("layout not expressible as a V4L2 format")?;
     node.set_format(cam.fourcc, cam.width, cam.height, &[v4l.bytesperline])?;
-    let planes = bufs
-        .iter()
-        .map(|b| {
-            vec![CapturePlane {
-                fd: b.fd(),
-                length: b.size() as u32,
-            }]
-        })
-        .collect();
+    let planes = one_plane_each(&bufs);
     step("camera", "stream");
     let mut cap = DmabufCapture::new(&node, planes)?;
     for i in 0..cap.len() {

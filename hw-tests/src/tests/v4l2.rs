@@ -27,6 +27,11 @@ pub fn tests() -> Vec<Test> {
             run: vivid_dmabuf_capture,
         },
         Test {
+            name: "v4l2::vivid_dequeue_timeout",
+            needs: "vivid, a dma-buf backend (heap, udmabuf or DRM dumb)",
+            run: vivid_dequeue_timeout,
+        },
+        Test {
             name: "v4l2::vivid_mplane_try_fmt",
             needs: "a multi-planar vivid instance (vivid multiplanar=2)",
             run: vivid_mplane_try_fmt,
@@ -178,6 +183,18 @@ fn capture_frames(
     Ok((idx, seqs))
 }
 
+/// Capture buffers of one memory plane each: the whole of each object.
+pub fn one_plane_each(objs: &[Object]) -> Vec<Vec<CapturePlane<'_>>> {
+    objs.iter()
+        .map(|o| {
+            vec![CapturePlane {
+                fd: o.fd(),
+                length: o.size() as u32,
+            }]
+        })
+        .collect()
+}
+
 /// Sets vivid's test pattern to the 100% colorbar and turns its OSD text off.
 pub fn vivid_colorbar(node: &VideoNode) -> anyhow::Result<()> {
     node.set_menu_control("Test Pattern", "100% Colorbar")
@@ -251,17 +268,13 @@ pub fn raw_heap_dmabuf(size: u64) -> anyhow::Result<Option<OwnedFd>> {
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e).context("open /dev/dma_heap/system"),
     };
-    let mut a = h::DmaHeapAllocationData {
-        len: size,
-        fd: 0,
-        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
-        heap_flags: 0,
-    };
-    // SAFETY: DMA_HEAP_IOCTL_ALLOC takes a `struct dma_heap_allocation_data`.
-    unsafe { unibuf::sys::ioctl_with(&heap, h::DMA_HEAP_IOCTL_ALLOC, &mut a) }
-        .context("DMA_HEAP_IOCTL_ALLOC")?;
-    // SAFETY: the ioctl returned a new fd that nothing else owns.
-    let fd = unsafe { harness::own_fd(a.fd as i32) };
+    let fd = h::alloc(
+        rustix::fd::AsFd::as_fd(&heap),
+        size,
+        (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        0,
+    )
+    .context("DMA_HEAP_IOCTL_ALLOC")?;
     Ok(Some(fd))
 }
 
@@ -299,15 +312,7 @@ fn capture_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
         .context("layout not expressible as a V4L2 format")?;
     let pitch = v.bytesperline;
     node.set_format(c.fourcc, c.width, c.height, &[pitch])?;
-    let planes: Vec<Vec<CapturePlane<'_>>> = objs
-        .iter()
-        .map(|o| {
-            vec![CapturePlane {
-                fd: o.fd(),
-                length: o.size() as u32,
-            }]
-        })
-        .collect();
+    let planes = one_plane_each(&objs);
     let mut cap = DmabufCapture::new(node, planes)?;
     let (idx, seqs) = capture_frames(&mut cap, 8, pitch as u64 * c.height as u64)?;
     let data = captured_bytes(&objs[idx])?;
@@ -321,6 +326,86 @@ fn capture_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
         pitch,
         objs.len(),
         objs[0].backend().map(|b| b.to_string()).unwrap_or_default(),
+    ))
+}
+
+/// CPU time this thread has used: `/proc/thread-self/schedstat` (ns) where the kernel keeps it,
+/// else utime + stime of `/proc/thread-self/stat` (clock ticks; the test kernels lack schedstats).
+fn thread_cpu() -> Option<Duration> {
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        return Some(Duration::from_nanos(
+            s.split_whitespace().next()?.parse().ok()?,
+        ));
+    }
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after "pid (comm)": state is field 3, utime 14, stime 15.
+    let mut f = s.get(s.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    let ticks: u64 = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Some(Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// Streaming on with no buffer queued: vivid's poll answers `POLLERR` at once and `DQBUF`
+/// `EAGAIN`, so no frame can come. `dequeue` must give up with `Error::Timeout` once its timeout
+/// has passed, without spinning a core meanwhile (before the fix, DQBUF's EAGAIN was retried in a
+/// loop that ignored the timeout and never returned). Then a queued buffer is still captured.
+fn vivid_dequeue_timeout() -> anyhow::Result<Outcome> {
+    let node = match vivid_or_missing(false) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    let c = node.try_format(V4L2_PIX_FMT_XBGR32, 320, 240)?;
+    let r = Arc::new(
+        unibuf::reconcile::reconcile([&c.attr_list()?]).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let objs = match Object::allocate_n(&r, 4) {
+        Ok(o) => o,
+        Err(unibuf::Error::Unavailable { what, why }) => {
+            return harness::skip(format!("no dma-buf backend: {what}: {why}"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let pitch = r
+        .image()
+        .and_then(|i| i.v4l2_format())
+        .context("layout not expressible as a V4L2 format")?
+        .bytesperline;
+    node.set_format(c.fourcc, c.width, c.height, &[pitch])?;
+    let planes = one_plane_each(&objs);
+    let mut cap = DmabufCapture::new(&node, planes)?;
+    cap.start()?;
+    let timeout = Duration::from_millis(300);
+    let (t0, c0) = (std::time::Instant::now(), thread_cpu());
+    let got = cap.dequeue(timeout);
+    let (wall, c1) = (t0.elapsed(), thread_cpu());
+    match got {
+        Err(unibuf::Error::Timeout { after, .. }) if after == timeout => {}
+        other => bail!("dequeue with no buffer queued gave {other:?}, not a timeout"),
+    }
+    if wall < timeout || wall > timeout + Duration::from_secs(3) {
+        bail!("dequeue({timeout:?}) returned after {wall:?}");
+    }
+    let cpu = match (c0, c1) {
+        (Some(a), Some(b)) => {
+            let cpu = b.saturating_sub(a);
+            if cpu > wall / 2 {
+                bail!("dequeue used {cpu:?} of CPU in {wall:?} of waiting: it spins");
+            }
+            format!("{cpu:?}")
+        }
+        _ => "unknown (no /proc/thread-self)".into(),
+    };
+    // The node is not stuck: a queued buffer is filled and dequeued.
+    cap.queue(0)?;
+    let f = cap.dequeue(Duration::from_secs(10))?;
+    if f.index != 0 {
+        bail!("dequeued buffer {}, queued 0", f.index);
+    }
+    cap.stop()?;
+    harness::pass(format!(
+        "{}: Timeout after {wall:?} (asked {timeout:?}, CPU {cpu}); then frame seq {} in buffer 0",
+        node.path(),
+        f.sequence
     ))
 }
 
