@@ -258,6 +258,17 @@ proptest! {
         let n = sizes.len();
         let mut l = AttrList::tensor(unibuf::attr::DataType::Float32, &sizes).unwrap();
         l.set_tensor_align_per_dim(&aligns[..n]).unwrap();
+        // The strides as the rule defines them, in u128: above the layout's 2^52-byte bound the
+        // list must be refused as too large (the generator can reach 2^58), not reconciled.
+        let mut stride = 4u128.next_multiple_of(aligns[n - 1] as u128);
+        for i in (0..n - 1).rev() {
+            stride = (sizes[i + 1] as u128 * stride).next_multiple_of(aligns[i] as u128);
+        }
+        if sizes[0] as u128 * stride > 1u128 << 52 {
+            let c = reconcile([&l]).unwrap_err();
+            prop_assert!(c.keys().any(|k| k == Key::OutSize), "{}", c);
+            return Ok(());
+        }
         let r = reconcile([&l]).unwrap();
         let t = r.tensor().unwrap();
         for i in 0..n {
