@@ -230,7 +230,7 @@ fn alloc_backend(kind: BackendKind) -> anyhow::Result<Outcome> {
         _ => {}
     }
     // lseek(SEEK_END) agrees with the allocation.
-    let end = backend::fd_size(o.fd(), "dma-buf")?;
+    let end = unibuf::fd::fd_size(o.fd(), "dma-buf")?;
     ensure!(
         end == o.size(),
         "lseek size {end} != object size {}",
@@ -578,14 +578,14 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
     let l = list(4096, Some(kind), "hwtest-cycle");
     // One cycle first so lazily opened things (discovery) are counted in `before`.
     drop(Object::allocate(&l)?);
-    let before = unibuf::ipc::fdcheck::count_open_fds()?;
+    let before = unibuf::fd::count_open_fds()?;
     let t = std::time::Instant::now();
     for i in 0..10_000 {
         let mut o = Object::allocate(&l).with_context(|| format!("cycle {i}"))?;
         let mut w = o.map_write()?;
         w.write()?.copy_from_slice(0, &[1])?;
     }
-    let after = unibuf::ipc::fdcheck::count_open_fds()?;
+    let after = unibuf::fd::count_open_fds()?;
     ensure!(before == after, "fd count {before} -> {after}");
     pass(format!(
         "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",
@@ -651,7 +651,9 @@ fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
     // A device allocation that has nothing else says why, naming the rules.
     let l = list(4096, Some(BackendKind::Udmabuf), "hwtest-eacces");
     if !b.has(BackendKind::Udmabuf) {
-        let e = Object::allocate_from(&b, &l, None)
+        let e = Object::allocator(&l)
+            .backends(&b)
+            .allocate()
             .err()
             .context("udmabuf allocation as nobody succeeded")?
             .to_string();
@@ -671,7 +673,7 @@ fn allocate_n_and_shortcut() -> anyhow::Result<Outcome> {
         return skip("no dma-buf backend here");
     };
     let l = list(65536, Some(kind), "hwtest-n");
-    let objs = Object::allocate_n(&l, 4)?;
+    let objs = Object::allocator(&l).allocate_n(4)?;
     ensure!(objs.len() == 4, "{} objects", objs.len());
     for (i, o) in objs.iter().enumerate() {
         let info = fdinfo(o.fd())?;
@@ -739,7 +741,7 @@ fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
     );
     // Its dma-buf is the same buffer (same exporter, same size).
     ensure!(
-        backend::fd_size(ro.fd(), "dma-buf")? == backend::fd_size(rw.fd(), "dma-buf")?,
+        unibuf::fd::fd_size(ro.fd(), "dma-buf")? == unibuf::fd::fd_size(rw.fd(), "dma-buf")?,
         "sizes differ"
     );
     pass("writes through the RW map are seen through the RO handle's O_RDONLY memfd map")

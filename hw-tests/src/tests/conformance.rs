@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use unibuf::ipc::fdcheck::count_open_fds as fd_count;
+use unibuf::fd::count_open_fds as fd_count;
 use unibuf::sys::dma_buf::{
     DmaBufSync, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START,
 };
