@@ -398,3 +398,59 @@ fn identify_does_not_take_a_file_named_dmabuf_for_a_dma_buf() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("not a dma-buf"), "{e}");
 }
+
+/// Before: a reconciled base alignment above the page size was only checked to be a power of two
+/// and the memfd buffer came back page-aligned. Now the memfd backend (page alignment) refuses it,
+/// naming the key, the value and the backend.
+#[test]
+fn base_alignment_is_honoured_or_refused() {
+    let b = Backends::memfd_only();
+    let page = unibuf::backend::page_size();
+    let aligned = |align: u64| {
+        let mut l = AttrList::raw(3 * page).unwrap();
+        l.set_need_cpu_access(true)
+            .unwrap()
+            .set_accessor_kind(AccessorKind::Cpu)
+            .unwrap()
+            .set_raw_align(align)
+            .unwrap();
+        Arc::new(reconcile([&l]).unwrap())
+    };
+    let o = Object::allocator(&aligned(page))
+        .backends(&b)
+        .allocate()
+        .unwrap();
+    assert_eq!(o.size(), 3 * page);
+    for align in [2 * page, 2 << 20, 1 << 30] {
+        let e = Object::allocator(&aligned(align))
+            .backends(&b)
+            .allocate_n(2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("raw.align") && e.contains(&align.to_string()) && e.contains("memfd"),
+            "{e}"
+        );
+    }
+    // image.base_align is named as such.
+    let mut img = AttrList::image(unibuf::layout::PixelFormat::Nv12, 64, 64).unwrap();
+    img.set_need_cpu_access(true)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_base_align(1 << 16)
+        .unwrap();
+    let e = Object::allocator(&Arc::new(reconcile([&img]).unwrap()))
+        .backends(&b)
+        .allocate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image.base_align = 65536"), "{e}");
+    // What each backend guarantees.
+    use unibuf::backend::guaranteed_alignment as g;
+    assert_eq!(g(BackendKind::Memfd, 1 << 20), page);
+    assert_eq!(g(BackendKind::SystemHeap, 1 << 20), page);
+    assert_eq!(g(BackendKind::CmaHeap, page), page);
+    assert_eq!(g(BackendKind::CmaHeap, 2 * page), 2 * page);
+    assert_eq!(g(BackendKind::CmaHeap, 1 << 20), 4 * page);
+}

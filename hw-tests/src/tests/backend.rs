@@ -87,6 +87,11 @@ pub fn tests() -> Vec<Test> {
             run: eacces_names_udev_rules,
         },
         Test {
+            name: "backend::base_alignment_honoured_or_refused",
+            needs: "a CMA heap (the system heap, udmabuf and DRM are checked where present)",
+            run: base_alignment_honoured_or_refused,
+        },
+        Test {
             name: "backend::fd_count_10000_cycles",
             needs: "any dma-buf backend",
             run: fd_count_cycles,
@@ -745,4 +750,82 @@ fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
         "sizes differ"
     );
     pass("writes through the RW map are seen through the RO handle's O_RDONLY memfd map")
+}
+
+/// A raw list of `size` bytes aligned to `align` that leads to `kind` (see [`list`]).
+fn aligned_list(size: u64, align: u64, kind: BackendKind) -> anyhow::Result<Arc<Reconciled>> {
+    let mut l = AttrList::raw(size)?;
+    l.set_need_cpu_access(true)?
+        .set_raw_align(align)?
+        .set_accessor_name("align-test")?;
+    match kind {
+        BackendKind::CmaHeap => {
+            l.set_contiguous(true)?
+                .set_accessor_kind(AccessorKind::Device)?;
+        }
+        k => {
+            l.set_accessor_kind(AccessorKind::Device)?
+                .set_preferred_backend(k)?;
+        }
+    }
+    Ok(Arc::new(
+        reconcile([&l]).map_err(|c| anyhow::anyhow!("{c}"))?,
+    ))
+}
+
+/// The CMA heap honours a base alignment up to 4 pages by allocating at least that much (its
+/// physical alignment follows the size: cma_heap.c aligns to min(get_order(len),
+/// CONFIG_CMA_ALIGNMENT), and CONFIG_CMA_ALIGNMENT is at least 2); beyond that, and beyond a page
+/// on the other dma-buf backends, the allocation is refused with the key, value and backend.
+fn base_alignment_honoured_or_refused() -> anyhow::Result<Outcome> {
+    let b = backend::global();
+    if !b.has(BackendKind::CmaHeap) {
+        return skip(format!("no CMA heap: {}", b.why_not(BackendKind::CmaHeap)));
+    }
+    let page = backend::page_size();
+    let o = Object::allocator(&aligned_list(page, 4 * page, BackendKind::CmaHeap)?).allocate()?;
+    ensure!(
+        o.backend() == Some(BackendKind::CmaHeap),
+        "not from the CMA heap"
+    );
+    ensure!(
+        o.size() >= 4 * page,
+        "CMA buffer of {} bytes for a {}-byte alignment: its order would not guarantee it",
+        o.size(),
+        4 * page
+    );
+    let refused = |kind: BackendKind, align: u64| -> anyhow::Result<()> {
+        let l = aligned_list(1 << 20, align, kind)?;
+        match Object::allocator(&l).allocate() {
+            Ok(o) => bail!(
+                "{kind}: a {align}-byte alignment was accepted ({} bytes)",
+                o.size()
+            ),
+            Err(e) => {
+                let e = e.to_string();
+                ensure!(
+                    e.contains("raw.align")
+                        && e.contains(&align.to_string())
+                        && e.contains(&kind.to_string()),
+                    "{kind}: the error does not name key, value and backend: {e}"
+                );
+                Ok(())
+            }
+        }
+    };
+    refused(BackendKind::CmaHeap, 2 << 20)?;
+    for kind in [
+        BackendKind::SystemHeap,
+        BackendKind::Udmabuf,
+        BackendKind::DrmDumb,
+    ] {
+        if b.has(kind) {
+            refused(kind, 2 * page)?;
+        }
+    }
+    pass(format!(
+        "CMA honours {} bytes (buffer {} bytes), refuses 2 MiB; page-only backends refuse 2 pages",
+        4 * page,
+        o.size()
+    ))
 }
