@@ -56,19 +56,43 @@ fn list_device_access(l: &Reconciled) -> bool {
 #[derive(Debug, Clone)]
 struct Info {
     kind: FdKind,
-    backend: OnceLock<Option<BackendKind>>,
+    backend: Fact<Option<BackendKind>>,
     choice: Option<Arc<Choice>>,
     size: u64,
-    name: OnceLock<Arc<str>>,
-    exporter: OnceLock<Option<String>>,
-    cpu_mappable: OnceLock<std::result::Result<(), String>>,
+    name: Fact<Arc<str>>,
+    exporter: Fact<Option<String>>,
+    cpu_mappable: Fact<std::result::Result<(), String>>,
 }
 
-fn known<T>(v: T) -> OnceLock<T> {
-    let c = OnceLock::new();
-    let _ = c.set(v);
-    c
+/// A fact known when the handle is made (allocations: no atomic operation on that path), or
+/// found on first use (imports).
+#[derive(Debug, Clone)]
+enum Fact<T> {
+    Known(T),
+    Later(OnceLock<T>),
 }
+
+impl<T> Fact<T> {
+    fn later() -> Fact<T> {
+        Fact::Later(OnceLock::new())
+    }
+
+    fn get(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Later(c) => c.get(),
+        }
+    }
+
+    fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        match self {
+            Fact::Known(v) => v,
+            Fact::Later(c) => c.get_or_init(f),
+        }
+    }
+}
+
+use Fact::Known as known;
 
 /// An allocated or imported buffer: its fd, its reconciled list and this handle's permission.
 pub struct Object {
@@ -393,7 +417,7 @@ impl Object {
         let backend = match (facts.kind, backend) {
             (FdKind::Memfd, _) => known(Some(BackendKind::Memfd)),
             // A dma-buf is never the memfd backend, whatever the sender said.
-            (FdKind::DmaBuf, Some(BackendKind::Memfd)) | (FdKind::DmaBuf, None) => OnceLock::new(),
+            (FdKind::DmaBuf, Some(BackendKind::Memfd)) | (FdKind::DmaBuf, None) => Fact::later(),
             (FdKind::DmaBuf, Some(b)) => known(Some(b)),
         };
         Ok(Object {
@@ -406,16 +430,16 @@ impl Object {
                 backend,
                 choice: None,
                 size,
-                name: OnceLock::new(),
+                name: Fact::later(),
                 exporter: if facts.kind == FdKind::Memfd {
                     known(None)
                 } else {
-                    OnceLock::new()
+                    Fact::later()
                 },
                 cpu_mappable: if mappable_known {
                     known(Ok(()))
                 } else {
-                    OnceLock::new()
+                    Fact::later()
                 },
             },
         })
