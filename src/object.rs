@@ -304,7 +304,7 @@ impl Object {
                 cpu_mappable: known(Ok(())),
                 choice: Some(a.choice),
                 size: a.size,
-                name: known(a.name.shared().clone()),
+                name: known(a.name.into_shared()),
                 exporter: known(None),
             },
         };

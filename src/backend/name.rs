@@ -67,6 +67,11 @@ impl BufferName {
         &self.0
     }
 
+    /// The shared string, by value (no reference-count traffic).
+    pub fn into_shared(self) -> Arc<str> {
+        self.0
+    }
+
     /// Whether the name is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
