@@ -12,6 +12,7 @@
 pub mod attr;
 pub mod backend;
 pub mod error;
+pub mod fd;
 pub mod interop;
 pub mod ipc;
 pub mod layout;

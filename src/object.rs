@@ -3,14 +3,16 @@
 //! An [`Object`] owns its fds: dropping the last handle (and every mapping, device import and
 //! process holding the dma-buf) frees the memory. Handles are made by
 //!
-//! - [`Object::allocate`] / [`Object::allocate_n`] (from the process-wide [`backend::global`]
-//!   backends) or [`Object::allocate_from`] (from given [`Backends`]): the handle holds the
-//!   list's permission;
+//! - [`Object::allocator`] (`.allocate()` for one, `.allocate_n(n)` for several; from the
+//!   process-wide [`backend::global`] backends unless [`Allocator::backends`] names others), or
+//!   its shorthand [`Object::allocate`]: the handle holds the list's permission; a base alignment
+//!   the chosen backend cannot guarantee is refused, never dropped;
 //! - [`Object::dup`] (same permission) and [`Object::dup_with`] (a reduced permission:
 //!   read-write → read-only; the reverse is refused);
 //! - [`Object::import`] / [`Object::import_parts`]: a foreign dma-buf fd (a GPU's export, V4L2
-//!   `VIDIOC_EXPBUF`, another process over IPC), checked to be a dma-buf (or, for CPU-only lists,
-//!   a memfd) at least as large as the list requires.
+//!   `VIDIOC_EXPBUF`, another process over IPC), identified once by [`crate::fd::identify`] as a
+//!   dma-buf (or, for CPU-only lists, a memfd sealed `F_SEAL_SHRINK`) at least as large as the
+//!   list requires.
 //!
 //! # Read-only handles
 //!
@@ -23,15 +25,17 @@
 //! the kernel does not stop a device (or raw code holding that fd) from writing it. VFIO enforces
 //! read-only for devices through read-only IOMMU mappings (`crate::interop`).
 
-use crate::attr::{BackendKind, Permission};
-use crate::backend::{self, AllocRequest, Allocation, Backends, Choice};
+use crate::attr::{BackendKind, Key, Permission, Value};
+use crate::backend::{self, Allocation, Backends, BufferName, Choice};
 use crate::error::{Error, Result};
+use crate::fd::{self, Identified};
 use crate::map::{ReadMap, WriteMap};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{Mode, OFlags};
-use std::sync::Arc;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
 
 use crate::reconcile::Reconciled;
+
+pub use crate::fd::FdKind;
 
 fn list_size(l: &Reconciled) -> u64 {
     l.size()
@@ -46,27 +50,49 @@ fn list_device_access(l: &Reconciled) -> bool {
     l.memory().device_access
 }
 
-/// What kind of file backs an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FdKind {
-    /// A dma-buf.
-    DmaBuf,
-    /// A plain memfd (CPU-only objects).
-    Memfd,
-}
-
 /// Facts about the buffer, the same in every handle to it (held inline: no extra heap
-/// allocation on the allocation path).
+/// allocation on the allocation path). What is only informational (an import's name and
+/// exporter, whether a foreign dma-buf can be CPU-mapped) is found on first use.
 #[derive(Debug, Clone)]
 struct Info {
     kind: FdKind,
-    backend: Option<BackendKind>,
+    backend: Fact<Option<BackendKind>>,
     choice: Option<Arc<Choice>>,
     size: u64,
-    name: Arc<str>,
-    exporter: Option<String>,
-    cpu_mappable: std::result::Result<(), String>,
+    name: Fact<Arc<str>>,
+    exporter: Fact<Option<String>>,
+    cpu_mappable: Fact<std::result::Result<(), String>>,
 }
+
+/// A fact known when the handle is made (allocations: no atomic operation on that path), or
+/// found on first use (imports).
+#[derive(Debug, Clone)]
+enum Fact<T> {
+    Known(T),
+    Later(OnceLock<T>),
+}
+
+impl<T> Fact<T> {
+    fn later() -> Fact<T> {
+        Fact::Later(OnceLock::new())
+    }
+
+    fn get(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Later(c) => c.get(),
+        }
+    }
+
+    fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        match self {
+            Fact::Known(v) => v,
+            Fact::Later(c) => c.get_or_init(f),
+        }
+    }
+}
+
+use Fact::Known as known;
 
 /// An allocated or imported buffer: its fd, its reconciled list and this handle's permission.
 pub struct Object {
@@ -85,10 +111,10 @@ impl std::fmt::Debug for Object {
             .field("memfd", &self.memfd)
             .field("permission", &self.permission)
             .field("kind", &self.info.kind)
-            .field("backend", &self.info.backend)
+            .field("backend", &self.backend())
             .field("size", &self.info.size)
-            .field("name", &self.info.name)
-            .field("exporter", &self.info.exporter)
+            .field("name", &self.name())
+            .field("exporter", &self.exporter())
             .finish_non_exhaustive()
     }
 }
@@ -109,129 +135,6 @@ fn dup_fd(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::sys("F_DUPFD_CLOEXEC", what, e))
 }
 
-/// Opens `/proc/self/fd/<fd>` `O_RDONLY`: a new, read-only file of the same memfd. A writable
-/// `mmap` of the result fails with `EACCES`.
-pub fn reopen_readonly(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    // Only memfds (F_GET_SEALS answers only there): opening a FIFO's /proc link would block, and
-    // a dma-buf cannot be reopened at all.
-    if rustix::fs::fcntl_get_seals(fd).is_err() {
-        return Err(Error::InvalidArgument(format!(
-            "{path}: only memfds can be reopened read-only"
-        )));
-    }
-    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("open(O_RDONLY) reopen", path, e))
-}
-
-/// Whether `fd` was opened `O_RDONLY` (its access mode allows no writing).
-pub fn opened_read_only(fd: BorrowedFd<'_>) -> Result<bool> {
-    let fl = rustix::fs::fcntl_getfl(fd)
-        .map_err(|e| Error::sys("F_GETFL", format!("fd {}", fd.as_raw_fd()), e))?;
-    Ok(fl & OFlags::RWMODE == OFlags::RDONLY)
-}
-
-/// The access mode the fd was opened with allows writing.
-fn fd_writable(fd: BorrowedFd<'_>) -> Result<bool> {
-    Ok(!opened_read_only(fd)?)
-}
-
-/// The `/proc/self/fd` link of a dma-buf on kernels before 5.3, which kept dma-bufs on the
-/// anonymous-inode filesystem shared with eventfds and others.
-pub(crate) const ANON_DMA_BUF_LINK: &str = "anon_inode:dmabuf";
-
-/// Whether `fd` lives on the dma-buf pseudo filesystem (`statfs` type `DMA_BUF_MAGIC`, Linux 5.3
-/// and later). A path proves nothing: any file may be named `/dmabuf:...`.
-pub(crate) fn on_dma_buf_fs(fd: BorrowedFd<'_>) -> Result<bool> {
-    rustix::fs::fstatfs(fd)
-        .map(|st| st.f_type as u32 == DMA_BUF_MAGIC)
-        .map_err(|e| Error::sys("fstatfs", format!("/proc/self/fd/{}", fd.as_raw_fd()), e))
-}
-
-/// Whether `fd` is a dma-buf: on the dma-buf filesystem, or (before Linux 5.3) the anonymous
-/// inode named exactly `dmabuf`.
-pub fn is_dma_buf(fd: BorrowedFd<'_>) -> Result<bool> {
-    if on_dma_buf_fs(fd)? {
-        return Ok(true);
-    }
-    let raw = fd.as_raw_fd();
-    let link = rustix::fs::readlink(format!("/proc/self/fd/{raw}"), Vec::new())
-        .map_err(|e| Error::sys("readlink", format!("/proc/self/fd/{raw}"), e))?;
-    Ok(link.to_bytes() == ANON_DMA_BUF_LINK.as_bytes())
-}
-
-/// What `/proc/self/fdinfo` and `/proc/self/fd` say about an fd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FdIdentity {
-    /// dma-buf or memfd.
-    pub kind: FdKind,
-    /// The dma-buf's exporter (`exp_name`: `system`, `udmabuf`, `vgem`...).
-    pub exporter: Option<String>,
-    /// The dma-buf's name (`DMA_BUF_SET_NAME`), or the memfd's name.
-    pub name: Option<String>,
-}
-
-/// Identifies `fd` as a dma-buf (`exp_name` in `/proc/self/fdinfo/N`, or a link target naming
-/// `dmabuf`) or a memfd (link target `/memfd:...`). Refuses anything else.
-pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<FdIdentity> {
-    let raw = fd.as_raw_fd();
-    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{raw}")).unwrap_or_default();
-    let field = |key: &str| -> Option<String> {
-        fdinfo.lines().find_map(|l| {
-            l.strip_prefix(key)
-                .map(|v| v.trim_start_matches(':').trim().to_string())
-        })
-    };
-    if let Some(exp) = field("exp_name") {
-        return Ok(FdIdentity {
-            kind: FdKind::DmaBuf,
-            exporter: Some(exp),
-            name: field("name").filter(|n| !n.is_empty()),
-        });
-    }
-    let link = rustix::fs::readlink(format!("/proc/self/fd/{raw}"), Vec::new())
-        .map(|c| c.to_string_lossy().into_owned())
-        .map_err(|e| Error::sys("readlink", format!("/proc/self/fd/{raw}"), e))?;
-    // The link target alone is a path: any file whose name contains "dmabuf" must not pass for
-    // one (see `is_dma_buf`).
-    if link == ANON_DMA_BUF_LINK || on_dma_buf_fs(fd)? {
-        return Ok(FdIdentity {
-            kind: FdKind::DmaBuf,
-            exporter: None,
-            name: None,
-        });
-    }
-    if let Some(rest) = link.strip_prefix("/memfd:") {
-        let name = rest.strip_suffix(" (deleted)").unwrap_or(rest).to_string();
-        return Ok(FdIdentity {
-            kind: FdKind::Memfd,
-            exporter: None,
-            name: Some(name),
-        });
-    }
-    Err(Error::InvalidArgument(format!(
-        "fd {raw} is not a dma-buf or a memfd (it is {link:?})"
-    )))
-}
-
-/// `DMA_BUF_MAGIC` from `include/uapi/linux/magic.h`: the `f_type` of the dma-buf filesystem.
-const DMA_BUF_MAGIC: u32 = 0x444d_4142;
-
-/// Refuses a memfd that is not sealed `F_SEAL_SHRINK`: it is about to be mapped `MAP_SHARED` and
-/// read through `&[u8]`, and whoever else holds it (the peer that sent it) could `ftruncate` it
-/// below the mapping, turning every later access past the new end into `SIGBUS`. (A shmem file
-/// that is not a memfd, e.g. in `/dev/shm`, cannot be sealed at all, so it is refused too.)
-fn require_shrink_seal(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
-    let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::sys("F_GET_SEALS", what, e))?;
-    if !seals.contains(rustix::fs::SealFlags::SHRINK) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is not sealed F_SEAL_SHRINK: its holder could shrink it under a mapping \
-             (SIGBUS); seal it with fcntl(F_ADD_SEALS, F_SEAL_SHRINK) before sharing it"
-        )));
-    }
-    Ok(())
-}
-
 /// The backend an exporter name points to, where it is one of ours.
 fn backend_of_exporter(exp: &str) -> Option<BackendKind> {
     match exp {
@@ -247,43 +150,121 @@ fn backend_of_exporter(exp: &str) -> Option<BackendKind> {
     }
 }
 
-impl Object {
-    /// Allocates one object for `list` from the process-wide backends ([`backend::global`]),
-    /// named after the list's accessors. The handle holds the list's permission.
-    pub fn allocate(list: &Arc<Reconciled>) -> Result<Object> {
-        Object::allocate_from(backend::global(), list, None)
+/// The key a reconciled base alignment came from, for error messages.
+fn alignment_key(list: &Reconciled) -> Key {
+    let a = list.alignment();
+    [Key::RawAlign, Key::ImageBaseAlign, Key::TensorBaseAlign]
+        .into_iter()
+        .find(|&k| matches!(list.get(k), Some(Value::U64(v)) if *v == a))
+        .unwrap_or(Key::OutAlign)
+}
+
+/// How to allocate objects for a reconciled list: made by [`Object::allocator`], finished by
+/// [`Allocator::allocate`] (one buffer) or [`Allocator::allocate_n`] (several). This is the one
+/// allocation route: backend choice, size and base alignment ([`backend`'s rules](
+/// crate::backend#base-alignment)), the chosen backend's allocator, the name.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an Allocator allocates nothing until `allocate` or `allocate_n`"]
+pub struct Allocator<'a> {
+    list: &'a Arc<Reconciled>,
+    backends: Option<&'a Backends>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Allocator<'a> {
+    /// Allocates from `backends` instead of the process-wide [`backend::global`].
+    pub fn backends(self, backends: &'a Backends) -> Self {
+        Allocator {
+            backends: Some(backends),
+            ..self
+        }
     }
 
-    /// Like [`Object::allocate`], with the buffer named `name` (cut to 31 bytes).
-    pub fn allocate_named(list: &Arc<Reconciled>, name: &str) -> Result<Object> {
-        Object::allocate_from(backend::global(), list, Some(name))
+    /// Names the buffer `name` (a [`BufferName`]: cut to 31 bytes; a NUL is refused) instead of
+    /// the list's accessors' names.
+    pub fn name(self, name: &'a str) -> Self {
+        Allocator {
+            name: Some(name),
+            ..self
+        }
     }
 
-    /// Allocates `n` objects for `list` (one backend choice for all; names get `-<i>`).
-    pub fn allocate_n(list: &Arc<Reconciled>, n: usize) -> Result<Vec<Object>> {
-        let allocs = backend::global().allocate_n(&AllocRequest::from_reconciled(list, None), n)?;
-        allocs
-            .into_iter()
-            .map(|a| Object::from_allocation(a, list))
-            .collect()
-    }
-
-    /// Allocates one object for `list` from `backends`, named `name` (or after the list's
-    /// accessors).
+    /// Allocates one object. The handle holds the list's permission.
     #[inline]
-    pub fn allocate_from(
-        backends: &Backends,
-        list: &Arc<Reconciled>,
-        name: Option<&str>,
-    ) -> Result<Object> {
-        // The list's derived name is built once and shared; a given name is cut to 31 bytes
-        // first (a NUL past the cut does not matter), as `AllocRequest::from_reconciled` does.
-        let name: Arc<str> = match name {
-            None => list.derived_name_shared().clone(),
-            Some(n) => backend::cut_name(n).into(),
+    pub fn allocate(self) -> Result<Object> {
+        let mut out = None;
+        self.run(None, |o| out = Some(o))?;
+        out.ok_or_else(|| Error::InvalidArgument("no object allocated".into()))
+    }
+
+    /// Allocates `n` objects (one backend choice for all; the names get `-<i>`). On an error the
+    /// objects made so far are freed.
+    pub fn allocate_n(self, n: usize) -> Result<Vec<Object>> {
+        let mut out = Vec::with_capacity(n);
+        self.run(Some(n), |o| out.push(o))?;
+        Ok(out)
+    }
+
+    #[inline]
+    fn run(self, n: Option<usize>, mut sink: impl FnMut(Object)) -> Result<()> {
+        let list = self.list;
+        let backends = self.backends.unwrap_or_else(|| backend::global());
+        let choice = backends.choose_shared(list.memory())?;
+        let len = match backend::placement(choice.backend, list.size(), list.alignment())? {
+            Ok(len) => len,
+            Err(guaranteed) => {
+                return Err(Error::Unavailable {
+                    what: format!(
+                        "a base alignment of {} bytes ({} = {})",
+                        list.alignment(),
+                        alignment_key(list),
+                        list.alignment()
+                    ),
+                    why: format!(
+                        "the chosen backend {} guarantees {guaranteed} bytes (see \
+                         unibuf::backend, base alignment); {}",
+                        choice.backend, choice.reason
+                    ),
+                })
+            }
         };
-        let a = backends.allocate_for(list.memory(), list.size(), list.alignment(), name)?;
-        Object::from_allocation(a, list)
+        let name = match self.name {
+            None => BufferName::from_shared(list.derived_name_shared())?,
+            Some(n) => BufferName::new(n)?,
+        };
+        match n {
+            None => sink(Object::from_allocation(
+                backends.alloc_one(choice, len, name)?,
+                list,
+            )?),
+            Some(n) => {
+                for i in 0..n {
+                    let a = backends.alloc_one(choice.clone(), len, name.with_index(i))?;
+                    sink(Object::from_allocation(a, list)?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Object {
+    /// The allocation route for `list`: `Object::allocator(&list).allocate()` makes one object
+    /// from the process-wide backends, named after the list's accessors;
+    /// [`Allocator::backends`], [`Allocator::name`] and [`Allocator::allocate_n`] change that.
+    pub fn allocator(list: &Arc<Reconciled>) -> Allocator<'_> {
+        Allocator {
+            list,
+            backends: None,
+            name: None,
+        }
+    }
+
+    /// `Object::allocator(list).allocate()`: one object for `list` from the process-wide
+    /// backends ([`backend::global`]), named after the list's accessors. The handle holds the
+    /// list's permission.
+    pub fn allocate(list: &Arc<Reconciled>) -> Result<Object> {
+        Object::allocator(list).allocate()
     }
 
     /// Reconciles `lists` and allocates one object for the result: the shortcut for a single
@@ -298,7 +279,7 @@ impl Object {
 
     /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
     #[inline]
-    pub fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
+    fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
                 "allocation of {} bytes is smaller than the list's {} bytes",
@@ -318,13 +299,13 @@ impl Object {
             permission: Permission::ReadWrite,
             info: Info {
                 kind,
-                backend: Some(a.choice.backend),
+                backend: known(Some(a.choice.backend)),
                 // Heaps, udmabuf, DRM dumb buffers and memfds all map; no probe needed.
-                cpu_mappable: Ok(()),
+                cpu_mappable: known(Ok(())),
                 choice: Some(a.choice),
                 size: a.size,
-                name: a.name,
-                exporter: None,
+                name: known(a.name.into_shared()),
+                exporter: known(None),
             },
         };
         match list_permission(list) {
@@ -348,103 +329,118 @@ impl Object {
 
     /// Imports the fds of a buffer made elsewhere (another process, a GPU, V4L2 `EXPBUF`).
     ///
-    /// Checks that `fd` is a dma-buf (or a memfd, for a list with no device accessor), that its
-    /// size (`lseek(SEEK_END)`) is at least the list's, that a read-write `permission` comes with
-    /// fds opened for writing, and that `memfd` (if any) is a memfd as large as the buffer. Every
-    /// memfd (the fd of a CPU-only object, or the one beside a udmabuf) must be sealed
-    /// `F_SEAL_SHRINK` (unibuf's own allocations are), so no holder can shrink it under a mapping.
-    /// Records whether the buffer can be CPU-mapped (some exporters' dma-bufs cannot be, e.g.
-    /// GPU memory: `ENOTSUPP`). A read-only handle keeps an `O_RDONLY` reopen of a writable memfd
-    /// and drops the writable one.
+    /// Identifies each fd once ([`crate::fd::identify`]): `fd` must be a dma-buf (or a memfd,
+    /// for a list with no device accessor) and `memfd` (if any) a memfd; every memfd must be
+    /// sealed `F_SEAL_SHRINK` (unibuf's own allocations are), so no holder can shrink it under a
+    /// mapping; `O_PATH` fds and files that only pose as memfds (a file on `/dev/shm`) are
+    /// refused. Then checks that the buffer is at least as large as the list requires (and the
+    /// memfd as large as the buffer), and that a read-write `permission` comes with fds that
+    /// allow writing. Whether a foreign dma-buf can be CPU-mapped (some cannot, e.g. GPU
+    /// memory: `ENOTSUPP`) is found on first use ([`Object::cpu_mappable`]). A read-only handle
+    /// keeps an `O_RDONLY` reopen of a writable memfd and drops the writable one.
     pub fn import_parts(
         parts: ImportParts,
         list: &Arc<Reconciled>,
         permission: Permission,
     ) -> Result<Object> {
-        let id = identify_fd(parts.fd.as_fd())?;
-        let needs_dma_buf = list_device_access(list);
-        if id.kind != FdKind::DmaBuf && needs_dma_buf {
+        let fd = fd::identify(parts.fd, None)?;
+        let memfd = parts
+            .memfd
+            .map(|m| fd::identify(m, Some(FdKind::Memfd)))
+            .transpose()?;
+        Object::from_identified(fd, memfd, parts.backend, list, permission)
+    }
+
+    /// Makes an imported object of fds identified once ([`fd::identify`]; IPC identifies them
+    /// on receipt), for `list` with `permission`.
+    pub(crate) fn from_identified(
+        fd: Identified,
+        memfd: Option<Identified>,
+        backend: Option<BackendKind>,
+        list: &Arc<Reconciled>,
+        permission: Permission,
+    ) -> Result<Object> {
+        let facts = fd.facts();
+        if facts.kind != FdKind::DmaBuf && list_device_access(list) {
             return Err(Error::InvalidArgument(
                 "the imported fd is a memfd, but the list has a device accessor that needs a \
                  dma-buf"
                     .into(),
             ));
         }
-        let what = match &id.exporter {
-            Some(e) => format!("imported dma-buf (exporter {e})"),
-            None => format!("imported {:?}", id.kind),
-        };
-        let size = backend::fd_size(parts.fd.as_fd(), &what)?;
+        let what = format!("imported {}", facts.kind);
+        let size = facts.size;
         if size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
                 "{what} has {size} bytes, the list requires {}",
                 list_size(list)
             )));
         }
-        if permission == Permission::ReadWrite && !fd_writable(parts.fd.as_fd())? {
+        let rw = permission == Permission::ReadWrite;
+        if rw && !facts.writable {
             return Err(Error::PermissionDenied(format!(
-                "{what} was opened read-only and cannot back a read-write handle"
+                "{what} was opened read-only (or sealed against writes) and cannot back a \
+                 read-write handle"
             )));
         }
-        let mut memfd = None;
-        if let Some(m) = parts.memfd {
-            let mid = identify_fd(m.as_fd())?;
-            if mid.kind != FdKind::Memfd {
-                return Err(Error::InvalidArgument(
-                    "the fd passed as the buffer's memfd is not a memfd".into(),
-                ));
+        let memfd = match memfd {
+            None => None,
+            Some(m) => {
+                let mf = m.facts();
+                if mf.kind != FdKind::Memfd {
+                    return Err(Error::InvalidArgument(
+                        "the fd passed as the buffer's memfd is not a memfd".into(),
+                    ));
+                }
+                // The memfd is what gets mapped, for the whole `size` of the buffer: a shorter
+                // one would leave the tail of the mapping past its end (SIGBUS on access).
+                if mf.size < size {
+                    return Err(Error::InvalidArgument(format!(
+                        "imported memfd has {} bytes, the buffer {size}",
+                        mf.size
+                    )));
+                }
+                if rw && !mf.writable {
+                    return Err(Error::PermissionDenied(
+                        "the imported memfd was opened read-only and cannot back a read-write \
+                         handle"
+                            .into(),
+                    ));
+                }
+                Some(if rw { m } else { m.read_only()? }.into_fd())
             }
-            let msize = backend::fd_size(m.as_fd(), "imported memfd")?;
-            // The memfd is what gets mapped, for the whole `size` of the buffer: a shorter one
-            // would leave the tail of the mapping past its end (SIGBUS on access).
-            if msize < size {
-                return Err(Error::InvalidArgument(format!(
-                    "imported memfd has {msize} bytes, the buffer {size}"
-                )));
-            }
-            require_shrink_seal(m.as_fd(), "imported memfd")?;
-            let writable = fd_writable(m.as_fd())?;
-            if permission == Permission::ReadWrite && !writable {
-                return Err(Error::PermissionDenied(
-                    "the imported memfd was opened read-only and cannot back a read-write handle"
-                        .into(),
-                ));
-            }
-            memfd = Some(if permission == Permission::ReadOnly && writable {
-                reopen_readonly(m.as_fd())?
-            } else {
-                m
-            });
-        }
-        if id.kind == FdKind::Memfd {
-            require_shrink_seal(parts.fd.as_fd(), &what)?;
-        }
-        let mut fd = parts.fd;
-        if id.kind == FdKind::Memfd
-            && permission == Permission::ReadOnly
-            && fd_writable(fd.as_fd())?
-        {
-            fd = reopen_readonly(fd.as_fd())?;
-        }
-        let map_fd = memfd.as_ref().map(|m| m.as_fd()).unwrap_or(fd.as_fd());
-        let cpu_mappable = crate::map::probe_mappable(map_fd, &what).map_err(|e| e.to_string());
-        let backend = parts.backend.or(match id.kind {
-            FdKind::Memfd => Some(BackendKind::Memfd),
-            FdKind::DmaBuf => id.exporter.as_deref().and_then(backend_of_exporter),
-        });
+        };
+        let fd = if rw { fd } else { fd.read_only()? }.into_fd();
+        // A memfd is backed by shmem (or hugetlbfs) pages: it always maps. A dma-buf that comes
+        // with its memfd maps that memfd.
+        let mappable_known = facts.kind == FdKind::Memfd || memfd.is_some();
+        let backend = match (facts.kind, backend) {
+            (FdKind::Memfd, _) => known(Some(BackendKind::Memfd)),
+            // A dma-buf is never the memfd backend, whatever the sender said.
+            (FdKind::DmaBuf, Some(BackendKind::Memfd)) | (FdKind::DmaBuf, None) => Fact::later(),
+            (FdKind::DmaBuf, Some(b)) => known(Some(b)),
+        };
         Ok(Object {
             fd,
             memfd,
             list: list.clone(),
             permission,
             info: Info {
-                kind: id.kind,
+                kind: facts.kind,
                 backend,
                 choice: None,
                 size,
-                name: id.name.unwrap_or_default().into(),
-                exporter: id.exporter,
-                cpu_mappable,
+                name: Fact::later(),
+                exporter: if facts.kind == FdKind::Memfd {
+                    known(None)
+                } else {
+                    Fact::later()
+                },
+                cpu_mappable: if mappable_known {
+                    known(Ok(()))
+                } else {
+                    Fact::later()
+                },
             },
         })
     }
@@ -483,10 +479,10 @@ impl Object {
     /// Turns this handle read-only: memfds are swapped for `O_RDONLY` reopens.
     fn into_readonly(mut self) -> Result<Object> {
         if let Some(m) = &self.memfd {
-            self.memfd = Some(reopen_readonly(m.as_fd())?);
+            self.memfd = Some(fd::reopen_read_only(m.as_fd())?);
         }
         if self.info.kind == FdKind::Memfd {
-            self.fd = reopen_readonly(self.fd.as_fd())?;
+            self.fd = fd::reopen_read_only(self.fd.as_fd())?;
         }
         self.permission = Permission::ReadOnly;
         Ok(self)
@@ -497,10 +493,9 @@ impl Object {
             FdKind::DmaBuf => "dma-buf",
             FdKind::Memfd => "memfd",
         };
-        if self.info.name.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind} {:?}", self.info.name)
+        match self.info.name.get() {
+            Some(n) if !n.is_empty() => format!("{kind} {n:?}"),
+            _ => kind.to_string(),
         }
     }
 
@@ -541,14 +536,26 @@ impl Object {
         self.info.size
     }
 
-    /// The buffer's name (`DMA_BUF_SET_NAME`, or the memfd's name).
+    /// The buffer's name (`DMA_BUF_SET_NAME`, or the memfd's name; for an import read from
+    /// `/proc/self/fdinfo` or the memfd's link on first use).
     pub fn name(&self) -> &str {
-        &self.info.name
+        self.info.name.get_or_init(|| {
+            match self.info.kind {
+                FdKind::DmaBuf => fd::exporter_and_name(self.fd.as_fd()).1,
+                FdKind::Memfd => fd::memfd_name(self.fd.as_fd()),
+            }
+            .unwrap_or_default()
+            .into()
+        })
     }
 
-    /// The backend it came from, when known (imports of foreign exporters: `None`).
+    /// The backend it came from, when known (imports of foreign exporters: `None`). For an
+    /// import whose sender did not say, found from the exporter name on first use.
     pub fn backend(&self) -> Option<BackendKind> {
-        self.info.backend
+        *self
+            .info
+            .backend
+            .get_or_init(|| self.exporter().and_then(backend_of_exporter))
     }
 
     /// The backend choice and its reason (allocations only).
@@ -556,18 +563,24 @@ impl Object {
         self.info.choice.as_deref()
     }
 
-    /// The exporter of an imported dma-buf (`exp_name` in fdinfo).
+    /// The exporter of an imported dma-buf (`exp_name` in fdinfo, read on first use).
     pub fn exporter(&self) -> Option<&str> {
-        self.info.exporter.as_deref()
+        self.info
+            .exporter
+            .get_or_init(|| fd::exporter_and_name(self.fd.as_fd()).0)
+            .as_deref()
     }
 
-    /// Whether the buffer can be mapped for the CPU; `Err` says why not (found at import).
+    /// Whether the buffer can be mapped for the CPU; `Err` says why not. For a foreign dma-buf
+    /// this maps one page and unmaps it on first use.
     pub fn cpu_mappable(&self) -> std::result::Result<(), &str> {
-        self.info
-            .cpu_mappable
-            .as_ref()
-            .map(|_| ())
-            .map_err(|s| s.as_str())
+        self.mappable().as_ref().map(|_| ()).map_err(|s| s.as_str())
+    }
+
+    fn mappable(&self) -> &std::result::Result<(), String> {
+        self.info.cpu_mappable.get_or_init(|| {
+            crate::map::probe_mappable(self.map_source(), &self.what()).map_err(|e| e.to_string())
+        })
     }
 
     fn check_cpu(&self) -> Result<()> {
@@ -577,7 +590,7 @@ impl Object {
                 self.what()
             )));
         }
-        if let Err(why) = &self.info.cpu_mappable {
+        if let Err(why) = self.mappable() {
             return Err(Error::Unavailable {
                 what: format!("a CPU mapping of {}", self.what()),
                 why: why.clone(),

@@ -1,8 +1,11 @@
 //! Host tests of discovery and allocation error paths, with device directories faked by temp files.
 
 use std::path::{Path, PathBuf};
-use unibuf::attr::{BackendKind, Permission};
-use unibuf::backend::{Access, AllocRequest, Backends, HeapClass, MemoryRequirement};
+use std::sync::Arc;
+use unibuf::attr::{AccessorKind, AttrList, BackendKind};
+use unibuf::backend::{Access, Backends, HeapClass};
+use unibuf::object::Object;
+use unibuf::reconcile::{reconcile, Reconciled};
 
 struct TempDir(PathBuf);
 impl TempDir {
@@ -19,19 +22,15 @@ impl Drop for TempDir {
     }
 }
 
-fn device_request() -> AllocRequest {
-    AllocRequest {
-        size: 4096,
-        alignment: 4096,
-        permission: Permission::ReadWrite,
-        cpu_access: false,
-        cpu_cache: false,
-        memory: MemoryRequirement {
-            device_access: true,
-            ..Default::default()
-        },
-        name: String::new(),
+/// A 4 KiB buffer for a device (no accessor kind stated counts as one), or for a VFIO device
+/// (`pinnable`).
+fn device_list(pinnable: bool) -> Arc<Reconciled> {
+    let mut l = AttrList::raw(4096).unwrap();
+    l.set_raw_align(4096).unwrap();
+    if pinnable {
+        l.set_accessor_kind(AccessorKind::Vfio).unwrap();
     }
+    Arc::new(reconcile([&l]).unwrap())
 }
 
 #[test]
@@ -50,7 +49,11 @@ fn absent_devices_are_reported_with_reasons() {
     let report = b.to_string();
     assert!(report.contains("dma-heap: none"), "{report}");
     assert!(report.contains("ENOENT"), "{report}");
-    let e = b.allocate(&device_request()).unwrap_err().to_string();
+    let e = Object::allocator(&device_list(false))
+        .backends(&b)
+        .allocate()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no system heap") && e.contains("udmabuf"), "{e}");
 }
 
@@ -76,7 +79,11 @@ fn heaps_are_classified_and_errors_name_op_and_path() {
     assert_eq!(class("secure"), HeapClass::Other);
     assert!(b.has(BackendKind::SystemHeap) && b.has(BackendKind::CmaHeap));
     // The fake heap is a regular file: the ioctl fails, and the error says which and where.
-    let e = b.allocate(&device_request()).unwrap_err().to_string();
+    let e = Object::allocator(&device_list(false))
+        .backends(&b)
+        .allocate()
+        .unwrap_err()
+        .to_string();
     let sys = heaps.join("system");
     assert!(e.starts_with("DMA_HEAP_IOCTL_ALLOC on "), "{e}");
     assert!(
@@ -84,9 +91,9 @@ fn heaps_are_classified_and_errors_name_op_and_path() {
         "{e}"
     );
     // Contiguous goes to the CMA-class heap (the first one by name).
-    let mut r = device_request();
-    r.memory.contiguous = true;
-    let c = b.choose(&r.memory).unwrap();
+    let mut m = device_list(false).memory().clone();
+    m.contiguous = true;
+    let c = b.choose(&m).unwrap();
     assert_eq!(c.backend, BackendKind::CmaHeap);
     assert_eq!(
         c.device.as_deref(),
@@ -105,10 +112,14 @@ fn udmabuf_errors_name_the_device() {
         &t.0.join("dri"),
         &t.0.join("cma"),
     );
-    let mut r = device_request();
-    r.memory.pinnable = true;
-    assert_eq!(b.choose(&r.memory).unwrap().backend, BackendKind::Udmabuf);
-    let e = b.allocate(&r).unwrap_err().to_string();
+    let r = device_list(true);
+    assert!(r.memory().pinnable);
+    assert_eq!(b.choose(r.memory()).unwrap().backend, BackendKind::Udmabuf);
+    let e = Object::allocator(&r)
+        .backends(&b)
+        .allocate()
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("UDMABUF_CREATE on ") && e.contains("ENOTTY"),
         "{e}"

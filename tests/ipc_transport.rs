@@ -271,11 +271,9 @@ fn a_file_named_like_a_dma_buf_is_not_one() {
     let f = std::fs::File::open(&p);
     std::fs::remove_file(&p).unwrap();
     let f = f.unwrap();
-    assert!(!unibuf::ipc::fdcheck::is_dma_buf(f.as_fd()).unwrap());
-    let e = unibuf::ipc::fdcheck::check(f.as_fd(), unibuf::ipc::wire::FdKind::DmaBuf, 0, &|| {
-        "test peer".to_string()
-    })
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("announces a dma-buf"), "{e}");
+    assert!(!unibuf::fd::is_dma_buf(f.as_fd()).unwrap());
+    let e = unibuf::fd::identify(f.into(), Some(unibuf::fd::FdKind::DmaBuf))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a dma-buf"), "{e}");
 }

@@ -5,8 +5,8 @@ use rustix::fd::{AsFd, AsRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::sync::Arc;
 use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
-use unibuf::backend::{AllocRequest, Backends};
-use unibuf::object::{identify_fd, FdKind, ImportParts, Object};
+use unibuf::backend::Backends;
+use unibuf::object::{ImportParts, Object};
 use unibuf::reconcile::{reconcile, Reconciled};
 use unibuf::Error;
 
@@ -32,12 +32,10 @@ fn device_list(size: u64) -> Arc<Reconciled> {
 }
 
 fn memfd_obj(size: u64) -> Object {
-    Object::allocate_from(
-        &Backends::memfd_only(),
-        &cpu_list(size, Permission::ReadWrite, true),
-        None,
-    )
-    .expect("memfd allocation")
+    Object::allocator(&cpu_list(size, Permission::ReadWrite, true))
+        .backends(&Backends::memfd_only())
+        .allocate()
+        .expect("memfd allocation")
 }
 
 #[test]
@@ -129,12 +127,10 @@ fn write_through_read_only_map_kills_child_with_sigsegv() {
 
 #[test]
 fn cpu_access_must_be_requested() {
-    let mut o = Object::allocate_from(
-        &Backends::memfd_only(),
-        &cpu_list(4096, Permission::ReadWrite, false),
-        None,
-    )
-    .unwrap();
+    let mut o = Object::allocator(&cpu_list(4096, Permission::ReadWrite, false))
+        .backends(&Backends::memfd_only())
+        .allocate()
+        .unwrap();
     let e = o.map_read().unwrap_err().to_string();
     assert!(e.contains("CPU access"), "{e}");
     assert!(o.map_write().is_err());
@@ -142,12 +138,10 @@ fn cpu_access_must_be_requested() {
 
 #[test]
 fn read_only_list_gives_read_only_allocation() {
-    let o = Object::allocate_from(
-        &Backends::memfd_only(),
-        &cpu_list(4096, Permission::ReadOnly, true),
-        None,
-    )
-    .unwrap();
+    let o = Object::allocator(&cpu_list(4096, Permission::ReadOnly, true))
+        .backends(&Backends::memfd_only())
+        .allocate()
+        .unwrap();
     assert_eq!(o.permission(), Permission::ReadOnly);
     let fl = rustix::fs::fcntl_getfl(o.fd()).unwrap();
     assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
@@ -155,7 +149,9 @@ fn read_only_list_gives_read_only_allocation() {
 
 #[test]
 fn device_lists_cannot_use_memfd_only_backends() {
-    let e = Object::allocate_from(&Backends::memfd_only(), &device_list(4096), None)
+    let e = Object::allocator(&device_list(4096))
+        .backends(&Backends::memfd_only())
+        .allocate()
         .unwrap_err()
         .to_string();
     assert!(e.contains("dma-buf provider"), "{e}");
@@ -221,37 +217,49 @@ fn import_checks_kind_size_and_permission() {
 #[test]
 fn identify_names_memfds() {
     let o = memfd_obj(4096);
-    let id = identify_fd(o.fd()).unwrap();
-    assert_eq!(id.kind, FdKind::Memfd);
-    assert_eq!(id.name.as_deref(), Some("unibuf:host-test"));
+    assert!(!o.is_dma_buf());
+    assert_eq!(o.name(), "host-test");
+    // An import reads the name from the memfd on first use.
+    let fd = rustix::io::fcntl_dupfd_cloexec(o.fd(), 0).unwrap();
+    let imp = Object::import(fd, o.list(), Permission::ReadOnly).unwrap();
+    assert_eq!(imp.name(), "unibuf:host-test");
 }
 
 #[test]
 fn allocate_n_gives_distinct_named_buffers() {
     let b = Backends::memfd_only();
-    let mut l = AllocRequest::from_reconciled(&cpu_list(4096, Permission::ReadWrite, true), None);
-    l.name = "a-very-long-buffer-name-that-will-be-cut".into();
-    let v = b.allocate_n(&l, 3).unwrap();
+    let l = cpu_list(4096, Permission::ReadWrite, true);
+    let v = Object::allocator(&l)
+        .backends(&b)
+        .name("a-very-long-buffer-name-that-will-be-cut")
+        .allocate_n(3)
+        .unwrap();
     assert_eq!(v.len(), 3);
     for (i, a) in v.iter().enumerate() {
-        assert!(a.name.len() <= 31, "{}", a.name);
-        assert!(a.name.ends_with(&format!("-{i}")), "{}", a.name);
+        assert!(a.name().len() <= 31, "{}", a.name());
+        assert!(a.name().ends_with(&format!("-{i}")), "{}", a.name());
     }
-    assert_ne!(v[0].fd.as_raw_fd(), v[1].fd.as_raw_fd());
+    assert_ne!(v[0].fd().as_raw_fd(), v[1].fd().as_raw_fd());
 }
 
 #[test]
 fn bad_requests_change_nothing() {
     let b = Backends::memfd_only();
-    let mut l = AllocRequest::from_reconciled(&cpu_list(4096, Permission::ReadWrite, true), None);
-    l.size = 0;
-    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
-    l.size = 4096;
-    l.alignment = 3000;
-    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
-    l.alignment = 4096;
-    l.name = "nul\0inside".into();
-    assert!(matches!(b.allocate(&l), Err(Error::InvalidArgument(_))));
+    let l = cpu_list(4096, Permission::ReadWrite, true);
+    assert!(matches!(
+        Object::allocator(&l)
+            .backends(&b)
+            .name("nul\0inside")
+            .allocate(),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Object::allocator(&l)
+            .backends(&b)
+            .name("nul\0inside")
+            .allocate_n(2),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -265,7 +273,7 @@ fn fd_count_is_stable_over_many_cycles() {
     if pid == 0 {
         let before = count();
         for _ in 0..2000 {
-            let mut o = Object::allocate_from(&b, &list, None).unwrap();
+            let mut o = Object::allocator(&list).backends(&b).allocate().unwrap();
             let ro = o.dup_with(Permission::ReadOnly).unwrap();
             {
                 let mut w = o.map_write().unwrap();
@@ -320,9 +328,14 @@ fn reconcile_and_allocate_shortcut_and_named_allocation() {
     let o = Object::reconcile_and_allocate([&cam, &reader]).unwrap();
     assert_eq!(o.backend(), Some(BackendKind::Memfd));
     assert!(o.size() >= 5000);
-    // The buffer is named after the accessors.
-    let id = identify_fd(o.fd()).unwrap();
-    assert!(id.name.unwrap().starts_with("unibuf:"), "memfd name");
+    // The buffer is named after the accessors (the memfd carries the `unibuf:` prefix).
+    assert_eq!(o.name(), "reader+writer");
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", o.fd().as_raw_fd())).unwrap();
+    assert!(
+        link.to_string_lossy()
+            .starts_with("/memfd:unibuf:reader+writer"),
+        "{link:?}"
+    );
     // A conflict comes back as Error::Conflict.
     let mut other = AttrList::raw(6000).unwrap();
     other
@@ -380,8 +393,64 @@ fn identify_does_not_take_a_file_named_dmabuf_for_a_dma_buf() {
     let p = dir.join("not-a-dmabuf");
     std::fs::write(&p, vec![0u8; 8192]).unwrap();
     let f = std::fs::File::open(&p).unwrap();
-    let r = identify_fd(f.as_fd());
+    let r = unibuf::fd::identify(f.into(), None);
     std::fs::remove_dir_all(&dir).unwrap();
     let e = r.unwrap_err().to_string();
     assert!(e.contains("not a dma-buf"), "{e}");
+}
+
+/// Before: a reconciled base alignment above the page size was only checked to be a power of two
+/// and the memfd buffer came back page-aligned. Now the memfd backend (page alignment) refuses it,
+/// naming the key, the value and the backend.
+#[test]
+fn base_alignment_is_honoured_or_refused() {
+    let b = Backends::memfd_only();
+    let page = unibuf::backend::page_size();
+    let aligned = |align: u64| {
+        let mut l = AttrList::raw(3 * page).unwrap();
+        l.set_need_cpu_access(true)
+            .unwrap()
+            .set_accessor_kind(AccessorKind::Cpu)
+            .unwrap()
+            .set_raw_align(align)
+            .unwrap();
+        Arc::new(reconcile([&l]).unwrap())
+    };
+    let o = Object::allocator(&aligned(page))
+        .backends(&b)
+        .allocate()
+        .unwrap();
+    assert_eq!(o.size(), 3 * page);
+    for align in [2 * page, 2 << 20, 1 << 30] {
+        let e = Object::allocator(&aligned(align))
+            .backends(&b)
+            .allocate_n(2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("raw.align") && e.contains(&align.to_string()) && e.contains("memfd"),
+            "{e}"
+        );
+    }
+    // image.base_align is named as such.
+    let mut img = AttrList::image(unibuf::layout::PixelFormat::Nv12, 64, 64).unwrap();
+    img.set_need_cpu_access(true)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_base_align(1 << 16)
+        .unwrap();
+    let e = Object::allocator(&Arc::new(reconcile([&img]).unwrap()))
+        .backends(&b)
+        .allocate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image.base_align = 65536"), "{e}");
+    // What each backend guarantees.
+    use unibuf::backend::guaranteed_alignment as g;
+    assert_eq!(g(BackendKind::Memfd, 1 << 20), page);
+    assert_eq!(g(BackendKind::SystemHeap, 1 << 20), page);
+    assert_eq!(g(BackendKind::CmaHeap, page), page);
+    assert_eq!(g(BackendKind::CmaHeap, 2 * page), 2 * page);
+    assert_eq!(g(BackendKind::CmaHeap, 1 << 20), 4 * page);
 }

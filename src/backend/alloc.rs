@@ -1,6 +1,7 @@
 //! The allocators: one function per backend, each returning owned fds.
 
 use super::discover::DrmCard;
+use super::{BufferName, MAX_NAME_LEN};
 use crate::error::{Error, Result};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -33,40 +34,10 @@ pub fn page_round(size: u64) -> Result<u64> {
     Ok(r)
 }
 
-/// The longest dma-buf name: `DMA_BUF_NAME_LEN` less the NUL.
-pub const MAX_NAME_LEN: usize = sys::dma_buf::DMA_BUF_NAME_LEN - 1;
-
-/// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary; refuses a NUL inside.
-#[inline]
-pub fn fit_name(name: &str) -> Result<&str> {
-    // A plain byte loop: names are short, and `str::contains` goes through `memchr`'s set-up.
-    if name.bytes().any(|b| b == 0) {
-        return Err(Error::InvalidArgument(format!(
-            "buffer name {name:?} contains a NUL byte"
-        )));
-    }
-    Ok(cut_name(name))
-}
-
-/// Cuts `name` to at most [`MAX_NAME_LEN`] bytes on a character boundary (no other check).
-#[inline]
-pub fn cut_name(name: &str) -> &str {
-    let mut end = name.len().min(MAX_NAME_LEN);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
-
 /// Names a dma-buf with `DMA_BUF_SET_NAME` (shown in `/proc/<pid>/fdinfo/<fd>` and
-/// debugfs). `name` is cut to 31 bytes.
-pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
-    set_fitted_name(fd, fit_name(name)?)
-}
-
-/// [`set_name`] of a name [`fit_name`] already accepted (the allocation path checks it once).
-pub(crate) fn set_fitted_name(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
-    let name = cut_name(name);
+/// debugfs).
+pub fn set_name(fd: BorrowedFd<'_>, name: &BufferName) -> Result<()> {
+    let name = name.as_str();
     let mut buf = [0u8; sys::dma_buf::DMA_BUF_NAME_LEN];
     buf[..name.len()].copy_from_slice(name.as_bytes());
     // At most 31 bytes were copied into 32 zeroed ones, so a NUL ends them (the scan stops at
@@ -89,16 +60,16 @@ pub(crate) fn heap_alloc(heap: BorrowedFd<'_>, heap_path: &Path, len: u64) -> Re
 /// The seal matters for soundness, not only for udmabuf: the memfd is mapped `MAP_SHARED` and
 /// handed out as `&[u8]`, and it is sent to other processes. Without the seal any holder could
 /// `ftruncate` it below the mapping and every access past the new end would raise `SIGBUS` in
-/// safe code. Importers ([`crate::object::Object::import_parts`]) refuse memfds without it.
-pub(crate) fn memfd_alloc(len: u64, name: &str) -> Result<OwnedFd> {
+/// safe code. Importers ([`crate::fd::identify`]) refuse memfds without it.
+pub(crate) fn memfd_alloc(len: u64, name: &BufferName) -> Result<OwnedFd> {
     // "unibuf:" + a name of at most 31 bytes + NUL, built on the stack (this is on the hot path).
     const PREFIX: &[u8] = b"unibuf:";
-    let name = fit_name(name)?;
+    let name = name.as_str();
     let mut buf = [0u8; PREFIX.len() + MAX_NAME_LEN + 1];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     buf[PREFIX.len()..PREFIX.len() + name.len()].copy_from_slice(name.as_bytes());
     let end = PREFIX.len() + name.len();
-    // SAFETY: `fit_name` refused a NUL in `name` and the prefix has none, so `buf[..end]` holds
+    // SAFETY: `BufferName` refused a NUL in `name` and the prefix has none, so `buf[..end]` holds
     // no NUL; `buf[end]` is the zero the array was made with (`end` is at most 38 of 39 bytes).
     // This skips the scan `CStr::from_bytes_until_nul` would repeat.
     let cname = unsafe { std::ffi::CStr::from_bytes_with_nul_unchecked(&buf[..=end]) };
@@ -122,7 +93,7 @@ pub(crate) fn udmabuf_alloc(
     dev: BorrowedFd<'_>,
     dev_path: &Path,
     len: u64,
-    name: &str,
+    name: &BufferName,
 ) -> Result<(OwnedFd, OwnedFd)> {
     // udmabuf refuses a memfd that can shrink (pages could vanish under the device) and one
     // sealed against writes: `memfd_alloc` seals F_SEAL_SHRINK and nothing else.
@@ -183,46 +154,15 @@ pub(crate) fn drm_dumb_probe(card: &DrmCard) -> Result<()> {
     Ok(())
 }
 
-/// The size of a dma-buf (or memfd): `lseek(fd, 0, SEEK_END)`, with the fd's offset put back.
-///
-/// The offset belongs to the open file description, which an imported fd shares with whoever
-/// sent it: leaving it at the end would move the sender's `read`/`write` position of a memfd.
-pub fn fd_size(fd: impl AsFd, what: &str) -> Result<u64> {
-    use rustix::fs::{seek, SeekFrom};
-    let fd = fd.as_fd();
-    // dma-bufs answer only SEEK_END and SEEK_SET (EINVAL for SEEK_CUR) and keep no offset that
-    // matters; memfds keep a real one.
-    let cur = match seek(fd, SeekFrom::Current(0)) {
-        Ok(c) => Some(c),
-        Err(rustix::io::Errno::INVAL) => None,
-        Err(e) => return Err(Error::sys("lseek(SEEK_CUR)", what, e)),
-    };
-    let end = seek(fd, SeekFrom::End(0)).map_err(|e| Error::sys("lseek(SEEK_END)", what, e))?;
-    if let Some(cur) = cur.filter(|&c| c != end) {
-        seek(fd, SeekFrom::Start(cur)).map_err(|e| Error::sys("lseek(SEEK_SET)", what, e))?;
-    }
-    Ok(end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_are_cut_on_char_boundaries() {
-        assert_eq!(fit_name("short").unwrap(), "short");
-        let long = "x".repeat(40);
-        assert_eq!(fit_name(&long).unwrap().len(), 31);
-        let multi = format!("{}é", "a".repeat(30)); // 'é' would straddle byte 31
-        assert_eq!(fit_name(&multi).unwrap(), "a".repeat(30));
-        assert!(fit_name("a\0b").is_err());
-    }
-
-    #[test]
     fn fd_size_leaves_the_shared_offset_alone() {
-        let m = memfd_alloc(8192, "offset").unwrap();
+        let m = memfd_alloc(8192, &BufferName::new("offset").unwrap()).unwrap();
         rustix::io::write(&m, b"hello").unwrap();
-        assert_eq!(fd_size(&m, "memfd").unwrap(), 8192);
+        assert_eq!(crate::fd::fd_size(&m, "memfd").unwrap(), 8192);
         let pos = rustix::fs::seek(&m, rustix::fs::SeekFrom::Current(0)).unwrap();
         assert_eq!(pos, 5);
     }
@@ -231,14 +171,13 @@ mod tests {
     fn memfd_names_carry_the_prefix_and_refuse_nul() {
         use rustix::fd::AsRawFd;
         let long = "n".repeat(40);
-        let m = memfd_alloc(4096, &long).unwrap();
+        let m = memfd_alloc(4096, &BufferName::new(&long).unwrap()).unwrap();
         let link = std::fs::read_link(format!("/proc/self/fd/{}", m.as_raw_fd())).unwrap();
         assert_eq!(
             link.to_string_lossy(),
             format!("/memfd:unibuf:{} (deleted)", "n".repeat(31))
         );
-        assert!(memfd_alloc(4096, "a\0b").is_err());
-        assert!(memfd_alloc(4096, "").is_ok());
+        assert!(memfd_alloc(4096, &BufferName::new("").unwrap()).is_ok());
     }
 
     #[test]

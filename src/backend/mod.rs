@@ -4,22 +4,41 @@
 //!   not: `EACCES` names the udev rules); its `Display` is a readable report.
 //! - [`Backends::choose`] picks the backend for a [`MemoryRequirement`] and records why
 //!   ([`Choice`]); the rules are in [`choose`](mod@choose).
-//! - [`Backends::allocate`] allocates one buffer for an [`AllocRequest`] and names it with
-//!   `DMA_BUF_SET_NAME` right away; [`Backends::allocate_n`] allocates several from one request.
+//! - Allocation goes through [`crate::object::Object::allocator`] (one route for one buffer and
+//!   for N): the choice, the size and base-alignment rules below, the allocator of the chosen
+//!   backend, and the name (`DMA_BUF_SET_NAME` right away).
 //! - [`global`] is a process-wide [`Backends`], discovered on first use; objects allocate from it
 //!   unless given another.
 //!
-//! Most users go through [`crate::object::Object`], which wraps an [`Allocation`] with its
-//! reconciled list and a permission.
+//! # Base alignment
+//!
+//! A reconciled base alignment (`raw.align`, `image.base_align`, `tensor.base_align`) is honoured
+//! or refused, never dropped ([`guaranteed_alignment`]):
+//!
+//! - up to the page size, by every backend: every buffer starts on a page in every address
+//!   space (its physical pages, its CPU mapping by `mmap`, its IOMMU mappings);
+//! - beyond the page size, only by the CMA heap, whose buffer is physically contiguous and aligned
+//!   to `PAGE_SIZE << min(get_order(len), CONFIG_CMA_ALIGNMENT)` (drivers/dma-buf/heaps/cma_heap.c).
+//!   `CONFIG_CMA_ALIGNMENT` is not visible from user space and may be as low as 2 (Kconfig range
+//!   2..12 since Linux 5.10, default 8), so unibuf counts on order 2: up to 4 pages (16 KiB with 4
+//!   KiB pages), the allocation being made at least as large as the alignment;
+//! - anything else fails with [`Error::Unavailable`] naming the key, the value and the backend.
+//!   The system heap, udmabuf, DRM dumb buffers and memfds are made of single pages, and their CPU
+//!   mapping is only page-aligned. A device behind an IOMMU sees the buffer at an IOVA its driver
+//!   (or, with VFIO, the caller of the DMA map) chooses: that alignment is the importer's choice,
+//!   not the buffer's.
 
 mod alloc;
 pub mod choose;
 pub mod discover;
 mod request;
 
-pub use alloc::{cut_name, fd_size, fit_name, page_round, page_size, set_name, MAX_NAME_LEN};
+mod name;
+
+pub use alloc::{page_round, page_size, set_name};
 pub use choose::Choice;
 pub use discover::{Access, Backends, Discovery, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
+pub use name::{BufferName, MAX_NAME_LEN};
 pub use request::{AllocRequest, MemoryRequirement};
 
 use crate::attr::BackendKind;
@@ -28,22 +47,23 @@ use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// One allocated buffer, before it becomes an [`crate::object::Object`].
+/// One allocated buffer, before it becomes an [`crate::object::Object`]. Crate-private: only
+/// the allocators make one, so an object's fds are always what its facts say (a memfd sealed
+/// `F_SEAL_SHRINK` and as large as `size`, a dma-buf of `size` bytes).
 #[derive(Debug)]
-pub struct Allocation {
+pub(crate) struct Allocation {
     /// The dma-buf (for [`BackendKind::Memfd`]: the memfd itself), opened read-write.
-    pub fd: OwnedFd,
+    pub(crate) fd: OwnedFd,
     /// The memfd behind a udmabuf (sealed `F_SEAL_SHRINK`); `None` for heaps, DRM dumb buffers
     /// and [`BackendKind::Memfd`] (whose `fd` is the memfd).
-    pub memfd: Option<OwnedFd>,
+    pub(crate) memfd: Option<OwnedFd>,
     /// Bytes allocated (the request's size rounded up to pages; a DRM dumb buffer may be larger).
-    pub size: u64,
-    /// The name given to the buffer (`DMA_BUF_SET_NAME`; `unibuf:<name>` for the memfd). Shared:
-    /// every buffer of one reconciled list can carry the same string without copying it.
-    pub name: Arc<str>,
+    pub(crate) size: u64,
+    /// The name given to the buffer (`DMA_BUF_SET_NAME`; `unibuf:<name>` for the memfd).
+    pub(crate) name: BufferName,
     /// Which backend and why; one `Choice` is shared by every allocation for the same
     /// requirement from the same [`Backends`] ([`Backends::choose_shared`]).
-    pub choice: Arc<Choice>,
+    pub(crate) choice: Arc<Choice>,
 }
 
 static GLOBAL: OnceLock<Backends> = OnceLock::new();
@@ -71,101 +91,66 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
     a.as_os_str() == b.as_os_str() || a == b
 }
 
-#[inline]
-fn check_size(size: u64, alignment: u64) -> Result<u64> {
+/// The CMA heap's alignment order that every kernel guarantees: the floor of
+/// `CONFIG_CMA_ALIGNMENT`'s Kconfig range (2..12 since Linux 5.10).
+const CMA_ALIGNMENT_ORDER_FLOOR: u32 = 2;
+
+/// The base alignment (bytes) that `backend` guarantees for a buffer of `len` bytes (see the
+/// [module documentation](self#base-alignment)).
+pub fn guaranteed_alignment(backend: BackendKind, len: u64) -> u64 {
+    let page = page_size();
+    match backend {
+        BackendKind::CmaHeap => {
+            // get_order(len): pages rounded up to a power of two.
+            let pages = len.div_ceil(page).max(1);
+            let order = pages.next_power_of_two().trailing_zeros();
+            page << order.min(CMA_ALIGNMENT_ORDER_FLOOR)
+        }
+        _ => page,
+    }
+}
+
+/// The number of bytes to allocate from `backend` for `size` bytes aligned to `alignment` (a
+/// power of two, or 0 for none): `size` rounded up to pages, and for the CMA heap at least
+/// `alignment` (its alignment follows the size). `Err(guaranteed)` when the backend cannot
+/// guarantee `alignment` for any size; `guaranteed` is the most it can.
+pub(crate) fn placement(
+    backend: BackendKind,
+    size: u64,
+    alignment: u64,
+) -> Result<std::result::Result<u64, u64>> {
     if alignment != 0 && !alignment.is_power_of_two() {
         return Err(Error::InvalidArgument(format!(
             "alignment {alignment} is not a power of two"
         )));
     }
-    alloc::page_round(size)
+    let len = alloc::page_round(size)?;
+    if alignment <= page_size() {
+        return Ok(Ok(len));
+    }
+    let len = len.max(alignment);
+    let g = guaranteed_alignment(backend, len);
+    Ok(if g >= alignment { Ok(len) } else { Err(g) })
 }
 
 impl Backends {
-    /// Chooses a backend for `req.memory` and allocates one buffer from it.
-    pub fn allocate(&self, req: &AllocRequest) -> Result<Allocation> {
-        let choice = self.choose_shared(&req.memory)?;
-        let name = self.buffer_name(&req.name)?;
-        self.alloc_inner(choice, req.size, req.alignment, name)
-    }
-
-    /// Like [`Backends::allocate`], taking the request by value.
-    pub fn allocate_owned(&self, req: AllocRequest) -> Result<Allocation> {
-        self.allocate(&req)
-    }
-
-    /// Allocates one buffer of `size` bytes (aligned to `alignment`, a power of two or 0) for
-    /// `memory`, named `name` (cut to 31 bytes; an empty name gets a derived one): what
-    /// [`Backends::allocate`] does, without building an [`AllocRequest`] and without copying a
-    /// name that already fits. The path [`crate::object::Object::allocate`] takes.
-    #[inline]
-    pub fn allocate_for(
-        &self,
-        memory: &MemoryRequirement,
-        size: u64,
-        alignment: u64,
-        name: Arc<str>,
-    ) -> Result<Allocation> {
-        let choice = self.choose_shared(memory)?;
-        let name = if name.is_empty() {
-            derived_name().into()
-        } else {
-            let fitted = fit_name(&name)?;
-            if fitted.len() == name.len() {
-                name
-            } else {
-                fitted.into()
-            }
-        };
-        self.alloc_inner(choice, size, alignment, name)
-    }
-
-    fn buffer_name(&self, name: &str) -> Result<Arc<str>> {
-        Ok(if name.is_empty() {
-            derived_name().into()
-        } else {
-            fit_name(name)?.into()
-        })
-    }
-
-    /// Allocates `n` buffers for one request (one choice for all; each gets its own name:
-    /// `<name>-<i>`, or derived names). On an error the buffers made so far are freed.
-    pub fn allocate_n(&self, req: &AllocRequest, n: usize) -> Result<Vec<Allocation>> {
-        let choice = self.choose_shared(&req.memory)?;
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let name = if req.name.is_empty() {
-                derived_name().into()
-            } else {
-                let suffix = format!("-{i}");
-                // Keep the suffix visible when the name is cut to 31 bytes.
-                let base = fit_name(&req.name)?;
-                let mut end = base.len().min(MAX_NAME_LEN - suffix.len());
-                while !base.is_char_boundary(end) {
-                    end -= 1;
-                }
-                format!("{}{suffix}", &base[..end]).into()
-            };
-            out.push(self.alloc_inner(choice.clone(), req.size, req.alignment, name)?);
-        }
-        Ok(out)
-    }
-
-    /// Allocates one buffer from the backend of `choice` (made by [`Backends::choose`] on this
-    /// same `Backends`).
-    pub fn allocate_as(&self, choice: &Choice, req: &AllocRequest) -> Result<Allocation> {
-        let name = self.buffer_name(&req.name)?;
-        self.alloc_inner(Arc::new(choice.clone()), req.size, req.alignment, name)
-    }
-
-    fn alloc_inner(
+    /// Allocates one buffer of `len` bytes (from [`placement`]) from the backend of `choice`
+    /// (made by [`Backends::choose_shared`] on this same `Backends`), named `name`.
+    pub(crate) fn alloc_one(
         &self,
         choice: Arc<Choice>,
-        size: u64,
-        alignment: u64,
-        name: Arc<str>,
+        len: u64,
+        name: BufferName,
     ) -> Result<Allocation> {
-        let len = check_size(size, alignment)?;
+        let name = if name.is_empty() {
+            BufferName::new(&derived_name())?
+        } else {
+            name
+        };
+        self.alloc_inner(choice, len, name)
+    }
+
+    fn alloc_inner(&self, choice: Arc<Choice>, len: u64, name: BufferName) -> Result<Allocation> {
         let missing = |what: &str| Error::Unavailable {
             what: what.to_string(),
             why: self.why_not(choice.backend),
@@ -214,7 +199,7 @@ impl Backends {
                 let card = d.card.as_ref().ok_or_else(|| missing("the DRM node"))?;
                 let path = d.path.to_string_lossy();
                 let fd = alloc::drm_dumb_alloc(card, &path, len)?;
-                let size = fd_size(&fd, &path)?;
+                let size = crate::fd::fd_size(&fd, &path)?;
                 (fd, None, size)
             }
             BackendKind::Memfd => {
@@ -223,8 +208,7 @@ impl Backends {
             }
         };
         if choice.backend.is_dma_buf() {
-            // Every path here passed the name through `fit_name` (or made it).
-            alloc::set_fitted_name(fd.as_fd(), &name)?;
+            alloc::set_name(fd.as_fd(), &name)?;
         }
         Ok(Allocation {
             fd,

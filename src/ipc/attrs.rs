@@ -20,7 +20,8 @@ use super::wire::{
 };
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
-use crate::object::{ImportParts, Object};
+use crate::fd::Identified;
+use crate::object::Object;
 use crate::reconcile::Reconciled;
 use rustix::fd::BorrowedFd;
 use std::sync::Arc;
@@ -385,24 +386,17 @@ impl Endpoint {
         )
     }
 
-    /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then
-    /// [`Object::import_parts`] (which identifies the exporter, measures the buffer, and probes
-    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds.
+    /// Imports an object as an [`Object`] of the library: what [`Endpoint::import_object_parts`]
+    /// checks, then the object's own checks against its list ([`Object::import_parts`]'s, on
+    /// the facts found when the fds arrived: each fd is identified once). The object's mappings
+    /// follow the permission it holds.
     pub fn import_object(
         &mut self,
         requested: Requested,
         own: Option<&[AttrList]>,
     ) -> Result<Object> {
-        let o = self.import_object_parts(requested, own)?;
-        Object::import_parts(
-            ImportParts {
-                fd: o.fd,
-                memfd: o.memfd,
-                backend: o.backend,
-            },
-            &o.reconciled,
-            o.permission,
-        )
+        let o = self.import_object_identified(requested, own)?;
+        Object::from_identified(o.fd, o.memfd, o.backend, &o.reconciled, o.permission)
     }
 
     /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,
@@ -460,6 +454,22 @@ impl Endpoint {
         requested: Requested,
         own: Option<&[AttrList]>,
     ) -> Result<ImportedObject> {
+        let o = self.import_object_identified(requested, own)?;
+        Ok(ImportedObject {
+            fd: o.fd.into_fd(),
+            memfd: o.memfd.map(Identified::into_fd),
+            reconciled: o.reconciled,
+            backend: o.backend,
+            permission: o.permission,
+            exported: o.exported,
+        })
+    }
+
+    fn import_object_identified(
+        &mut self,
+        requested: Requested,
+        own: Option<&[AttrList]>,
+    ) -> Result<IdentifiedObject> {
         let want = resolve(requested, own)?;
         let CheckedObject {
             fd,
@@ -492,7 +502,7 @@ impl Endpoint {
         if let Some(own) = own {
             reconciled.validate(own)?;
         }
-        Ok(ImportedObject {
+        Ok(IdentifiedObject {
             fd,
             memfd,
             reconciled,
@@ -501,4 +511,14 @@ impl Endpoint {
             exported: header.permission,
         })
     }
+}
+
+/// [`ImportedObject`] with its fds still carrying what their identification found.
+struct IdentifiedObject {
+    fd: Identified,
+    memfd: Option<Identified>,
+    reconciled: Arc<Reconciled>,
+    backend: Option<BackendKind>,
+    permission: Permission,
+    exported: Permission,
 }

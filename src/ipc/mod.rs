@@ -8,7 +8,8 @@
 //!   bounds every length before allocating and checks every enum, flag and key.
 //! - [`ops`]: operations on the wire level (lists, reconciled lists, objects, data) and the
 //!   permission rules ([`ops::negotiate`]).
-//! - [`fdcheck`]: checks on fds from a peer (kind, size) and the read-only reopen of memfds.
+//! - Every fd from a peer is identified once by [`crate::fd::identify`] (kind, size, seals,
+//!   access mode) and the read-only reopen of memfds is made there too.
 //!
 //! Permission rules (an importer asks for ReadOnly, ReadWrite or Auto = the highest its own lists
 //! required):
@@ -18,7 +19,6 @@
 
 pub mod attrs;
 pub mod endpoint;
-pub mod fdcheck;
 pub mod ops;
 pub mod wire;
 

@@ -4,12 +4,12 @@
 //! The typed layer (attribute lists, reconciled lists, objects of the library) is built on these.
 
 use super::endpoint::{Endpoint, RawOrOther, Received};
-use super::fdcheck::{self, FdFacts};
 use super::wire::{
     self, ErrorCode, FdKind, Kind, Message, MessageRef, ObjectHeader, WireList, WireReconciled,
 };
 use crate::attr::Permission;
 use crate::error::{Error, Result};
+use crate::fd::{self as fdid, Facts, Identified};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// The permission an importer asks for.
@@ -62,8 +62,8 @@ pub struct ImportedFd {
     pub permission: Permission,
     /// The object's reconciled list, as sent.
     pub list: WireReconciled,
-    /// What the fd checks found.
-    pub facts: FdFacts,
+    /// What the identification of the fd found ([`crate::fd::identify`]).
+    pub facts: Facts,
 }
 
 pub(super) fn unexpected(ep: &Endpoint, want: Kind, got: Received) -> Error {
@@ -175,12 +175,12 @@ impl Endpoint {
         header.with_memfd = memfd.is_some();
         let ro = header.permission == Permission::ReadOnly;
         let read_only_memfd = |m: BorrowedFd<'_>| -> Result<OwnedFd> {
-            let r = fdcheck::reopen_read_only(m)?;
+            let r = fdid::reopen_read_only(m)?;
             // An exporter that does not own the memfd cannot chmod it. That is fine when its mode
             // has no write bit already (a relay of a buffer it got read-only); otherwise the
             // importer could reopen it writable through /proc and "read-only" would not hold:
             // refuse rather than grant a permission that is not enforced.
-            if let Err(e) = fdcheck::forbid_writable_reopen(&r) {
+            if let Err(e) = fdid::forbid_writable_reopen(&r) {
                 let st = rustix::fs::fstat(&r)
                     .map_err(|e| Error::sys("fstat", "memfd to export read-only", e))?;
                 if st.st_mode & 0o222 != 0 {
@@ -223,33 +223,52 @@ impl Endpoint {
             .ok_or_else(|| Error::Ipc(format!("{}: object without fd", self.name())))?;
         let memfd = fds.next();
         let permission = negotiate(header.permission, requested)?;
-        let from = || format!("{} (peer pid {})", self.name(), self.peer().pid);
-        let facts = fdcheck::check(fd.as_fd(), header.fd_kind, header.size, &from)?;
-        if let Some(m) = &memfd {
-            fdcheck::check(m.as_fd(), FdKind::Memfd, header.size, &from)?;
-        }
-        let held_read_only = |f: OwnedFd| -> Result<OwnedFd> {
-            if permission == Permission::ReadOnly && !fdcheck::is_read_only(f.as_fd())? {
-                // Exported read-write, held read-only: keep only a read-only description.
-                fdcheck::reopen_read_only(f.as_fd())
-            } else {
-                Ok(f)
-            }
-        };
-        let fd = if header.fd_kind == FdKind::Memfd {
-            held_read_only(fd)?
+        // Each fd is identified here, once; what is found travels on with it (`Identified`).
+        let fd = self.identify_peer_fd(fd, header.fd_kind, header.size)?;
+        let memfd = memfd
+            .map(|m| self.identify_peer_fd(m, FdKind::Memfd, header.size))
+            .transpose()?;
+        // Exported read-write, held read-only: keep only a read-only description of a memfd.
+        let (fd, memfd) = if permission == Permission::ReadOnly {
+            (
+                fd.read_only()?,
+                memfd.map(Identified::read_only).transpose()?,
+            )
         } else {
-            fd
+            (fd, memfd)
         };
-        let memfd = memfd.map(held_read_only).transpose()?;
         Ok(CheckedObject {
             fd,
             memfd,
             header,
             permission,
-            facts,
             list: raw.list,
         })
+    }
+
+    /// Identifies an fd from the peer as the `kind` its message announced, of at least `size`
+    /// bytes.
+    fn identify_peer_fd(&self, fd: OwnedFd, kind: FdKind, size: u64) -> Result<Identified> {
+        let from = || format!("{} (peer pid {})", self.name(), self.peer().pid);
+        let want = match kind {
+            FdKind::DmaBuf => fdid::FdKind::DmaBuf,
+            FdKind::Memfd => fdid::FdKind::Memfd,
+        };
+        let id = fdid::identify(fd, Some(want)).map_err(|e| {
+            Error::Ipc(format!(
+                "{}: the message announces a {kind}, refused: {e}",
+                from()
+            ))
+        })?;
+        let actual = id.facts().size;
+        if actual < size {
+            return Err(Error::Ipc(format!(
+                "{}: the message announces a {kind} of {size} bytes but the fd's buffer has \
+                 {actual} bytes",
+                from()
+            )));
+        }
+        Ok(id)
     }
 
     /// Imports an object, holding `requested` (already resolved from `Auto`).
@@ -264,23 +283,21 @@ impl Endpoint {
         let list = wire::decode_reconciled_body(self.received_bytes(c.list.clone()))
             .map_err(|e| self.malformed(e))?;
         Ok(ImportedFd {
-            fd: c.fd,
-            memfd: c.memfd,
+            facts: c.fd.facts(),
+            fd: c.fd.into_fd(),
+            memfd: c.memfd.map(Identified::into_fd),
             header: c.header,
             permission: c.permission,
             list,
-            facts: c.facts,
         })
     }
 }
 
-/// An object whose fds were checked and whose list is still undecoded.
+/// An object whose fds were identified and whose list is still undecoded.
 pub(super) struct CheckedObject {
-    pub(super) fd: OwnedFd,
-    pub(super) memfd: Option<OwnedFd>,
+    pub(super) fd: Identified,
+    pub(super) memfd: Option<Identified>,
     pub(super) header: ObjectHeader,
     pub(super) permission: Permission,
-    #[allow(dead_code)]
-    pub(super) facts: FdFacts,
     pub(super) list: std::ops::Range<usize>,
 }

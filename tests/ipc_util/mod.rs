@@ -3,7 +3,7 @@
 
 use rustix::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
-use unibuf::ipc::fdcheck::count_open_fds;
+use unibuf::fd::count_open_fds;
 
 /// fd counts are process-wide, and the test harness runs tests on several threads: every test
 /// that counts fds holds this lock for its whole body.
@@ -25,7 +25,7 @@ pub fn no_fd_leak<T>(what: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// A memfd of `size` bytes, filled with `fill`.
+/// A memfd of `size` bytes, filled with `fill`, sealed `F_SEAL_SHRINK` as importers require.
 pub fn memfd(size: u64, fill: u8) -> OwnedFd {
     let fd = rustix::fs::memfd_create(
         "unibuf-test",
@@ -33,6 +33,7 @@ pub fn memfd(size: u64, fill: u8) -> OwnedFd {
     )
     .expect("memfd_create");
     rustix::fs::ftruncate(&fd, size).expect("ftruncate");
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).expect("F_SEAL_SHRINK");
     if fill != 0 {
         let buf = vec![fill; size as usize];
         rustix::io::pwrite(&fd, &buf, 0).expect("pwrite");

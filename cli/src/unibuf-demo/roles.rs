@@ -127,7 +127,7 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
     }
 
     // 3. Allocation.
-    let mut objects = match Object::allocate_n(&reconciled, o.buffers) {
+    let mut objects = match Object::allocator(&reconciled).allocate_n(o.buffers) {
         Ok(v) => v,
         Err(e) => {
             let _ = ep.send_error(ErrorCode::Allocation, &e.to_string());

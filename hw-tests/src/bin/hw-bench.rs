@@ -1,7 +1,7 @@
 //! `hw-bench`: unibuf's backend micro-benchmarks, each reported as a ratio against a baseline
 //! measured in the same run (so figures from a slow VM and a fast host compare).
 //!
-//! - allocation through unibuf (`Object::allocate_from`: choice, allocation, naming, object) vs a
+//! - allocation through unibuf (`Object::allocator(..).backends(b).allocate()`: choice, allocation, naming, object) vs a
 //!   bare `DMA_HEAP_IOCTL_ALLOC` + `close` loop on an open heap fd, at 4 KiB, 1 MiB and 8 MiB
 //!   (target: ≤ 1.05×); with no heap (the host), the memfd path vs bare
 //!   `memfd_create` + `ftruncate` + `close` (and, informative, against the same plus the
@@ -111,8 +111,10 @@ fn bare_heap_alloc(heap: &OwnedFd, len: u64) {
 /// The bare allocation plus the `DMA_BUF_SET_NAME` unibuf does on every buffer, to show how much
 /// of the difference is the naming the design asks for.
 fn bare_heap_alloc_named(heap: &OwnedFd, len: u64) {
+    static NAME: std::sync::OnceLock<unibuf::backend::BufferName> = std::sync::OnceLock::new();
+    let name = NAME.get_or_init(|| unibuf::backend::BufferName::new("bench").expect("name"));
     let fd = bare_heap_fd(heap, len);
-    unibuf::backend::set_name(fd.as_fd(), "bench").expect("DMA_BUF_SET_NAME");
+    unibuf::backend::set_name(fd.as_fd(), name).expect("DMA_BUF_SET_NAME");
 }
 
 fn bare_heap_fd(heap: &OwnedFd, len: u64) -> OwnedFd {
@@ -162,7 +164,10 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                     Duration::from_millis(2),
                     || {
                         drop(black_box(
-                            Object::allocate_from(b, &l, None).expect("allocate"),
+                            Object::allocator(&l)
+                                .backends(b)
+                                .allocate()
+                                .expect("allocate"),
                         ))
                     },
                     || bare_heap_alloc(h, size),
@@ -173,7 +178,10 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                     Duration::from_millis(2),
                     || {
                         drop(black_box(
-                            Object::allocate_from(b, &l, None).expect("allocate"),
+                            Object::allocator(&l)
+                                .backends(b)
+                                .allocate()
+                                .expect("allocate"),
                         ))
                     },
                     || bare_heap_alloc_named(h, size),
@@ -194,7 +202,10 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                     Duration::from_millis(2),
                     || {
                         drop(black_box(
-                            Object::allocate_from(b, &l, None).expect("allocate"),
+                            Object::allocator(&l)
+                                .backends(b)
+                                .allocate()
+                                .expect("allocate"),
                         ))
                     },
                     || bare_memfd_alloc(size),
@@ -205,7 +216,10 @@ fn bench_alloc(b: &Backends, rounds: usize) {
                     Duration::from_millis(2),
                     || {
                         drop(black_box(
-                            Object::allocate_from(b, &l, None).expect("allocate"),
+                            Object::allocator(&l)
+                                .backends(b)
+                                .allocate()
+                                .expect("allocate"),
                         ))
                     },
                     || bare_memfd_alloc_sealed(size),
@@ -239,7 +253,7 @@ fn report_alloc(what: &str, size: u64, ub: Stat, bare: Stat, base: &str) {
 
 fn bench_memcpy(b: &Backends, kind: BackendKind, rounds: usize) {
     let size = 8u64 << 20;
-    let mut o = match Object::allocate_from(b, &list(size, kind), None) {
+    let mut o = match Object::allocator(&list(size, kind)).backends(b).allocate() {
         Ok(o) => o,
         Err(e) => {
             println!("BENCH memcpy {kind}: not run: {e}");
@@ -279,7 +293,10 @@ fn bench_memcpy(b: &Backends, kind: BackendKind, rounds: usize) {
 }
 
 fn bench_sync(b: &Backends, kind: BackendKind, rounds: usize) {
-    let o = match Object::allocate_from(b, &list(1 << 20, kind), None) {
+    let o = match Object::allocator(&list(1 << 20, kind))
+        .backends(b)
+        .allocate()
+    {
         Ok(o) => o,
         Err(e) => {
             println!("BENCH sync {kind}: not run: {e}");

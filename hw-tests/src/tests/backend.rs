@@ -87,6 +87,11 @@ pub fn tests() -> Vec<Test> {
             run: eacces_names_udev_rules,
         },
         Test {
+            name: "backend::base_alignment_honoured_or_refused",
+            needs: "a CMA heap (the system heap, udmabuf and DRM are checked where present)",
+            run: base_alignment_honoured_or_refused,
+        },
+        Test {
             name: "backend::fd_count_10000_cycles",
             needs: "any dma-buf backend",
             run: fd_count_cycles,
@@ -230,7 +235,7 @@ fn alloc_backend(kind: BackendKind) -> anyhow::Result<Outcome> {
         _ => {}
     }
     // lseek(SEEK_END) agrees with the allocation.
-    let end = backend::fd_size(o.fd(), "dma-buf")?;
+    let end = unibuf::fd::fd_size(o.fd(), "dma-buf")?;
     ensure!(
         end == o.size(),
         "lseek size {end} != object size {}",
@@ -565,14 +570,14 @@ fn fd_count_cycles() -> anyhow::Result<Outcome> {
     let l = list(4096, Some(kind), "hwtest-cycle");
     // One cycle first so lazily opened things (discovery) are counted in `before`.
     drop(Object::allocate(&l)?);
-    let before = unibuf::ipc::fdcheck::count_open_fds()?;
+    let before = unibuf::fd::count_open_fds()?;
     let t = std::time::Instant::now();
     for i in 0..10_000 {
         let mut o = Object::allocate(&l).with_context(|| format!("cycle {i}"))?;
         let mut w = o.map_write()?;
         w.write()?.copy_from_slice(0, &[1])?;
     }
-    let after = unibuf::ipc::fdcheck::count_open_fds()?;
+    let after = unibuf::fd::count_open_fds()?;
     ensure!(before == after, "fd count {before} -> {after}");
     pass(format!(
         "{kind}: 10000 cycles in {:.2}s, fd count {before} unchanged",
@@ -638,7 +643,9 @@ fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
     // A device allocation that has nothing else says why, naming the rules.
     let l = list(4096, Some(BackendKind::Udmabuf), "hwtest-eacces");
     if !b.has(BackendKind::Udmabuf) {
-        let e = Object::allocate_from(&b, &l, None)
+        let e = Object::allocator(&l)
+            .backends(&b)
+            .allocate()
             .err()
             .context("udmabuf allocation as nobody succeeded")?
             .to_string();
@@ -658,7 +665,7 @@ fn allocate_n_and_shortcut() -> anyhow::Result<Outcome> {
         return skip("no dma-buf backend here");
     };
     let l = list(65536, Some(kind), "hwtest-n");
-    let objs = Object::allocate_n(&l, 4)?;
+    let objs = Object::allocator(&l).allocate_n(4)?;
     ensure!(objs.len() == 4, "{} objects", objs.len());
     for (i, o) in objs.iter().enumerate() {
         let info = fdinfo(o.fd())?;
@@ -726,8 +733,86 @@ fn udmabuf_read_only_handle() -> anyhow::Result<Outcome> {
     );
     // Its dma-buf is the same buffer (same exporter, same size).
     ensure!(
-        backend::fd_size(ro.fd(), "dma-buf")? == backend::fd_size(rw.fd(), "dma-buf")?,
+        unibuf::fd::fd_size(ro.fd(), "dma-buf")? == unibuf::fd::fd_size(rw.fd(), "dma-buf")?,
         "sizes differ"
     );
     pass("writes through the RW map are seen through the RO handle's O_RDONLY memfd map")
+}
+
+/// A raw list of `size` bytes aligned to `align` that leads to `kind` (see [`list`]).
+fn aligned_list(size: u64, align: u64, kind: BackendKind) -> anyhow::Result<Arc<Reconciled>> {
+    let mut l = AttrList::raw(size)?;
+    l.set_need_cpu_access(true)?
+        .set_raw_align(align)?
+        .set_accessor_name("align-test")?;
+    match kind {
+        BackendKind::CmaHeap => {
+            l.set_contiguous(true)?
+                .set_accessor_kind(AccessorKind::Device)?;
+        }
+        k => {
+            l.set_accessor_kind(AccessorKind::Device)?
+                .set_preferred_backend(k)?;
+        }
+    }
+    Ok(Arc::new(
+        reconcile([&l]).map_err(|c| anyhow::anyhow!("{c}"))?,
+    ))
+}
+
+/// The CMA heap honours a base alignment up to 4 pages by allocating at least that much (its
+/// physical alignment follows the size: cma_heap.c aligns to min(get_order(len),
+/// CONFIG_CMA_ALIGNMENT), and CONFIG_CMA_ALIGNMENT is at least 2); beyond that, and beyond a page
+/// on the other dma-buf backends, the allocation is refused with the key, value and backend.
+fn base_alignment_honoured_or_refused() -> anyhow::Result<Outcome> {
+    let b = backend::global();
+    if !b.has(BackendKind::CmaHeap) {
+        return skip(format!("no CMA heap: {}", b.why_not(BackendKind::CmaHeap)));
+    }
+    let page = backend::page_size();
+    let o = Object::allocator(&aligned_list(page, 4 * page, BackendKind::CmaHeap)?).allocate()?;
+    ensure!(
+        o.backend() == Some(BackendKind::CmaHeap),
+        "not from the CMA heap"
+    );
+    ensure!(
+        o.size() >= 4 * page,
+        "CMA buffer of {} bytes for a {}-byte alignment: its order would not guarantee it",
+        o.size(),
+        4 * page
+    );
+    let refused = |kind: BackendKind, align: u64| -> anyhow::Result<()> {
+        let l = aligned_list(1 << 20, align, kind)?;
+        match Object::allocator(&l).allocate() {
+            Ok(o) => bail!(
+                "{kind}: a {align}-byte alignment was accepted ({} bytes)",
+                o.size()
+            ),
+            Err(e) => {
+                let e = e.to_string();
+                ensure!(
+                    e.contains("raw.align")
+                        && e.contains(&align.to_string())
+                        && e.contains(&kind.to_string()),
+                    "{kind}: the error does not name key, value and backend: {e}"
+                );
+                Ok(())
+            }
+        }
+    };
+    refused(BackendKind::CmaHeap, 2 << 20)?;
+    for kind in [
+        BackendKind::SystemHeap,
+        BackendKind::Udmabuf,
+        BackendKind::DrmDumb,
+    ] {
+        if b.has(kind) {
+            refused(kind, 2 * page)?;
+        }
+    }
+    pass(format!(
+        "CMA honours {} bytes (buffer {} bytes), refuses 2 MiB; page-only backends refuse 2 pages",
+        4 * page,
+        o.size()
+    ))
 }

@@ -17,7 +17,7 @@ use rustix::ioctl::{opcode, Updater};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use unibuf::ipc::fdcheck::count_open_fds as fd_count;
+use unibuf::fd::count_open_fds as fd_count;
 use unibuf::sys::dma_buf::{DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START};
 use unibuf::sys::udmabuf::{UdmabufCreateItem, UDMABUF_FLAGS_CLOEXEC};
 

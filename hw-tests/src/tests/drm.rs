@@ -143,7 +143,7 @@ fn writeback_target(
         &disp.writeback_attr_list(fourcc, w, h)?,
         &cpu_image_list(Permission::ReadOnly)?,
     ])?;
-    let obj = Object::allocate_named(&rw, "vkms-writeback")?;
+    let obj = Object::allocator(&rw).name("vkms-writeback").allocate()?;
     Ok((obj, fb_layout(&rw)?))
 }
 
@@ -205,8 +205,8 @@ fn vkms_scanout_writeback() -> anyhow::Result<Outcome> {
         &cpu_image_list(Permission::ReadOnly)?,
     ])?;
     let (mut src, dst) = match (
-        Object::allocate_named(&rs, "vkms-src"),
-        Object::allocate_named(&rd, "vkms-wb"),
+        Object::allocator(&rs).name("vkms-src").allocate(),
+        Object::allocator(&rd).name("vkms-wb").allocate(),
     ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(unibuf::Error::Unavailable { what, why }), _)
@@ -280,7 +280,7 @@ fn pipeline() -> anyhow::Result<Outcome> {
     let disp = card.plane_constraints(out.plane)?;
     // Reconcile the camera's and the display's lists into one layout; allocate four buffers.
     let r = reconcile([&cam.attr_list()?, &disp.attr_list(XRGB8888, w, h)?])?;
-    let bufs = match Object::allocate_n(&r, 4) {
+    let bufs = match Object::allocator(&r).allocate_n(4) {
         Ok(o) => o,
         Err(unibuf::Error::Unavailable { what, why }) => {
             return harness::skip(format!("no dma-buf backend: {what}: {why}"))
@@ -484,7 +484,7 @@ fn camera_side(ep: &mut Endpoint) -> anyhow::Result<String> {
     lists.extend(theirs.slots.iter().cloned());
     let r = reconcile(&lists)?;
     step("camera", "allocate");
-    let bufs = Object::allocate_n(&r, 4)?;
+    let bufs = Object::allocator(&r).allocate_n(4)?;
     step("camera", "export objects");
     ep.send_data(format!("N {}", bufs.len()).as_bytes())?;
     for b in &bufs {

@@ -269,13 +269,13 @@ fn dma_buf_object_checks() -> anyhow::Result<Outcome> {
     let obj = Object::allocate(&r)?;
     let (mut a, mut b) = Endpoint::pair()?;
     b.set_recv_timeout(Some(Duration::from_secs(5)))?;
-    let before = unibuf::ipc::fdcheck::count_open_fds()?;
+    let before = unibuf::fd::count_open_fds()?;
     // 1. A good one.
     a.export_object(&obj, Permission::ReadWrite)?;
     let got = b.import_object_parts(Requested::ReadWrite, None)?;
     ensure!(got.permission == Permission::ReadWrite);
     ensure!(
-        unibuf::ipc::fdcheck::is_dma_buf(got.fd.as_fd())?,
+        unibuf::fd::is_dma_buf(got.fd.as_fd())?,
         "not seen as a dma-buf"
     );
     drop(got);
@@ -310,7 +310,7 @@ fn dma_buf_object_checks() -> anyhow::Result<Outcome> {
         .unwrap_err();
     ensure!(matches!(e, unibuf::Error::PermissionDenied(_)), "{e}");
     drop(m);
-    let after = unibuf::ipc::fdcheck::count_open_fds()?;
+    let after = unibuf::fd::count_open_fds()?;
     ensure!(before == after, "{before} fds before, {after} after");
     // Usable after all that.
     a.send_data(b"x")?;

@@ -299,7 +299,7 @@ fn capture_xr24(node: &VideoNode) -> anyhow::Result<Outcome> {
         unibuf::reconcile::reconcile([&c.attr_list()?, &cpu])
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let objs = match Object::allocate_n(&r, 4) {
+    let objs = match Object::allocator(&r).allocate_n(4) {
         Ok(o) => o,
         Err(unibuf::Error::Unavailable { what, why }) => {
             return harness::skip(format!("no dma-buf backend: {what}: {why}"))
@@ -358,7 +358,7 @@ fn vivid_dequeue_timeout() -> anyhow::Result<Outcome> {
     let r = Arc::new(
         unibuf::reconcile::reconcile([&c.attr_list()?]).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let objs = match Object::allocate_n(&r, 4) {
+    let objs = match Object::allocator(&r).allocate_n(4) {
         Ok(o) => o,
         Err(unibuf::Error::Unavailable { what, why }) => {
             return harness::skip(format!("no dma-buf backend: {what}: {why}"))
@@ -554,7 +554,7 @@ fn vivid_mplane_nv12m_capture() -> anyhow::Result<Outcome> {
             unibuf::reconcile::reconcile([l, &cpu])
                 .map_err(|e| anyhow::anyhow!("plane {i}: {e}"))?,
         );
-        match Object::allocate_n(&r, 4) {
+        match Object::allocator(&r).allocate_n(4) {
             Ok(o) => per_plane.push(o),
             Err(unibuf::Error::Unavailable { what, why }) => {
                 return harness::skip(format!("no dma-buf backend: {what}: {why}"))

@@ -104,7 +104,7 @@ impl EduBuf {
         let r = Arc::new(
             unibuf::reconcile::reconcile([&dev, &cpu]).map_err(|e| anyhow::anyhow!("{e}"))?,
         );
-        Ok(EduBuf(Object::allocate_named(&r, name)?))
+        Ok(EduBuf(Object::allocator(&r).name(name).allocate()?))
     }
 
     fn what(&self) -> String {

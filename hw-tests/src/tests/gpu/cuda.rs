@@ -410,11 +410,14 @@ fn vidmem_dma_buf() -> anyhow::Result<Outcome> {
     let fd = recv_fd(&rx)?;
     wait(pid)?;
     drop(a);
-    ensure!(unibuf::object::is_dma_buf(fd.as_fd())?, "not a dma-buf");
-    let id = unibuf::object::identify_fd(fd.as_fd())?;
-    let got = unibuf::backend::fd_size(&fd, "vidmem dma-buf")?;
+    ensure!(unibuf::fd::is_dma_buf(fd.as_fd())?, "not a dma-buf");
+    let (exporter, _) = unibuf::fd::exporter_and_name(fd.as_fd());
+    let got = unibuf::fd::fd_size(&fd, "vidmem dma-buf")?;
     ensure!(got as usize == size, "dma-buf size {got}, allocated {size}");
-    unibuf::backend::set_name(fd.as_fd(), "vidmem-test")?;
+    unibuf::backend::set_name(
+        fd.as_fd(),
+        &unibuf::backend::BufferName::new("vidmem-test")?,
+    )?;
     let mut l = AttrList::raw(size as u64)?;
     l.set_accessor_name("viewer")?
         .set_accessor_kind(AccessorKind::Gpu)?
@@ -436,6 +439,6 @@ fn vidmem_dma_buf() -> anyhow::Result<Outcome> {
     pass(format!(
         "exporter {:?}, {size} bytes, alive after the exporting process exited; SET_NAME and \
          SYNC succeed; imported without CPU access: {why}",
-        id.exporter
+        exporter
     ))
 }
