@@ -4,8 +4,9 @@
 //! process holding the dma-buf) frees the memory. Handles are made by
 //!
 //! - [`Object::allocate`] / [`Object::allocate_n`] (from the process-wide [`backend::global`]
-//!   backends) or [`Object::allocate_from`] (from given [`Backends`]): the handle holds the
-//!   list's permission;
+//!   backends) or [`Object::allocate_from`] (from given [`Backends`]): the handle holds
+//!   read-write whatever the list's permission (NvSciBufObjAlloc: the allocating process fills
+//!   the buffer), so an all-read-only reconciliation still gives a writable allocator;
 //! - [`Object::dup`] (same permission) and [`Object::dup_with`] (a reduced permission:
 //!   read-write → read-only; the reverse is refused);
 //! - [`Object::import`] / [`Object::import_parts`]: a foreign dma-buf fd (a GPU's export, V4L2
@@ -35,9 +36,6 @@ use crate::reconcile::Reconciled;
 
 fn list_size(l: &Reconciled) -> u64 {
     l.size()
-}
-fn list_permission(l: &Reconciled) -> Permission {
-    l.permission()
 }
 fn list_cpu_access(l: &Reconciled) -> bool {
     l.need_cpu_access()
@@ -249,7 +247,7 @@ fn backend_of_exporter(exp: &str) -> Option<BackendKind> {
 
 impl Object {
     /// Allocates one object for `list` from the process-wide backends ([`backend::global`]),
-    /// named after the list's accessors. The handle holds the list's permission.
+    /// named after the list's accessors. The handle holds read-write.
     pub fn allocate(list: &Arc<Reconciled>) -> Result<Object> {
         Object::allocate_from(backend::global(), list, None)
     }
@@ -296,7 +294,8 @@ impl Object {
         Object::allocate(&Arc::new(r))
     }
 
-    /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
+    /// Wraps a fresh [`Allocation`] made for `list`; the handle holds read-write (NvSciBuf: an
+    /// allocated object has read-write permission; `dup_with` reduces it).
     #[inline]
     pub fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
@@ -311,7 +310,7 @@ impl Object {
         } else {
             FdKind::DmaBuf
         };
-        let obj = Object {
+        Ok(Object {
             fd: a.fd,
             memfd: a.memfd,
             list: list.clone(),
@@ -326,11 +325,7 @@ impl Object {
                 name: a.name,
                 exporter: None,
             },
-        };
-        match list_permission(list) {
-            Permission::ReadWrite => Ok(obj),
-            Permission::ReadOnly => obj.into_readonly(),
-        }
+        })
     }
 
     /// Imports a foreign dma-buf fd for `list` with `permission`: see [`Object::import_parts`].

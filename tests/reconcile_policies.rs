@@ -78,10 +78,15 @@ fn permission_is_the_highest_required() {
         reconcile([&ro1, &rw]).unwrap().permission(),
         Permission::ReadWrite
     );
-    // A list that states nothing may write.
+    // A list that states nothing asks read-only: NvSciBuf's RequiredPerm default
+    // (NvSciBufAccessPerm_Readonly); it used to count as read-write.
     let silent = AttrList::raw(64).unwrap();
     assert_eq!(
         reconcile([&ro1, &silent]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    assert_eq!(
+        reconcile([&rw, &silent]).unwrap().permission(),
         Permission::ReadWrite
     );
 }

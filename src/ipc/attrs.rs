@@ -211,23 +211,34 @@ pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
     Ok(Reconciled::from_parts(&inputs, &outputs)?)
 }
 
-/// What an importer's own lists say about Auto: the highest permission they require, a list that
-/// states none counting as read-write (as reconciliation counts it).
+/// What an importer's own lists say about Auto: the permission each requires, a list that
+/// states none counting as read-only (as reconciliation counts it: NvSciBuf's RequiredPerm
+/// default).
 pub fn required_by(own: &[AttrList]) -> impl Iterator<Item = Permission> + '_ {
     own.iter().map(|l| match l.get(Key::RequiredPerm) {
         Some(Value::Permission(p)) => *p,
-        _ => Permission::ReadWrite,
+        _ => Permission::ReadOnly,
     })
 }
 
 /// Resolves a request against the importer's own lists (needed for Auto).
+///
+/// With `own` given, the importer gets at most what its own lists asked (NvSciBuf: an imported
+/// object's permission is the `ActualPerm` of the importer's own lists): an explicit read-write
+/// request from a peer whose lists asked only read-only is refused ([`Error::PermissionDenied`]
+/// naming `required_permission`).
 pub fn resolve(requested: Requested, own: Option<&[AttrList]>) -> Result<Permission> {
-    match (requested, own) {
+    let asked = own
+        .filter(|o| !o.is_empty())
+        .map(|o| required_by(o).max().unwrap_or(Permission::ReadOnly));
+    match (requested, asked) {
         (Requested::ReadOnly, _) => Ok(Permission::ReadOnly),
+        (Requested::ReadWrite, Some(Permission::ReadOnly)) => Err(Error::PermissionDenied(
+            "read-write requested, but this peer's own lists asked read-only              (required_permission; a list that states none asks read-only)"
+                .into(),
+        )),
         (Requested::ReadWrite, _) => Ok(Permission::ReadWrite),
-        (Requested::Auto, Some(own)) if !own.is_empty() => {
-            Ok(required_by(own).max().unwrap_or(Permission::ReadWrite))
-        }
+        (Requested::Auto, Some(p)) => Ok(p),
         (Requested::Auto, _) => Err(Error::InvalidArgument(
             "Auto permission needs this peer's own unreconciled lists".into(),
         )),

@@ -152,7 +152,8 @@ keys! {
     Types = 0x0001, "types", General, Types, Union;
     /// The accessor reads or writes the buffer through the CPU; OR.
     NeedCpuAccess = 0x0002, "need_cpu_access", General, Bool, Or;
-    /// Permission the accessor needs; the reconciled permission is the maximum.
+    /// Permission the accessor needs (read-only when not set); the reconciled permission is the
+    /// maximum.
     RequiredPerm = 0x0003, "required_permission", General, Permission, Max;
     /// Whether CPU mappings may be cached; AND over the lists that state it (default true).
     EnableCpuCache = 0x0004, "enable_cpu_cache", General, Bool, And;
@@ -233,7 +234,7 @@ keys! {
     OutSize = 0x8001, "out.size", General, U64, Output;
     /// Output: buffer base-address alignment in bytes.
     OutAlign = 0x8002, "out.align", General, U64, Output;
-    /// Output: the actual permission (maximum required).
+    /// Output: the actual permission (maximum required; read-only when no list states one).
     OutPermission = 0x8003, "out.permission", General, Permission, Output;
     /// Output: some accessor needs CPU access.
     OutCpuAccess = 0x8004, "out.cpu_access", General, Bool, Output;

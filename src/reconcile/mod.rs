@@ -15,7 +15,11 @@
 //! use unibuf::reconcile::reconcile;
 //!
 //! let mut camera = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
-//! camera.set_accessor_name("camera")?.set_accessor_kind(AccessorKind::Camera)?.set_pitch_align(64)?;
+//! camera
+//!     .set_accessor_name("camera")?
+//!     .set_accessor_kind(AccessorKind::Camera)?
+//!     .set_required_perm(Permission::ReadWrite)? // it writes; a list that says nothing reads
+//!     .set_pitch_align(64)?;
 //! let mut display = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
 //! display
 //!     .set_accessor_name("display")?
@@ -168,8 +172,9 @@ impl Reconciled {
         self.alignment
     }
 
-    /// The actual permission: the highest any list required (a list that states none
-    /// requires read-write).
+    /// The actual permission (NvSciBuf `ActualPerm`): the highest any list required; a list that
+    /// states none requires read-only. The process that allocates holds read-write whatever
+    /// this says (it fills the buffer); importers hold at most what their own lists asked.
     pub fn permission(&self) -> Permission {
         self.permission
     }

@@ -287,15 +287,12 @@ pub(super) fn compute(
         return Err(Conflict { items });
     }
 
-    // General outputs.
-    let permission = ls
-        .iter()
-        .map(|(_, l)| match l.get(Key::RequiredPerm) {
-            Some(Value::Permission(p)) => *p,
-            _ => Permission::ReadWrite,
-        })
-        .max()
-        .unwrap_or(Permission::ReadWrite);
+    // General outputs. NvSciBuf ActualPerm: the maximum RequiredPerm, read-only when no list
+    // states one (least privilege).
+    let permission = match merged.get(Key::RequiredPerm) {
+        Some(Value::Permission(p)) => *p,
+        _ => Permission::ReadOnly,
+    };
     let flag = |k: Key, default: bool| merged.get(k).and_then(Value::as_bool).unwrap_or(default);
     let cpu_access = flag(Key::NeedCpuAccess, false);
     let cpu_cache = cpu_access && flag(Key::EnableCpuCache, true);

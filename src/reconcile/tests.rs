@@ -146,8 +146,9 @@ fn merge_policies() {
     assert!(r.memory().pinnable);
     // CPU + VFIO: nobody imports a dma-buf (VFIO maps process memory).
     assert!(!r.memory().device_access);
-    // Both lists state no permission: read-write.
-    assert_eq!(r.permission(), Permission::ReadWrite);
+    // Both lists state no permission. NvSciBuf ActualPerm: the default RequiredPerm is
+    // read-only (least privilege), no longer read-write.
+    assert_eq!(r.permission(), Permission::ReadOnly);
 }
 
 #[test]
@@ -513,4 +514,38 @@ fn color_standard_must_fit_the_format() {
     let mut x = AttrList::image(PixelFormat::Xrgb8888, 64, 64).unwrap();
     x.set_color_std(ColorStd::Bt709).unwrap();
     assert!(reconcile([&x]).is_ok());
+}
+
+// NvSciBuf rules (the NvSciBuf semantics issue). Each test names the rule of nvscibuf.h it checks.
+
+/// NvSciBufGeneralAttrKey_ActualPerm: the maximum of RequiredPerm over the lists; read-only when
+/// no list states it (RequiredPerm's default is NvSciBufAccessPerm_Readonly).
+#[test]
+fn nvscibuf_actual_perm_is_max_required_perm_default_read_only() {
+    let silent = AttrList::raw(4096).unwrap();
+    let mut ro = AttrList::raw(4096).unwrap();
+    ro.set_accessor_name("ro").unwrap();
+    ro.set_required_perm(Permission::ReadOnly).unwrap();
+    let mut rw = AttrList::raw(4096).unwrap();
+    rw.set_accessor_name("rw").unwrap();
+    rw.set_required_perm(Permission::ReadWrite).unwrap();
+    assert_eq!(
+        reconcile([&silent]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    assert_eq!(
+        reconcile([&silent, &ro]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    let r = reconcile([&silent, &ro, &rw]).unwrap();
+    assert_eq!(r.permission(), Permission::ReadWrite);
+    assert_eq!(
+        r.get(Key::OutPermission),
+        Some(&Value::Permission(Permission::ReadWrite))
+    );
+    // Validation: a list asking more than ActualPerm is not satisfied.
+    let r = reconcile([&ro]).unwrap();
+    let e = r.validate([&rw]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::RequiredPerm]);
+    r.validate([&silent]).unwrap();
 }
