@@ -168,8 +168,9 @@ keys! {
     /// Preferred memory backend (a hint); all lists that give one must agree.
     PreferredBackend = 0x0009, "preferred_backend", General, Backend, Equal;
 
-    /// Raw buffer size in bytes (non-zero); maximum.
-    RawSize = 0x0101, "raw.size", Raw, U64, Max;
+    /// Raw buffer size in bytes (non-zero); equal (NvSciBuf: every list that gives a size must
+    /// give the same one).
+    RawSize = 0x0101, "raw.size", Raw, U64, Equal;
     /// Raw buffer alignment in bytes (power of two); maximum.
     RawAlign = 0x0102, "raw.align", Raw, U64, Max;
 

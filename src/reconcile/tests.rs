@@ -116,7 +116,7 @@ fn merge_policies() {
         .set_gpu_ids(&["gpu-b", "gpu-a"])
         .unwrap();
     a.set_accessor_kind(AccessorKind::Cpu).unwrap();
-    let mut b = AttrList::raw(4000).unwrap();
+    let mut b = AttrList::raw(100).unwrap();
     b.set_raw_align(4)
         .unwrap()
         .set_need_cpu_access(true)
@@ -130,7 +130,7 @@ fn merge_policies() {
         .set_accessor_kind(AccessorKind::Vfio)
         .unwrap();
     let r = reconcile([&a, &b]).unwrap();
-    assert_eq!(r.size(), 4000); // max
+    assert_eq!(r.size(), 100); // equal (NvSciBuf RawBuffer size)
     assert_eq!(r.alignment(), 16); // max of powers of two
     assert!(r.need_cpu_access()); // OR
     assert!(!r.cpu_cache()); // AND
@@ -343,12 +343,8 @@ fn every_input_key_merge_policy() {
             Value::Backend(BackendKind::CmaHeap),
             None,
         ),
-        (
-            Key::RawSize,
-            Value::U64(10),
-            Value::U64(20),
-            Some(Value::U64(20)),
-        ),
+        // NvSciBuf RawBuffer size: equal-or-fail (it used to take the maximum).
+        (Key::RawSize, Value::U64(10), Value::U64(20), None),
         (
             Key::RawAlign,
             Value::U64(8),
@@ -548,4 +544,29 @@ fn nvscibuf_actual_perm_is_max_required_perm_default_read_only() {
     let e = r.validate([&rw]).unwrap_err();
     assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::RequiredPerm]);
     r.validate([&silent]).unwrap();
+}
+
+/// NvSciBufRawBufferAttrKey_Size: equal-or-fail across lists; the conflict names both accessors
+/// and both sizes (it used to take the maximum silently).
+#[test]
+fn nvscibuf_raw_size_is_equal_or_fail() {
+    let mut a = AttrList::raw(4096).unwrap();
+    a.set_accessor_name("producer").unwrap();
+    let mut b = AttrList::raw(8192).unwrap();
+    b.set_accessor_name("consumer").unwrap();
+    let e = reconcile([&a, &b]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::RawSize]);
+    assert_eq!(e.items()[0].kind, ConflictKind::Disagree);
+    let text = e.to_string();
+    assert!(
+        text.contains("raw.size: lists disagree: producer = 4096, consumer = 8192"),
+        "{text}"
+    );
+    // Validation (an importer's or a late peer's list) wants the very size.
+    let r = reconcile([&a]).unwrap();
+    assert_eq!(
+        r.validate([&b]).unwrap_err().keys().collect::<Vec<_>>(),
+        vec![Key::RawSize]
+    );
+    r.validate([&a]).unwrap();
 }

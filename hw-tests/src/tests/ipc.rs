@@ -169,7 +169,7 @@ fn object_read_only(kind: BackendKind) -> anyhow::Result<Outcome> {
         return skip(backend::global().why_not(kind));
     }
     let list = camera_list(Some(kind), 1 << 20)?;
-    let r = Arc::new(reconcile(&[list, viewer_list()?])?);
+    let r = Arc::new(reconcile(&[list, viewer_list(1 << 20)?])?);
     let obj = Object::allocate(&r).with_context(|| format!("allocate from {kind}"))?;
     ensure!(
         obj.backend() == Some(kind),
@@ -192,8 +192,10 @@ fn camera_list(preferred: Option<BackendKind>, size: u64) -> anyhow::Result<Attr
     Ok(l)
 }
 
-fn viewer_list() -> anyhow::Result<AttrList> {
-    let mut l = AttrList::raw(4096)?;
+/// A CPU reader of `size` bytes (raw.size is equal-or-fail, as in NvSciBuf: it gives the
+/// camera's size).
+fn viewer_list(size: u64) -> anyhow::Result<AttrList> {
+    let mut l = AttrList::raw(size)?;
     l.set_accessor_name("viewer")?
         .set_accessor_kind(AccessorKind::Cpu)?
         .set_need_cpu_access(true)?
@@ -218,7 +220,7 @@ fn share_and_check(
     }
     let (mut a, b) = Endpoint::pair()?;
     b.set_recv_timeout(Some(Duration::from_secs(20)))?;
-    let own = [viewer_list()?];
+    let own = [viewer_list(r.size())?];
     let pid = fork_peer(b, move |mut ep| {
         let mut o = ep.import_object(Requested::Auto, Some(&own))?;
         ensure!(
