@@ -72,6 +72,9 @@ pub struct Object {
     memfd: Option<OwnedFd>,
     list: Arc<Reconciled>,
     permission: Permission,
+    /// This handle may be CPU-mapped: a list of its holder asked for CPU access (NvSciBuf
+    /// `NeedCpuAccess` is per peer; another peer's request gives this one nothing).
+    cpu_access: bool,
     info: Info,
 }
 
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Object {
             .field("fd", &self.fd)
             .field("memfd", &self.memfd)
             .field("permission", &self.permission)
+            .field("cpu_access", &self.cpu_access)
             .field("kind", &self.info.kind)
             .field("backend", &self.info.backend)
             .field("size", &self.info.size)
@@ -315,6 +319,7 @@ impl Object {
             memfd: a.memfd,
             list: list.clone(),
             permission: Permission::ReadWrite,
+            cpu_access: list.local_cpu_access(),
             info: Info {
                 kind,
                 backend: Some(a.choice.backend),
@@ -432,6 +437,7 @@ impl Object {
             memfd,
             list: list.clone(),
             permission,
+            cpu_access: list.local_cpu_access(),
             info: Info {
                 kind: id.kind,
                 backend,
@@ -454,6 +460,7 @@ impl Object {
             },
             list: self.list.clone(),
             permission: self.permission,
+            cpu_access: self.cpu_access,
             info: self.info.clone(),
         })
     }
@@ -531,6 +538,23 @@ impl Object {
         self.permission
     }
 
+    /// Whether this handle may be CPU-mapped: one of its holder's own lists asked
+    /// `need_cpu_access`. Allocations and [`Object::import_parts`] take it from
+    /// [`Reconciled::local_cpu_access`] (the lists of this process, not those imported from
+    /// peers); an object imported over IPC from the importer's own lists.
+    pub fn cpu_access(&self) -> bool {
+        self.cpu_access
+    }
+
+    /// This handle with the CPU access that `own` (its holder's own unreconciled lists) asks:
+    /// granted when one of them sets `need_cpu_access`, withdrawn otherwise. For a buffer whose
+    /// reconciled list came from a peer (its inputs are all imported, so it grants no CPU
+    /// access by itself).
+    pub fn with_cpu_access_of(mut self, own: &[crate::attr::AttrList]) -> Object {
+        self.cpu_access = own.iter().any(crate::attr::AttrList::needs_cpu_access);
+        self
+    }
+
     /// The buffer's size in bytes (page-rounded for allocations; `lseek(SEEK_END)` for imports).
     pub fn size(&self) -> u64 {
         self.info.size
@@ -566,9 +590,14 @@ impl Object {
     }
 
     fn check_cpu(&self) -> Result<()> {
-        if !list_cpu_access(&self.list) {
+        if !self.cpu_access {
+            let others = if list_cpu_access(&self.list) {
+                "another peer's list asked, which gives this handle nothing"
+            } else {
+                "no list asked"
+            };
             return Err(Error::PermissionDenied(format!(
-                "{}: no accessor of its list asked for CPU access (set need-cpu-access)",
+                "{}: need_cpu_access: no list of this handle's holder asked for CPU access                  ({others}); set need_cpu_access in its own list",
                 self.what()
             )));
         }
@@ -594,8 +623,8 @@ impl Object {
         (self.info.kind == FdKind::DmaBuf).then(|| self.fd.as_fd())
     }
 
-    /// A read-only view (`PROT_READ`, `MAP_SHARED`). Refused when no accessor asked for CPU
-    /// access or the buffer cannot be mapped. memfd-backed objects map the memfd (for a read-only
+    /// A read-only view (`PROT_READ`, `MAP_SHARED`). Refused when no list of this handle's
+    /// holder asked for CPU access ([`Object::cpu_access`]) or the buffer cannot be mapped. memfd-backed objects map the memfd (for a read-only
     /// handle, its `O_RDONLY` reopen); accesses are bracketed on the dma-buf.
     pub fn map_read(&self) -> Result<ReadMap<'_>> {
         self.check_cpu()?;
@@ -608,8 +637,10 @@ impl Object {
     }
 
     /// A writable view (`PROT_READ | PROT_WRITE`, `MAP_SHARED`). Refused for a read-only handle
-    /// ([`Error::PermissionDenied`]) and when no accessor asked for CPU access.
+    /// ([`Error::PermissionDenied`]) and when no list of this handle's holder asked for CPU access.
     pub fn map_write(&mut self) -> Result<WriteMap<'_>> {
+        // No CPU access at all is the first refusal (it names `need_cpu_access`).
+        self.check_cpu()?;
         if self.permission != Permission::ReadWrite {
             return Err(Error::PermissionDenied(format!(
                 "{}: this handle is {}; no writable view",
@@ -617,7 +648,6 @@ impl Object {
                 self.permission
             )));
         }
-        self.check_cpu()?;
         let what = self.what();
         WriteMap::new(
             self.map_source(),

@@ -132,11 +132,17 @@ pub trait AttrRead {
 /// Values are held in a vector indexed through a fixed array of positions by [`Key::index`],
 /// so [`AttrList::get`] allocates nothing (two array lookups) and cloning copies only the keys
 /// that are set.
+///
+/// A list also remembers whether it came from a peer ([`AttrList::is_imported`]): that decides
+/// who holds CPU access to the buffer (NvSciBuf: `NeedCpuAccess` holds for the peer whose own
+/// lists asked), never the layout; equality, ordering and reconciliation ignore it.
 #[derive(Debug, Clone)]
 pub struct AttrList {
     /// Position + 1 of each key's value in `values`; 0 when unset.
     pos: [u8; Key::COUNT],
     values: Vec<Value>,
+    /// Rebuilt from a peer's wire form (IPC import), not made in this process.
+    imported: bool,
 }
 
 impl Default for AttrList {
@@ -157,7 +163,25 @@ impl AttrList {
         AttrList {
             pos: [0; Key::COUNT],
             values: Vec::new(),
+            imported: false,
         }
+    }
+
+    /// Whether this list was imported from a peer (by [`crate::ipc`]) rather than made in this
+    /// process. A process holds CPU access to a buffer only when one of its *own* lists asked
+    /// for it ([`crate::reconcile::Reconciled::local_cpu_access`]).
+    pub fn is_imported(&self) -> bool {
+        self.imported
+    }
+
+    /// Marks this list as a peer's (IPC import).
+    pub(crate) fn mark_imported(&mut self) {
+        self.imported = true;
+    }
+
+    /// Whether this list sets `need_cpu_access` to true.
+    pub fn needs_cpu_access(&self) -> bool {
+        self.get(Key::NeedCpuAccess) == Some(&Value::Bool(true))
     }
 
     /// The value of `key`, if set. Allocation-free.

@@ -127,6 +127,8 @@ fn build(entries: &[(Key, &[u8])], slot: usize) -> Result<AttrList> {
         l.set(*k, v)
             .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
     }
+    // A peer's list: it never gives this process CPU access.
+    l.mark_imported();
     Ok(l)
 }
 
@@ -325,14 +327,16 @@ impl Endpoint {
 
     /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then
     /// [`Object::import_parts`] (which identifies the exporter, measures the buffer, and probes
-    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds.
+    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds, and
+    /// it may be CPU-mapped only when one of `own` asked `need_cpu_access` (whatever the
+    /// exporter's lists asked; `own = None` gives no CPU access).
     pub fn import_object(
         &mut self,
         requested: Requested,
         own: Option<&[AttrList]>,
     ) -> Result<Object> {
         let o = self.import_object_parts(requested, own)?;
-        Object::import_parts(
+        let obj = Object::import_parts(
             ImportParts {
                 fd: o.fd,
                 memfd: o.memfd,
@@ -340,7 +344,10 @@ impl Endpoint {
             },
             &o.reconciled,
             o.permission,
-        )
+        )?;
+        // CPU access is the importer's own business (NvSciBuf NeedCpuAccess per peer): only a
+        // list of its own that asked gives it; without own lists it gets none.
+        Ok(obj.with_cpu_access_of(own.unwrap_or(&[])))
     }
 
     /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,

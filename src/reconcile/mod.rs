@@ -92,6 +92,8 @@ pub struct Reconciled {
     alignment: u64,
     permission: Permission,
     cpu_access: bool,
+    /// Some list made in this process (not imported from a peer) asked for CPU access.
+    local_cpu_access: bool,
     cpu_cache: bool,
     memory: MemoryRequirement,
     image: Option<ImageLayout>,
@@ -110,6 +112,11 @@ where
     if ls.is_empty() {
         return Err(Conflict::one(Key::Types, ConflictKind::NoLists, vec![]));
     }
+    // NvSciBuf NeedCpuAccess for the reconciler: its own lists decide (before identical lists
+    // are merged, which may keep a peer's copy of one of ours).
+    let local_cpu_access = ls
+        .iter()
+        .any(|(_, l)| !l.is_imported() && l.needs_cpu_access());
     ls.sort_by(|a, b| cmp_lists(a.1, b.1).then(a.0.cmp(&b.0)));
     ls.dedup_by(|a, b| cmp_lists(a.1, b.1) == Ordering::Equal);
 
@@ -158,7 +165,9 @@ where
         return Err(Conflict { items });
     }
     let inputs: Vec<AttrList> = ls.iter().map(|(_, l)| (*l).clone()).collect();
-    compute(merged, inputs, &ls)
+    let mut r = compute(merged, inputs, &ls)?;
+    r.local_cpu_access = local_cpu_access;
+    Ok(r)
 }
 
 impl Reconciled {
@@ -179,9 +188,19 @@ impl Reconciled {
         self.permission
     }
 
-    /// Some accessor needs CPU access.
+    /// Some accessor needs CPU access (the OR over every list: it decides the memory and its
+    /// caching, not who may map it).
     pub fn need_cpu_access(&self) -> bool {
         self.cpu_access
+    }
+
+    /// Some list made in this process (not [imported](AttrList::is_imported) from a peer) asked
+    /// for CPU access: what a handle this process allocates (or imports with this list) holds.
+    /// NvSciBuf: `NeedCpuAccess` in the reconciler's list is true when a list it owns asked, and
+    /// `NvSciBufObjGetCpuPtr` needs it. A reconciled list rebuilt from a peer's export has only
+    /// imported inputs, so this is false there: the importer's own lists decide.
+    pub fn local_cpu_access(&self) -> bool {
+        self.local_cpu_access
     }
 
     /// CPU mappings are cached: CPU access is needed and no list disabled caching.

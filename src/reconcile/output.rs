@@ -328,6 +328,7 @@ pub(super) fn compute(
         alignment,
         permission,
         cpu_access,
+        local_cpu_access: false,
         cpu_cache,
         memory,
         image,
