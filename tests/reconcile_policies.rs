@@ -117,6 +117,7 @@ fn memory_requirement_rules() {
             pinnable: true,
             device_access: true,
             preferred: Some(BackendKind::CmaHeap),
+            vidmem: None,
         }
     );
     let req = AllocRequest::from_reconciled(&r, Some("fpga-frames"));

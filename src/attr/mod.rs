@@ -23,6 +23,7 @@ pub use crate::model::{
 };
 pub use value::{BufferType, BufferTypes, Value, MAX_LIST_LEN, MAX_STR_LEN};
 
+pub use crate::model::{BadGpuId, GpuId};
 use crate::model::{PixelFormat, UnknownFormat};
 
 /// The most tensor dimensions.
@@ -451,19 +452,27 @@ pub(crate) fn validate_value(key: Key, value: Value) -> Result<Value, AttrError>
             }
             Ok(Value::Str(s))
         }
-        (K::GpuIds, Value::StrList(mut l)) => {
-            if l.len() > MAX_LIST_LEN {
-                return Err(invalid(key, format!("at most {MAX_LIST_LEN} ids")));
-            }
-            if l.iter().any(|s| s.is_empty() || s.len() > MAX_STR_LEN) {
-                return Err(invalid(
-                    key,
-                    format!("ids must be 1 to {MAX_STR_LEN} bytes"),
-                ));
+        (K::GpuIds, Value::GpuIds(mut l)) => {
+            if l.is_empty() || l.len() > MAX_LIST_LEN {
+                return Err(invalid(key, format!("1 to {MAX_LIST_LEN} GPUs")));
             }
             l.sort();
             l.dedup();
-            Ok(Value::StrList(l))
+            Ok(Value::GpuIds(l))
+        }
+        (K::GpuCache | K::GpuCompression, Value::GpuFlags(mut l)) => {
+            if l.is_empty() || l.len() > MAX_LIST_LEN {
+                return Err(invalid(key, format!("1 to {MAX_LIST_LEN} GPUs")));
+            }
+            l.sort();
+            l.dedup();
+            if let Some(w) = l.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(invalid(
+                    key,
+                    format!("GPU {} is given both true and false", w[0].0),
+                ));
+            }
+            Ok(Value::GpuFlags(l))
         }
         (_, v) => Ok(v),
     }
@@ -592,12 +601,30 @@ impl AttrList {
     setter!(/// Sets `tensor.base_align`.
         set_tensor_base_align, TensorBaseAlign, u64, |v| Value::U64(v));
 
-    /// Sets `gpu_ids`.
-    pub fn set_gpu_ids<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<&mut Self, AttrError> {
-        let ids = ids.iter().map(|s| s.as_ref().to_string()).collect();
-        self.set(Key::GpuIds, Value::StrList(ids))?;
+    /// Sets `gpu_ids` (NvSciBuf `GpuId`).
+    pub fn set_gpu_ids(&mut self, ids: &[GpuId]) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuIds, Value::GpuIds(ids.to_vec()))?;
         Ok(self)
     }
+
+    /// Sets `gpu_cache`: per GPU, whether it may cache the buffer (NvSciBuf `EnableGpuCache`).
+    pub fn set_gpu_cache(&mut self, per_gpu: &[(GpuId, bool)]) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuCache, Value::GpuFlags(per_gpu.to_vec()))?;
+        Ok(self)
+    }
+
+    /// Sets `gpu_compression`: per GPU, whether it asks for a compressible buffer (NvSciBuf
+    /// `EnableGpuCompression`).
+    pub fn set_gpu_compression(
+        &mut self,
+        per_gpu: &[(GpuId, bool)],
+    ) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuCompression, Value::GpuFlags(per_gpu.to_vec()))?;
+        Ok(self)
+    }
+
+    setter!(/// Sets `vidmem_gpu`: allocate in this GPU's memory (NvSciBuf `VidMem_GpuId`).
+        set_vidmem_gpu, VidMemGpu, GpuId, |v| Value::Gpu(v));
 
     /// Sets `image.format` from a DRM fourcc (unknown codes are refused).
     pub fn set_image_drm_fourcc(&mut self, fourcc: u32) -> Result<&mut Self, AttrError> {

@@ -2,8 +2,8 @@
 
 use super::{AttrError, Key};
 use crate::model::{
-    AccessorKind, BackendKind, ColorStd, DataType, LayoutKind, Padding, Permission, PixelFormat,
-    ScanType, ValueKind,
+    AccessorKind, BackendKind, ColorStd, DataType, GpuId, LayoutKind, Padding, Permission,
+    PixelFormat, ScanType, ValueKind,
 };
 use std::cmp::Ordering;
 use std::fmt;
@@ -143,7 +143,8 @@ impl fmt::Display for BufferTypes {
 /// the caller): `Bool` 1 byte (0/1); `U32` 4; `U64` 8; `F64` 8 (IEEE bits); `Str` UTF-8 bytes;
 /// `U64List` n × 8; `StrList` n × (u16 length + UTF-8 bytes); `Types` 1 byte (bit set);
 /// the enums (`Permission`, `Accessor`, `Backend`, `Format`, `Layout`, `ColorStd`, `Scan`,
-/// `DataType`) 4 bytes of their `code()`; `Padding` 4 × u32 (top, bottom, left, right).
+/// `DataType`) 4 bytes of their `code()`; `Padding` 4 × u32 (top, bottom, left, right);
+/// `GpuIds` n × 16 bytes (UUIDs); `Gpu` 16 bytes; `GpuFlags` n × (16-byte UUID + 1 byte 0/1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A flag.
@@ -180,6 +181,12 @@ pub enum Value {
     DataType(DataType),
     /// Image padding.
     Padding(Padding),
+    /// A set of GPUs, kept sorted and deduplicated.
+    GpuIds(Vec<GpuId>),
+    /// One GPU.
+    Gpu(GpuId),
+    /// A flag per GPU, kept sorted by GPU, one entry per GPU (GPU cache, GPU compression).
+    GpuFlags(Vec<(GpuId, bool)>),
 }
 
 /// Longest accepted string (accessor name, GPU id), in bytes.
@@ -208,6 +215,9 @@ impl Value {
             Value::Scan(_) => ValueKind::Scan,
             Value::DataType(_) => ValueKind::DataType,
             Value::Padding(_) => ValueKind::Padding,
+            Value::GpuIds(_) => ValueKind::GpuIdSet,
+            Value::Gpu(_) => ValueKind::GpuId,
+            Value::GpuFlags(_) => ValueKind::GpuFlags,
         }
     }
 
@@ -250,6 +260,9 @@ impl Value {
             (V::Scan(a), V::Scan(b)) => a.cmp(b),
             (V::DataType(a), V::DataType(b)) => a.cmp(b),
             (V::Padding(a), V::Padding(b)) => a.cmp(b),
+            (V::GpuIds(a), V::GpuIds(b)) => a.cmp(b),
+            (V::Gpu(a), V::Gpu(b)) => a.cmp(b),
+            (V::GpuFlags(a), V::GpuFlags(b)) => a.cmp(b),
             _ => (self.kind() as u8).cmp(&(other.kind() as u8)),
         }
     }
@@ -284,6 +297,14 @@ impl Value {
             Value::Padding(p) => {
                 for v in [p.top, p.bottom, p.left, p.right] {
                     out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Value::GpuIds(l) => l.iter().for_each(|g| out.extend_from_slice(&g.0)),
+            Value::Gpu(g) => out.extend_from_slice(&g.0),
+            Value::GpuFlags(l) => {
+                for (g, f) in l {
+                    out.extend_from_slice(&g.0);
+                    out.push(u8::from(*f));
                 }
             }
         }
@@ -383,8 +404,36 @@ impl Value {
                     right: u32_of(&b[12..16]),
                 })
             }
+            ValueKind::GpuIdSet => {
+                if bytes.len() % 16 != 0 || bytes.len() / 16 > MAX_LIST_LEN {
+                    return Err(bad("bad GPU id list length"));
+                }
+                Value::GpuIds(bytes.chunks_exact(16).map(gpu_of).collect())
+            }
+            ValueKind::GpuId => Value::Gpu(gpu_of(fixed(16)?)),
+            ValueKind::GpuFlags => {
+                if bytes.len() % 17 != 0 || bytes.len() / 17 > MAX_LIST_LEN {
+                    return Err(bad("bad per-GPU list length"));
+                }
+                let mut l = Vec::with_capacity(bytes.len() / 17);
+                for c in bytes.chunks_exact(17) {
+                    let f = match c[16] {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(bad("per-GPU flag must be 0 or 1")),
+                    };
+                    l.push((gpu_of(&c[..16]), f));
+                }
+                Value::GpuFlags(l)
+            }
         })
     }
+}
+
+fn gpu_of(b: &[u8]) -> GpuId {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    GpuId(a)
 }
 
 fn u64_of(b: &[u8]) -> u64 {
@@ -417,6 +466,27 @@ impl fmt::Display for Value {
                 "top {} bottom {} left {} right {}",
                 p.top, p.bottom, p.left, p.right
             ),
+            Value::GpuIds(l) => {
+                f.write_str("[")?;
+                for (i, g) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{g}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Gpu(g) => write!(f, "{g}"),
+            Value::GpuFlags(l) => {
+                f.write_str("{")?;
+                for (i, (g, b)) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{g}: {b}")?;
+                }
+                f.write_str("}")
+            }
         }
     }
 }

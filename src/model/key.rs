@@ -70,6 +70,12 @@ pub enum ValueKind {
     DataType,
     /// [`crate::attr::Value::Padding`].
     Padding,
+    /// [`crate::attr::Value::GpuIds`].
+    GpuIdSet,
+    /// [`crate::attr::Value::Gpu`].
+    GpuId,
+    /// [`crate::attr::Value::GpuFlags`].
+    GpuFlags,
 }
 
 /// How reconciliation merges the values several lists give for one key.
@@ -157,8 +163,8 @@ keys! {
     RequiredPerm = 0x0003, "required_permission", General, Permission, Max;
     /// Whether CPU mappings may be cached; AND over the lists that state it (default true).
     EnableCpuCache = 0x0004, "enable_cpu_cache", General, Bool, And;
-    /// Ids (UUID or PCI address strings) of the GPUs that access the buffer; union.
-    GpuIds = 0x0005, "gpu_ids", General, StrList, Union;
+    /// UUIDs of the GPUs that access the buffer (NvSciBuf `GpuId`); union.
+    GpuIds = 0x0005, "gpu_ids", General, GpuIdSet, Union;
     /// The accessor needs physically contiguous memory (no IOMMU); OR.
     PhysContiguous = 0x0006, "physically_contiguous", General, Bool, Or;
     /// Name of the accessor (used in conflicts and the buffer name), at most 64 bytes.
@@ -167,6 +173,15 @@ keys! {
     AccessorKind = 0x0008, "accessor_kind", General, Accessor, PerList;
     /// Preferred memory backend (a hint); all lists that give one must agree.
     PreferredBackend = 0x0009, "preferred_backend", General, Backend, Equal;
+    /// Per GPU: whether that GPU may cache the buffer (NvSciBuf `EnableGpuCache`); each GPU
+    /// must be in `gpu_ids`; AND per GPU.
+    GpuCache = 0x000a, "gpu_cache", General, GpuFlags, And;
+    /// Per GPU: whether that GPU asks for a compressible buffer (NvSciBuf
+    /// `EnableGpuCompression`); each GPU must be in `gpu_ids`; equal per GPU.
+    GpuCompression = 0x000b, "gpu_compression", General, GpuFlags, Equal;
+    /// Allocate in this GPU's video memory (NvSciBuf `VidMem_GpuId`); the list must name the
+    /// GPU in its `gpu_ids`; equal.
+    VidMemGpu = 0x000c, "vidmem_gpu", General, GpuId, Equal;
 
     /// Raw buffer size in bytes (non-zero); equal (NvSciBuf: every list that gives a size must
     /// give the same one).
@@ -249,6 +264,13 @@ keys! {
     OutDeviceAccess = 0x8008, "out.device_access", General, Bool, Output;
     /// Output: the accessor names, sorted.
     OutAccessors = 0x8009, "out.accessors", General, StrList, Output;
+    /// Output: per GPU of `gpu_ids`, whether it caches the buffer (when GPUs are named).
+    OutGpuCache = 0x800a, "out.gpu_cache", General, GpuFlags, Output;
+    /// Output: per GPU of `gpu_ids`, whether the buffer is compressible for it (when GPUs are
+    /// named).
+    OutGpuCompression = 0x800b, "out.gpu_compression", General, GpuFlags, Output;
+    /// Output: CPU access needs explicit cache maintenance (NvSciBuf `CpuNeedSwCacheCoherency`).
+    OutCpuSwCacheCoherency = 0x800c, "out.cpu_sw_cache_coherency", General, Bool, Output;
 
     /// Output: number of planes.
     OutPlaneCount = 0x8201, "out.plane_count", Image, U32, Output;

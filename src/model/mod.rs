@@ -62,12 +62,14 @@ macro_rules! wire_enum {
 
 mod common;
 pub mod format;
+mod gpu;
 mod key;
 mod memory;
 mod values;
 
 pub use common::{AccessorKind, BackendKind, Permission};
 pub use format::{PixelFormat, UnknownFormat};
+pub use gpu::{BadGpuId, GpuId};
 pub use key::{Key, KeyGroup, MergePolicy, ValueKind};
 pub use memory::MemoryRequirement;
 pub use values::{ColorStd, DataType, LayoutKind, Padding, ScanType};

@@ -42,8 +42,8 @@
 //! ```
 
 use crate::attr::{
-    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key, LayoutKind,
-    MergePolicy, MultiList, Padding, Permission, ScanType, Value,
+    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, GpuId, Key,
+    LayoutKind, MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
 use crate::layout::{
     ArrayLayout, ImageLayout, ImageParams, PixelFormat, PyramidLayout, TensorLayout,
@@ -95,6 +95,9 @@ pub struct Reconciled {
     /// Some list made in this process (not imported from a peer) asked for CPU access.
     local_cpu_access: bool,
     cpu_cache: bool,
+    cpu_sw_cache_coherency: bool,
+    gpu_cache: Vec<(GpuId, bool)>,
+    gpu_compression: Vec<(GpuId, bool)>,
     memory: MemoryRequirement,
     image: Option<ImageLayout>,
     tensor: Option<TensorLayout>,
@@ -213,6 +216,33 @@ impl Reconciled {
         &self.memory
     }
 
+    /// CPU access needs explicit cache maintenance (`out.cpu_sw_cache_coherency`, NvSciBuf
+    /// `CpuNeedSwCacheCoherency`): CPU mappings are cached, some accessor is not the CPU, and
+    /// the platform's DMA does not snoop CPU caches (every architecture but x86, conservatively).
+    /// unibuf's map guards bracket accesses with `DMA_BUF_IOCTL_SYNC` either way; this says
+    /// whether code using raw pointers must too.
+    pub fn cpu_sw_cache_coherency(&self) -> bool {
+        self.cpu_sw_cache_coherency
+    }
+
+    /// Per GPU of `gpu_ids`: whether it caches the buffer (`out.gpu_cache`, NvSciBuf
+    /// `EnableGpuCache`: AND per GPU; default cached only in the GPU's own video memory).
+    pub fn gpu_cache(&self) -> &[(GpuId, bool)] {
+        &self.gpu_cache
+    }
+
+    /// Per GPU of `gpu_ids`: whether the buffer is compressible for it (`out.gpu_compression`,
+    /// NvSciBuf `EnableGpuCompression`): what the lists asked, none when several GPUs, a non-GPU
+    /// engine or CPU access share the buffer.
+    pub fn gpu_compression(&self) -> &[(GpuId, bool)] {
+        &self.gpu_compression
+    }
+
+    /// The GPU whose video memory the buffer must come from (`vidmem_gpu`), if any.
+    pub fn vidmem_gpu(&self) -> Option<GpuId> {
+        self.memory.vidmem
+    }
+
     /// The buffer types.
     pub fn types(&self) -> BufferTypes {
         self.types
@@ -305,7 +335,13 @@ impl Reconciled {
                 let ok = match key.merge_policy() {
                     MergePolicy::PerList => true,
                     MergePolicy::Output => false,
-                    MergePolicy::Equal => got == Some(v),
+                    MergePolicy::Equal => match (v, got) {
+                        // Per GPU: each GPU this list names has its value.
+                        (Value::GpuFlags(a), Some(Value::GpuFlags(b))) => {
+                            a.iter().all(|e| b.contains(e))
+                        }
+                        _ => got == Some(v),
+                    },
                     MergePolicy::Max => match (key, v, got) {
                         (Key::RequiredPerm, Value::Permission(p), _) => self.permission >= *p,
                         (_, v, Some(g)) => {
@@ -314,12 +350,20 @@ impl Reconciled {
                         _ => false,
                     },
                     MergePolicy::Or => v != &Value::Bool(true) || got == Some(&Value::Bool(true)),
-                    MergePolicy::And => {
-                        v != &Value::Bool(false) || got == Some(&Value::Bool(false))
-                    }
+                    MergePolicy::And => match (v, got) {
+                        // Per GPU: each GPU this list disables is disabled.
+                        (Value::GpuFlags(a), Some(Value::GpuFlags(b))) => {
+                            a.iter().all(|e| e.1 || b.contains(e))
+                        }
+                        (Value::GpuFlags(a), None) => a.iter().all(|e| e.1),
+                        _ => v != &Value::Bool(false) || got == Some(&Value::Bool(false)),
+                    },
                     MergePolicy::Union => match (v, got) {
                         (Value::Types(a), Some(Value::Types(b))) => a.union(*b) == *b,
                         (Value::StrList(a), Some(Value::StrList(b))) => {
+                            a.iter().all(|x| b.contains(x))
+                        }
+                        (Value::GpuIds(a), Some(Value::GpuIds(b))) => {
                             a.iter().all(|x| b.contains(x))
                         }
                         _ => false,

@@ -259,6 +259,7 @@ fn choice_cases() -> anyhow::Result<Outcome> {
         pinnable,
         device_access,
         preferred,
+        vidmem: None,
     };
     let mut notes = Vec::new();
     let mut check = |what: &str, req: MemoryRequirement, want: Option<BackendKind>| {
