@@ -538,6 +538,27 @@ impl Object {
         self.permission
     }
 
+    /// Whether the buffer as allocated satisfies a late peer's lists (NvSciBufObjAttachPeer):
+    /// [`Reconciled::validate_on`] with what the memory actually is (a CMA heap's buffer is
+    /// contiguous, a dma-buf can be imported by devices, a memfd-backed buffer can be pinned).
+    /// The conflict names each key the newcomer needs that the buffer lacks. See
+    /// [`crate::ipc::Endpoint::attach_peer`].
+    pub fn satisfies(
+        &self,
+        newcomer: &[crate::attr::AttrList],
+    ) -> std::result::Result<(), crate::reconcile::Conflict> {
+        let list = self.list.memory();
+        let backend = self.info.backend;
+        let actual = crate::backend::MemoryRequirement {
+            contiguous: list.contiguous || backend == Some(BackendKind::CmaHeap),
+            pinnable: list.pinnable || self.memfd().is_some(),
+            device_access: list.device_access || self.is_dma_buf(),
+            preferred: list.preferred,
+            vidmem: list.vidmem,
+        };
+        self.list.validate_on(newcomer, &actual)
+    }
+
     /// Whether this handle may be CPU-mapped: one of its holder's own lists asked
     /// `need_cpu_access`. Allocations and [`Object::import_parts`] take it from
     /// [`Reconciled::local_cpu_access`] (the lists of this process, not those imported from

@@ -118,3 +118,92 @@ fn nvscibuf_local_allocation_holds_cpu_access_of_its_own_lists() {
     let o = o.with_cpu_access_of(std::slice::from_ref(&reader));
     o.map_read().unwrap();
 }
+
+/// NvSciBufObjAttachPeer: a peer that joins after allocation gets the object when the buffer
+/// as allocated satisfies its lists (NvSciBufAttrListValidateReconciled), with the permission
+/// and CPU access its own lists asked; otherwise a conflict naming what it needs that the
+/// buffer lacks, on both sides. The first consumer keeps its share throughout.
+#[test]
+fn nvscibuf_attach_peer_late_consumer_joins_a_running_share() {
+    let _g = serial();
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    let producer = cpu("producer", Permission::ReadWrite, true);
+    let first = cpu("first", Permission::ReadOnly, true);
+    b.export_lists([&first]).unwrap();
+    let mut obj = produce(&mut a, &producer, Permission::ReadOnly);
+    obj.map_write()
+        .unwrap()
+        .write()
+        .unwrap()
+        .copy_from_slice(0, b"frame")
+        .unwrap();
+    let held = b
+        .import_object(Requested::Auto, Some(std::slice::from_ref(&first)))
+        .unwrap();
+
+    // A late reader whose needs the buffer meets.
+    let (mut a2, mut late_ep) = Endpoint::pair().unwrap();
+    let late = cpu("late", Permission::ReadOnly, true);
+    late_ep.export_lists([&late]).unwrap();
+    let theirs = a2.import_lists().unwrap();
+    assert_eq!(
+        a2.attach_peer(&obj, &theirs.slots).unwrap(),
+        Permission::ReadOnly
+    );
+    let got = late_ep
+        .import_object(Requested::Auto, Some(std::slice::from_ref(&late)))
+        .unwrap();
+    assert_eq!(got.permission(), Permission::ReadOnly);
+    assert_eq!(
+        &got.map_read().unwrap().read().unwrap().to_vec()[..5],
+        b"frame"
+    );
+    assert_eq!(
+        &held.map_read().unwrap().read().unwrap().to_vec()[..5],
+        b"frame"
+    );
+
+    // A late peer that needs what the buffer lacks: a dma-buf (a camera), contiguous memory,
+    // another size. The conflict names each key, and the peer's import fails with it.
+    let mut cam = AttrList::raw(8192).unwrap();
+    cam.set_accessor_name("late-camera")
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Camera)
+        .unwrap()
+        .set_contiguous(true)
+        .unwrap();
+    late_ep.export_lists([&cam]).unwrap();
+    let theirs = a2.import_lists().unwrap();
+    let e = a2.attach_peer(&obj, &theirs.slots).unwrap_err();
+    let Error::Conflict(c) = &e else {
+        panic!("expected a conflict, got {e}")
+    };
+    let mut keys: Vec<_> = c.keys().map(|k| k.name()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["out.device_access", "physically_contiguous", "raw.size"],
+        "{c}"
+    );
+    let e = late_ep
+        .import_object(Requested::Auto, Some(std::slice::from_ref(&cam)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conflict") && e.contains("raw.size"), "{e}");
+
+    // A late writer of a buffer everyone reads: ActualPerm is read-only, so RequiredPerm
+    // read-write is not satisfied (NvSciBuf validation of ActualPerm).
+    let writer = cpu("late-writer", Permission::ReadWrite, true);
+    let r_ro = Arc::new(reconcile([&cpu("reader", Permission::ReadOnly, true)]).unwrap());
+    let ro_obj = Object::allocate_from(&Backends::memfd_only(), &r_ro, None).unwrap();
+    late_ep.export_lists([&writer]).unwrap();
+    let theirs = a2.import_lists().unwrap();
+    let e = a2.attach_peer(&ro_obj, &theirs.slots).unwrap_err();
+    assert!(e.to_string().contains("required_permission"), "{e}");
+    assert!(late_ep
+        .import_object(Requested::Auto, Some(&[writer]))
+        .is_err());
+    // The endpoint is still usable.
+    a2.send_data(b"x").unwrap();
+    assert_eq!(late_ep.recv_data().unwrap(), b"x");
+}

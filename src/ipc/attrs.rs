@@ -15,8 +15,8 @@
 use super::endpoint::Endpoint;
 use super::ops::{negotiate, unexpected, CheckedObject, Requested};
 use super::wire::{
-    decode_reconciled_body, Encoder, EntryRef, FdKind, Kind, ObjectHeader, ValueRef, WireEntry,
-    WireError, WireList, WireReconciled, WireValue,
+    decode_reconciled_body, Encoder, EntryRef, ErrorCode, FdKind, Kind, ObjectHeader, ValueRef,
+    WireEntry, WireError, WireList, WireReconciled, WireValue,
 };
 use crate::attr::{AttrList, BackendKind, Key, MultiList, Permission, Value};
 use crate::error::{Error, Result};
@@ -323,6 +323,33 @@ impl Endpoint {
             obj.permission(),
             granted,
         )
+    }
+
+    /// Attaches a late peer to an allocated object (NvSciBufObjAttachPeer): `newcomer` are the
+    /// lists it exported ([`Endpoint::import_lists`]). When the buffer as allocated satisfies
+    /// them ([`Object::satisfies`]), exports `obj` granting what they asked (read-only when they
+    /// state no permission) and returns it; the peer imports it with
+    /// [`Endpoint::import_object`] and its own lists. Otherwise the peer is sent the conflict
+    /// (its import fails with the text) and this returns [`Error::Conflict`] naming each key
+    /// the newcomer needs that the buffer lacks; a newcomer asking read-write of a read-only
+    /// handle is refused the same way ([`Error::PermissionDenied`]).
+    pub fn attach_peer(&mut self, obj: &Object, newcomer: &[AttrList]) -> Result<Permission> {
+        if let Err(c) = obj.satisfies(newcomer) {
+            let text = c.to_string();
+            self.send_error(ErrorCode::Conflict, &text)?;
+            return Err(Error::Conflict(Box::new(c)));
+        }
+        let granted = required_by(newcomer).max().unwrap_or(Permission::ReadOnly);
+        if granted > obj.permission() {
+            let text = format!(
+                "the late peer asks {granted} (required_permission), this handle holds {}",
+                obj.permission()
+            );
+            self.send_error(ErrorCode::PermissionDenied, &text)?;
+            return Err(Error::PermissionDenied(text));
+        }
+        self.export_object(obj, granted)?;
+        Ok(granted)
     }
 
     /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then

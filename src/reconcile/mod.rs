@@ -327,12 +327,24 @@ impl Reconciled {
     where
         I: IntoIterator<Item = &'a AttrList>,
     {
+        self.validate_on(lists, &self.memory)
+    }
+
+    /// [`Reconciled::validate`] against memory that already exists: `memory` is what the
+    /// allocated buffer gives (contiguous because it came from a CMA heap, a dma-buf, pinnable
+    /// because memfd-backed), which may be more than this list required. For a late peer
+    /// (NvSciBufObjAttachPeer): the buffer as allocated must satisfy its lists.
+    pub fn validate_on<'a, I>(&self, lists: I, memory: &MemoryRequirement) -> Result<(), Conflict>
+    where
+        I: IntoIterator<Item = &'a AttrList>,
+    {
         let mut items = Vec::new();
         for (i, l) in lists.into_iter().enumerate() {
             let who = label(i, l);
             for (key, v) in l.iter() {
                 let got = self.get(key);
                 let ok = match key.merge_policy() {
+                    _ if key == Key::PhysContiguous => v != &Value::Bool(true) || memory.contiguous,
                     MergePolicy::PerList => true,
                     MergePolicy::Output => false,
                     MergePolicy::Equal => match (v, got) {
@@ -387,14 +399,14 @@ impl Reconciled {
                 }
             }
             let kind = l.accessor_kind();
-            if kind == Some(AccessorKind::Vfio) && !self.memory.pinnable {
+            if kind == Some(AccessorKind::Vfio) && !memory.pinnable {
                 items.push(ConflictItem {
                     key: Key::OutPinnable,
                     kind: ConflictKind::NotSatisfied,
                     values: vec![(who.clone(), Value::Accessor(AccessorKind::Vfio))],
                 });
             }
-            if kind.is_none_or(AccessorKind::imports_dma_buf) && !self.memory.device_access {
+            if kind.is_none_or(AccessorKind::imports_dma_buf) && !memory.device_access {
                 items.push(ConflictItem {
                     key: Key::OutDeviceAccess,
                     kind: ConflictKind::NotSatisfied,
