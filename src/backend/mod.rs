@@ -6,6 +6,8 @@
 //!   ([`Choice`]); the rules are in [`choose`](mod@choose).
 //! - [`Backends::allocate`] allocates one buffer for an [`AllocRequest`] and names it with
 //!   `DMA_BUF_SET_NAME` right away; [`Backends::allocate_n`] allocates several from one request.
+//! - [`Backends::plan`] is the dry run: which backend, why, and whether this machine can
+//!   allocate a list now, without allocating ([`plan`](mod@plan)).
 //! - [`global`] is a process-wide [`Backends`], discovered on first use; objects allocate from it
 //!   unless given another.
 //!
@@ -15,11 +17,13 @@
 mod alloc;
 pub mod choose;
 pub mod discover;
+pub mod plan;
 mod request;
 
 pub use alloc::{cut_name, fd_size, fit_name, page_round, page_size, set_name, MAX_NAME_LEN};
 pub use choose::Choice;
 pub use discover::{Access, Backends, Discovery, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
+pub use plan::{Check, Plan};
 pub use request::{AllocRequest, MemoryRequirement};
 
 use crate::attr::BackendKind;
@@ -79,6 +83,36 @@ fn check_size(size: u64, alignment: u64) -> Result<u64> {
         )));
     }
     alloc::page_round(size)
+}
+
+/// A CMA heap's `ENOMEM` names the size asked and the CMA totals of `/proc/meminfo`: CMA
+/// exhaustion (or fragmentation) is the usual cause, and the numbers tell which.
+fn explain_cma_enomem(e: Error, class: HeapClass, len: u64) -> Error {
+    match e {
+        Error::Sys { op, target, errno }
+            if class == HeapClass::Contiguous && errno.0 == rustix::io::Errno::NOMEM =>
+        {
+            let cma = match plan::read_cma_meminfo() {
+                Some((total, free)) => format!(
+                    "CmaTotal {} kB, CmaFree {} kB{}",
+                    total / 1024,
+                    free / 1024,
+                    if free >= len {
+                        ": enough is free but not contiguous (fragmented)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => format!("{} reports no CMA totals", plan::MEMINFO),
+            };
+            Error::Sys {
+                op,
+                target: format!("{target} ({len} bytes asked; {cma})"),
+                errno,
+            }
+        }
+        e => e,
+    }
 }
 
 impl Backends {
@@ -190,7 +224,8 @@ impl Backends {
                     })
                     .ok_or_else(|| missing("the chosen DMA-BUF heap"))?;
                 let heap_fd = heap.fd.as_ref().ok_or_else(|| missing("the heap"))?;
-                let fd = alloc::heap_alloc(heap_fd.as_fd(), &heap.path, len)?;
+                let fd = alloc::heap_alloc(heap_fd.as_fd(), &heap.path, len)
+                    .map_err(|e| explain_cma_enomem(e, class, len))?;
                 (fd, None, len)
             }
             BackendKind::Udmabuf => {
