@@ -400,6 +400,18 @@ pub(crate) fn validate_value(key: Key, value: Value) -> Result<Value, AttrError>
                 Ok(Value::U32(v))
             }
         }
+        (K::ImagePlaneBaseAlign, Value::U64List(l)) => {
+            if l.is_empty() || l.len() > 4 {
+                return Err(invalid(key, "1 to 4 alignments (one per plane)"));
+            }
+            for &v in &l {
+                check_pow2(key, v)?;
+                if v > 1 << 30 {
+                    return Err(invalid(key, "alignment larger than 1 GiB"));
+                }
+            }
+            Ok(Value::U64List(l))
+        }
         (K::TensorSizes | K::TensorAlignPerDim, Value::U64List(l)) => {
             if l.is_empty() {
                 return Err(AttrError::Zero(key));
@@ -586,6 +598,8 @@ impl AttrList {
         set_pitch_align, ImagePitchAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.base_align`.
         set_base_align, ImageBaseAlign, u64, |v| Value::U64(v));
+    setter!(/// Sets `image.plane_base_align` (one alignment per plane).
+        set_plane_base_align, ImagePlaneBaseAlign, &[u64], |v| Value::U64List(v.to_vec()));
     setter!(/// Sets `image.height_align`.
         set_height_align, ImageHeightAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.size_align`.

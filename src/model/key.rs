@@ -222,6 +222,9 @@ keys! {
     /// that does not accept a padded `bytesperline`); every list that gives one must agree,
     /// and it must satisfy every other list's alignment and minimum; equal.
     ImageExactPitch = 0x020f, "image.exact_pitch", Image, U64, Equal;
+    /// Base-address alignment of each plane in bytes (powers of two, one per plane of the
+    /// format; NvSciBuf `PlaneBaseAddrAlign`), on top of `image.base_align`; maximum per plane.
+    ImagePlaneBaseAlign = 0x0210, "image.plane_base_align", Image, U64List, Max;
 
     /// Tensor element data type; equal.
     TensorDataType = 0x0301, "tensor.data_type", Tensor, DataType, Equal;

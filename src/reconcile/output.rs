@@ -121,6 +121,19 @@ impl Ctx<'_> {
         p.padding = padding;
         p.pitch_align = self.u64(Key::ImagePitchAlign).unwrap_or(1);
         p.base_align = self.u64(Key::ImageBaseAlign).unwrap_or(1);
+        if let Some(l) = self.list(Key::ImagePlaneBaseAlign) {
+            let planes = p.format.planes().len();
+            if l.len() != planes {
+                let why = format!(
+                    "{} alignments for the {planes} planes of {}",
+                    l.len(),
+                    p.format
+                );
+                self.invalid(Key::ImagePlaneBaseAlign, why);
+            } else {
+                p.plane_base_align[..planes].copy_from_slice(l);
+            }
+        }
         p.height_align = self.u64(Key::ImageHeightAlign).unwrap_or(1);
         p.size_align = self.u64(Key::ImageSizeAlign).unwrap_or(1);
         p.min_pitch = self.u64(Key::ImageMinPitch).unwrap_or(0);

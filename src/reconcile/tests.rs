@@ -437,6 +437,13 @@ fn every_input_key_merge_policy() {
             Some(Value::U64(10_000)),
         ),
         (Key::ImageExactPitch, Value::U64(64), Value::U64(128), None),
+        // NvSciBuf PlaneBaseAddrAlign: maximum per plane (index).
+        (
+            Key::ImagePlaneBaseAlign,
+            Value::U64List(vec![64, 4096]),
+            Value::U64List(vec![256, 256]),
+            Some(Value::U64List(vec![256, 4096])),
+        ),
         (
             Key::TensorDataType,
             Value::DataType(DataType::Uint8),
@@ -721,4 +728,36 @@ fn nvscibuf_cpu_sw_cache_coherency() {
     assert!(!reconcile([&uncached, &cam])
         .unwrap()
         .cpu_sw_cache_coherency());
+}
+
+/// NvSciBufImageAttrKey_PlaneBaseAddrAlign: per plane, the maximum at each index; the layout
+/// starts each plane at a multiple of max(its alignment, image.base_align).
+#[test]
+fn nvscibuf_plane_base_addr_align_per_plane() {
+    let mut a = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    a.set_plane_base_align(&[4096, 64]).unwrap();
+    let mut b = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    b.set_plane_base_align(&[256, 1 << 20])
+        .unwrap()
+        .set_base_align(256)
+        .unwrap();
+    let r = reconcile([&a, &b]).unwrap();
+    assert_eq!(
+        r.get(Key::ImagePlaneBaseAlign),
+        Some(&Value::U64List(vec![4096, 1 << 20]))
+    );
+    let img = r.image().unwrap();
+    assert_eq!(img.planes[0].offset, 0);
+    // 1920 x 1080 luma = 2073600 bytes; the chroma plane starts at the next MiB.
+    assert_eq!(img.planes[1].offset, 1 << 21);
+    assert_eq!(r.alignment(), 4096);
+    // Without it the chroma plane follows the luma plane at the all-planes alignment.
+    let plain = reconcile([&AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap()]).unwrap();
+    assert_eq!(plain.image().unwrap().planes[1].offset, 1920 * 1080);
+    // One alignment per plane of the format.
+    let mut c = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    c.set_plane_base_align(&[64]).unwrap();
+    let e = reconcile([&c]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::ImagePlaneBaseAlign]);
+    assert!(e.to_string().contains("2 planes of NV12"), "{e}");
 }
