@@ -456,6 +456,22 @@ mod tests {
         assert_eq!(b.choose_shared(&dev).unwrap().backend, Udmabuf);
     }
 
+    /// A contiguous request on a kernel whose only heap is the system heap: the refusal names
+    /// the heaps this kernel has.
+    #[test]
+    fn missing_heap_names_the_heaps_this_kernel_has() {
+        let mut b = with(&[SystemHeap, Memfd]);
+        b.disc.heaps.retain(|h| h.name == "system");
+        b.forget_choices();
+        let e = b.choose(&req(true, false, true)).unwrap_err().to_string();
+        assert!(e.contains("no contiguous (CMA) heap"), "{e}");
+        assert!(e.contains("heaps found: system"), "{e}");
+        let mut m = req(false, false, true);
+        m.preferred = Some(CmaHeap);
+        let c = b.choose(&m).unwrap();
+        assert!(c.reason.contains("heaps found: system"), "{}", c.reason);
+    }
+
     /// vidmem_gpu is a reconciled output the backends cannot serve yet: refused, naming the
     /// backend that will.
     #[test]

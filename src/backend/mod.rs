@@ -270,3 +270,30 @@ impl Backends {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CMA heap's ENOMEM says how much was asked and what CMA had; other errors pass as
+    /// they are.
+    #[test]
+    fn cma_enomem_names_size_and_cma_totals() {
+        let e = Error::sys(
+            "DMA_HEAP_IOCTL_ALLOC",
+            "/dev/dma_heap/reserved",
+            rustix::io::Errno::NOMEM,
+        );
+        let t = explain_cma_enomem(e, HeapClass::Contiguous, 1 << 27).to_string();
+        assert!(t.contains("ENOMEM"), "{t}");
+        assert!(t.contains("134217728 bytes asked"), "{t}");
+        assert!(t.contains("CmaTotal") || t.contains("no CMA totals"), "{t}");
+        let e = Error::sys(
+            "DMA_HEAP_IOCTL_ALLOC",
+            "/dev/dma_heap/system",
+            rustix::io::Errno::NOMEM,
+        );
+        let t = explain_cma_enomem(e, HeapClass::System, 4096).to_string();
+        assert!(!t.contains("bytes asked"), "{t}");
+    }
+}
