@@ -168,9 +168,7 @@ where
         return Err(Conflict { items });
     }
     let inputs: Vec<AttrList> = ls.iter().map(|(_, l)| (*l).clone()).collect();
-    let mut r = compute(merged, inputs, &ls)?;
-    r.local_cpu_access = local_cpu_access;
-    Ok(r)
+    compute(merged, inputs, &ls, local_cpu_access)
 }
 
 impl Reconciled {

@@ -236,6 +236,7 @@ pub(super) fn compute(
     merged: AttrList,
     inputs: Vec<AttrList>,
     ls: &[(usize, &AttrList)],
+    local_cpu_access: bool,
 ) -> Result<Reconciled, Conflict> {
     let mut cx = Ctx {
         merged: &merged,
@@ -431,7 +432,7 @@ pub(super) fn compute(
         alignment,
         permission,
         cpu_access,
-        local_cpu_access: false,
+        local_cpu_access,
         cpu_cache,
         cpu_sw_cache_coherency,
         gpu_cache: gpus.cache,
