@@ -132,6 +132,17 @@ fn late_peer_joins_running_share() -> anyhow::Result<Outcome> {
             o.permission()
         );
         check(&o)?;
+        // CPU access is per peer (NvSciBuf NeedCpuAccess): with lists that did not ask for it,
+        // the same buffer gives this process no CPU mapping.
+        let mut blind = AttrList::raw(size)?;
+        blind
+            .set_accessor_kind(AccessorKind::Device)?
+            .set_accessor_name("late-device")?;
+        let o = o.with_cpu_access_of(&[blind]);
+        match o.map_read() {
+            Ok(_) => bail!("a handle whose lists never asked for CPU access mapped the buffer"),
+            Err(e) => ensure!(e.to_string().contains("need_cpu_access"), "{e}"),
+        }
         // A second late list this buffer cannot serve.
         let other = [viewer_list(size * 2)?];
         ep.export_lists(&other)?;
