@@ -222,6 +222,12 @@ impl From<crate::layout::UnknownFormat> for Error {
     }
 }
 
+impl From<crate::model::BadGpuId> for Error {
+    fn from(e: crate::model::BadGpuId) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
 /// Shorthand for `Result<T, unibuf::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

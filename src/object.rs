@@ -5,7 +5,8 @@
 //!
 //! - [`Object::allocator`] (`.allocate()` for one, `.allocate_n(n)` for several; from the
 //!   process-wide [`backend::global`] backends unless [`Allocator::backends`] names others), or
-//!   its shorthand [`Object::allocate`]: the handle holds the list's permission; a base alignment
+//!   its shorthand [`Object::allocate`]: the handle holds read-write whatever the list's
+//!   permission (NvSciBufObjAlloc: the allocating process fills the buffer); a base alignment
 //!   the chosen backend cannot guarantee is refused, never dropped;
 //! - [`Object::dup`] (same permission) and [`Object::dup_with`] (a reduced permission:
 //!   read-write → read-only; the reverse is refused);
@@ -39,9 +40,6 @@ pub use crate::fd::FdKind;
 
 fn list_size(l: &Reconciled) -> u64 {
     l.size()
-}
-fn list_permission(l: &Reconciled) -> Permission {
-    l.permission()
 }
 fn list_cpu_access(l: &Reconciled) -> bool {
     l.need_cpu_access()
@@ -100,6 +98,9 @@ pub struct Object {
     memfd: Option<OwnedFd>,
     list: Arc<Reconciled>,
     permission: Permission,
+    /// This handle may be CPU-mapped: a list of its holder asked for CPU access (NvSciBuf
+    /// `NeedCpuAccess` is per peer; another peer's request gives this one nothing).
+    cpu_access: bool,
     info: Info,
 }
 
@@ -110,6 +111,7 @@ impl std::fmt::Debug for Object {
             .field("fd", &self.fd)
             .field("memfd", &self.memfd)
             .field("permission", &self.permission)
+            .field("cpu_access", &self.cpu_access)
             .field("kind", &self.info.kind)
             .field("backend", &self.backend())
             .field("size", &self.info.size)
@@ -189,7 +191,7 @@ impl<'a> Allocator<'a> {
         }
     }
 
-    /// Allocates one object. The handle holds the list's permission.
+    /// Allocates one object. The handle holds read-write.
     #[inline]
     pub fn allocate(self) -> Result<Object> {
         let mut out = None;
@@ -261,8 +263,8 @@ impl Object {
     }
 
     /// `Object::allocator(list).allocate()`: one object for `list` from the process-wide
-    /// backends ([`backend::global`]), named after the list's accessors. The handle holds the
-    /// list's permission.
+    /// backends ([`backend::global`]), named after the list's accessors. The handle holds
+    /// read-write.
     pub fn allocate(list: &Arc<Reconciled>) -> Result<Object> {
         Object::allocator(list).allocate()
     }
@@ -277,7 +279,8 @@ impl Object {
         Object::allocate(&Arc::new(r))
     }
 
-    /// Wraps a fresh [`Allocation`] made for `list`; the handle holds the list's permission.
+    /// Wraps a fresh [`Allocation`] made for `list`; the handle holds read-write (NvSciBuf: an
+    /// allocated object has read-write permission; `dup_with` reduces it).
     #[inline]
     fn from_allocation(a: Allocation, list: &Arc<Reconciled>) -> Result<Object> {
         if a.size < list_size(list) {
@@ -292,11 +295,14 @@ impl Object {
         } else {
             FdKind::DmaBuf
         };
-        let obj = Object {
+        // NvSciBufObjAlloc: the allocating process holds read-write whatever the list's
+        // permission (it fills the buffer); `dup_with` gives read-only handles.
+        Ok(Object {
             fd: a.fd,
             memfd: a.memfd,
             list: list.clone(),
             permission: Permission::ReadWrite,
+            cpu_access: list.local_cpu_access(),
             info: Info {
                 kind,
                 backend: known(Some(a.choice.backend)),
@@ -307,11 +313,7 @@ impl Object {
                 name: known(a.name.into_shared()),
                 exporter: known(None),
             },
-        };
-        match list_permission(list) {
-            Permission::ReadWrite => Ok(obj),
-            Permission::ReadOnly => obj.into_readonly(),
-        }
+        })
     }
 
     /// Imports a foreign dma-buf fd for `list` with `permission`: see [`Object::import_parts`].
@@ -425,6 +427,7 @@ impl Object {
             memfd,
             list: list.clone(),
             permission,
+            cpu_access: list.local_cpu_access(),
             info: Info {
                 kind: facts.kind,
                 backend,
@@ -455,6 +458,7 @@ impl Object {
             },
             list: self.list.clone(),
             permission: self.permission,
+            cpu_access: self.cpu_access,
             info: self.info.clone(),
         })
     }
@@ -531,6 +535,44 @@ impl Object {
         self.permission
     }
 
+    /// Whether the buffer as allocated satisfies a late peer's lists (NvSciBufObjAttachPeer):
+    /// [`Reconciled::validate_on`] with what the memory actually is (a CMA heap's buffer is
+    /// contiguous, a dma-buf can be imported by devices, a memfd-backed buffer can be pinned).
+    /// The conflict names each key the newcomer needs that the buffer lacks. See
+    /// [`crate::ipc::Endpoint::attach_peer`].
+    pub fn satisfies(
+        &self,
+        newcomer: &[crate::attr::AttrList],
+    ) -> std::result::Result<(), crate::reconcile::Conflict> {
+        let list = self.list.memory();
+        let backend = self.backend();
+        let actual = crate::backend::MemoryRequirement {
+            contiguous: list.contiguous || backend == Some(BackendKind::CmaHeap),
+            pinnable: list.pinnable || self.memfd().is_some(),
+            device_access: list.device_access || self.is_dma_buf(),
+            preferred: list.preferred,
+            vidmem: list.vidmem,
+        };
+        self.list.validate_on(newcomer, &actual)
+    }
+
+    /// Whether this handle may be CPU-mapped: one of its holder's own lists asked
+    /// `need_cpu_access`. Allocations and [`Object::import_parts`] take it from
+    /// [`Reconciled::local_cpu_access`] (the lists of this process, not those imported from
+    /// peers); an object imported over IPC from the importer's own lists.
+    pub fn cpu_access(&self) -> bool {
+        self.cpu_access
+    }
+
+    /// This handle with the CPU access that `own` (its holder's own unreconciled lists) asks:
+    /// granted when one of them sets `need_cpu_access`, withdrawn otherwise. For a buffer whose
+    /// reconciled list came from a peer (its inputs are all imported, so it grants no CPU
+    /// access by itself).
+    pub fn with_cpu_access_of(mut self, own: &[crate::attr::AttrList]) -> Object {
+        self.cpu_access = own.iter().any(crate::attr::AttrList::needs_cpu_access);
+        self
+    }
+
     /// The buffer's size in bytes (page-rounded for allocations; `lseek(SEEK_END)` for imports).
     pub fn size(&self) -> u64 {
         self.info.size
@@ -584,9 +626,15 @@ impl Object {
     }
 
     fn check_cpu(&self) -> Result<()> {
-        if !list_cpu_access(&self.list) {
+        if !self.cpu_access {
+            let others = if list_cpu_access(&self.list) {
+                "another peer's list asked, which gives this handle nothing"
+            } else {
+                "no list asked"
+            };
             return Err(Error::PermissionDenied(format!(
-                "{}: no accessor of its list asked for CPU access (set need-cpu-access)",
+                "{}: need_cpu_access: no list of this handle's holder asked for CPU access \
+                 ({others}); set need_cpu_access in its own list",
                 self.what()
             )));
         }
@@ -612,8 +660,8 @@ impl Object {
         (self.info.kind == FdKind::DmaBuf).then(|| self.fd.as_fd())
     }
 
-    /// A read-only view (`PROT_READ`, `MAP_SHARED`). Refused when no accessor asked for CPU
-    /// access or the buffer cannot be mapped. memfd-backed objects map the memfd (for a read-only
+    /// A read-only view (`PROT_READ`, `MAP_SHARED`). Refused when no list of this handle's
+    /// holder asked for CPU access ([`Object::cpu_access`]) or the buffer cannot be mapped. memfd-backed objects map the memfd (for a read-only
     /// handle, its `O_RDONLY` reopen); accesses are bracketed on the dma-buf.
     pub fn map_read(&self) -> Result<ReadMap<'_>> {
         self.check_cpu()?;
@@ -626,8 +674,10 @@ impl Object {
     }
 
     /// A writable view (`PROT_READ | PROT_WRITE`, `MAP_SHARED`). Refused for a read-only handle
-    /// ([`Error::PermissionDenied`]) and when no accessor asked for CPU access.
+    /// ([`Error::PermissionDenied`]) and when no list of this handle's holder asked for CPU access.
     pub fn map_write(&mut self) -> Result<WriteMap<'_>> {
+        // No CPU access at all is the first refusal (it names `need_cpu_access`).
+        self.check_cpu()?;
         if self.permission != Permission::ReadWrite {
             return Err(Error::PermissionDenied(format!(
                 "{}: this handle is {}; no writable view",
@@ -635,7 +685,6 @@ impl Object {
                 self.permission
             )));
         }
-        self.check_cpu()?;
         WriteMap::new(
             self.map_source(),
             self.sync_fd(),

@@ -1,7 +1,7 @@
 //! List files: TOML/JSON loading, errors naming file/line/key, JSON round trip, dumps.
 
 use unibuf::attr::file::{list_to_json, list_to_text, parse_json, parse_toml};
-use unibuf::attr::{AttrList, Key, Padding, Value};
+use unibuf::attr::{AttrList, GpuId, Key, Padding, Value};
 use unibuf::layout::PixelFormat;
 use unibuf::reconcile::dump::reconciled_to_json;
 use unibuf::reconcile::reconcile;
@@ -11,7 +11,9 @@ types = ["image"]
 accessor_name = "camera"
 accessor_kind = "camera"
 required_permission = "read_write"
-gpu_ids = ["b", "a"]
+gpu_ids = ["GPU-6f1c2a52-0000-0000-0000-000000000002", "6f1c2a52000000000000000000000001"]
+gpu_cache = { "GPU-6f1c2a52-0000-0000-0000-000000000001" = false }
+vidmem_gpu = "6f1c2a52-0000-0000-0000-000000000001"
 
 [image]
 format = "nv12"
@@ -39,6 +41,18 @@ fn toml_loads_every_kind() {
         }))
     );
     assert_eq!(l.accessor_name(), Some("camera"));
+    let g1 = GpuId::parse("6f1c2a52-0000-0000-0000-000000000001").unwrap();
+    let g2 = GpuId::parse("6f1c2a52-0000-0000-0000-000000000002").unwrap();
+    assert_eq!(l.get(Key::GpuIds), Some(&Value::GpuIds(vec![g1, g2])));
+    assert_eq!(
+        l.get(Key::GpuCache),
+        Some(&Value::GpuFlags(vec![(g1, false)]))
+    );
+    assert_eq!(l.get(Key::VidMemGpu), Some(&Value::Gpu(g1)));
+    assert!(parse_toml("gpu_ids = [\"not-a-uuid\"]", "g.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("not a GPU UUID"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use unibuf::attr::{
     AccessorKind, AttrError, AttrList, AttrRead, BackendKind, BufferType, BufferTypes, ColorStd,
-    DataType, Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
+    DataType, GpuId, Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
 };
 use unibuf::layout::{fourcc, PixelFormat};
 
@@ -351,7 +351,7 @@ fn typed_setters_and_generic_view_agree() {
         .unwrap()
         .set_enable_cpu_cache(false)
         .unwrap()
-        .set_gpu_ids(&["b", "a", "b"])
+        .set_gpu_ids(&[GpuId([2; 16]), GpuId([1; 16]), GpuId([2; 16])])
         .unwrap()
         .set_contiguous(true)
         .unwrap()
@@ -383,7 +383,7 @@ fn typed_setters_and_generic_view_agree() {
         .unwrap();
     assert_eq!(
         l.get(Key::GpuIds),
-        Some(&Value::StrList(vec!["a".into(), "b".into()]))
+        Some(&Value::GpuIds(vec![GpuId([1; 16]), GpuId([2; 16])]))
     );
     assert_eq!(l.get(Key::NeedCpuAccess), Some(&Value::Bool(true)));
     assert_eq!(l.accessor_name(), Some("cam"));
@@ -456,7 +456,15 @@ fn values_encode_and_decode() {
         ),
         (Key::NeedCpuAccess, Value::Bool(true)),
         (Key::RequiredPerm, Value::Permission(Permission::ReadOnly)),
-        (Key::GpuIds, Value::StrList(vec!["a".into(), "bcd".into()])),
+        (
+            Key::GpuIds,
+            Value::GpuIds(vec![GpuId([1; 16]), GpuId([0xab; 16])]),
+        ),
+        (Key::VidMemGpu, Value::Gpu(GpuId([7; 16]))),
+        (
+            Key::GpuCache,
+            Value::GpuFlags(vec![(GpuId([1; 16]), false), (GpuId([2; 16]), true)]),
+        ),
         (Key::AccessorName, Value::Str("camera".into())),
         (Key::AccessorKind, Value::Accessor(AccessorKind::Vfio)),
         (Key::PreferredBackend, Value::Backend(BackendKind::Udmabuf)),
@@ -502,6 +510,12 @@ fn values_encode_and_decode() {
     ));
     assert!(Value::decode(Key::AccessorName, &[0xff, 0xfe]).is_err());
     assert!(Value::decode(Key::GpuIds, &[5, 0, b'a']).is_err());
+    assert!(Value::decode(Key::GpuIds, &[0; 17]).is_err());
+    assert!(Value::decode(Key::VidMemGpu, &[0; 15]).is_err());
+    assert!(Value::decode(Key::GpuCache, &[0; 16]).is_err());
+    let mut bad_flag = vec![0; 17];
+    bad_flag[16] = 2;
+    assert!(Value::decode(Key::GpuCache, &bad_flag).is_err());
     assert!(Value::decode(Key::TensorSizes, &[0; 7]).is_err());
     assert!(Value::decode(Key::TensorSizes, &[0; 8 * 17]).is_err());
     assert!(Value::decode(Key::Types, &[0x80]).is_err());

@@ -17,9 +17,12 @@ const SIZE: u64 = 8192;
 
 fn cpu_list() -> Arc<Reconciled> {
     let mut l = AttrList::raw(SIZE).unwrap();
+    // Read-write stated: a list that states no permission asks read-only (NvSciBuf's default).
     l.set_need_cpu_access(true)
         .unwrap()
         .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
         .unwrap();
     Arc::new(reconcile([&l]).unwrap())
 }
@@ -161,7 +164,15 @@ fn sealed_memfds_import_and_other_files_do_not() {
     let m = memfd(SIZE, 7);
     let (mut a, mut b) = Endpoint::pair().unwrap();
     export_memfd(&mut a, &m, &rec);
-    let o = b.import_object(Requested::ReadWrite, None).unwrap();
+    // The importer's own list asks for CPU access (NvSciBuf: NeedCpuAccess is per peer).
+    let mut own = AttrList::raw(SIZE).unwrap();
+    own.set_need_cpu_access(true)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
+        .unwrap();
+    let o = b.import_object(Requested::ReadWrite, Some(&[own])).unwrap();
     assert_eq!(o.size(), SIZE);
     assert_eq!(o.backend(), Some(BackendKind::Memfd));
     assert_eq!(o.map_read().unwrap().read().unwrap().to_vec()[0], 7);

@@ -237,6 +237,13 @@ fn objects_with_auto_permission() {
             b.import_object_parts(Requested::Auto, None),
             Err(Error::InvalidArgument(_))
         ));
+        // Read-write asked explicitly by a peer whose own lists asked read-only: refused, also
+        // before anything is received (NvSciBuf: an importer holds at most the ActualPerm of its
+        // own lists).
+        assert!(matches!(
+            b.import_object_parts(Requested::ReadWrite, Some(&[viewer(Permission::ReadOnly)])),
+            Err(Error::PermissionDenied(_))
+        ));
         let o = b.import_object_parts(Requested::ReadWrite, None).unwrap();
         assert_eq!(o.permission, Permission::ReadWrite);
         // A read-only handle cannot grant read-write.

@@ -136,14 +136,23 @@ fn cpu_access_must_be_requested() {
     assert!(o.map_write().is_err());
 }
 
+/// NvSciBufObjAlloc: the allocated object has read-write permission even when every list asked
+/// read-only (ActualPerm read-only): the allocating process must be able to fill the buffer. It
+/// hands read-only handles out with `dup_with` (NvSciBufObjDupWithReducePerm). This test used to
+/// expect a read-only allocator.
 #[test]
-fn read_only_list_gives_read_only_allocation() {
-    let o = Object::allocator(&cpu_list(4096, Permission::ReadOnly, true))
+fn nvscibuf_allocator_holds_read_write_of_a_read_only_list() {
+    let list = cpu_list(4096, Permission::ReadOnly, true);
+    assert_eq!(list.permission(), Permission::ReadOnly);
+    let mut o = Object::allocator(&list)
         .backends(&Backends::memfd_only())
         .allocate()
         .unwrap();
-    assert_eq!(o.permission(), Permission::ReadOnly);
-    let fl = rustix::fs::fcntl_getfl(o.fd()).unwrap();
+    assert_eq!(o.permission(), Permission::ReadWrite);
+    o.map_write().unwrap();
+    let ro = o.dup_with(Permission::ReadOnly).unwrap();
+    assert_eq!(ro.permission(), Permission::ReadOnly);
+    let fl = rustix::fs::fcntl_getfl(ro.fd()).unwrap();
     assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
 }
 

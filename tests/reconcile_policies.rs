@@ -55,7 +55,8 @@ fn equal_or_fail_names_key_accessors_and_values() {
 fn alignments_take_the_maximum_power_of_two() {
     let mut a = AttrList::raw(1000).unwrap();
     a.set_raw_align(64).unwrap();
-    let mut b = AttrList::raw(10).unwrap();
+    // raw.size is equal-or-fail (NvSciBuf); the alignments still take the maximum.
+    let mut b = AttrList::raw(1000).unwrap();
     b.set_raw_align(4096).unwrap();
     let r = reconcile([&a, &b]).unwrap();
     assert_eq!(r.alignment(), 4096);
@@ -78,10 +79,15 @@ fn permission_is_the_highest_required() {
         reconcile([&ro1, &rw]).unwrap().permission(),
         Permission::ReadWrite
     );
-    // A list that states nothing may write.
+    // A list that states nothing asks read-only: NvSciBuf's RequiredPerm default
+    // (NvSciBufAccessPerm_Readonly); it used to count as read-write.
     let silent = AttrList::raw(64).unwrap();
     assert_eq!(
         reconcile([&ro1, &silent]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    assert_eq!(
+        reconcile([&rw, &silent]).unwrap().permission(),
         Permission::ReadWrite
     );
 }
@@ -111,6 +117,7 @@ fn memory_requirement_rules() {
             pinnable: true,
             device_access: true,
             preferred: Some(BackendKind::CmaHeap),
+            vidmem: None,
         }
     );
     let req = AllocRequest::from_reconciled(&r, Some("fpga-frames"));

@@ -4,6 +4,10 @@
 //!   or the conflict or validation failure (exit 1; `--json` prints either as JSON); unusable
 //!   input (a file that cannot be read or parsed, or holds no key) exits 2 with a message
 //!   naming the file and the line or key.
+//! - `unibuf plan A.toml B.toml ...`: a dry run (Android's `IAllocator::isSupported`): the
+//!   reconciled layout, the backend this machine would use and why, and whether it can allocate
+//!   the buffer now (device node present and openable read-write, CMA free space), without
+//!   allocating. Exit 0 when it can, 3 when it cannot, 1 on a conflict, 2 on unusable input.
 //! - `unibuf dump FILE`: prints one list (text, or `--json`).
 //! - `unibuf formats`: prints the format table.
 
@@ -32,6 +36,16 @@ struct Cli {
 enum Cmd {
     /// Reconcile attribute lists (TOML or JSON files) and print the layout or the conflict.
     Reconcile {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The lists, one per accessor.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Dry run: which backend would serve the lists here, the layout, and whether this machine
+    /// can allocate it now (nothing is allocated). Exit 0 yes, 3 no, 1 conflict, 2 bad input.
+    Plan {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -110,6 +124,55 @@ fn run() -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Cmd::Plan { json, files } => {
+            let lists = match load_all(&files) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("unibuf: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let r = match reconcile(&lists) {
+                Ok(r) => r,
+                Err(c) => {
+                    println!("{c}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let plan = unibuf::backend::global().plan(&r);
+            if json {
+                let checks: Vec<serde_json::Value> = plan
+                    .checks
+                    .iter()
+                    .map(|c| serde_json::json!({"what": c.what, "ok": c.ok, "detail": c.detail}))
+                    .collect();
+                let backend = match &plan.choice {
+                    Ok(c) => serde_json::json!({
+                        "kind": c.backend.name(),
+                        "device": c.device.as_ref().map(|d| d.display().to_string()),
+                        "reason": c.reason,
+                    }),
+                    Err(e) => serde_json::json!({"error": e}),
+                };
+                let out = serde_json::json!({
+                    "reconciled": unibuf::reconcile::dump::reconciled_to_json(&r),
+                    "backend": backend,
+                    "size": plan.size,
+                    "alignment": plan.alignment,
+                    "checks": checks,
+                    "can_allocate": plan.can_allocate(),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print!("{}", unibuf::reconcile::dump::reconciled_to_text(&r));
+                print!("{plan}");
+            }
+            Ok(if plan.can_allocate() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Cmd::Dump { json, file: path } => match file::load(&path) {
             Ok(l) => {

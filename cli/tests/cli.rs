@@ -239,3 +239,45 @@ fn a_validation_failure_is_headed_as_one() {
     assert_eq!(j["conflicts"][0]["kind"], serde_json::json!("missing"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `unibuf plan`: the dry run reports the backend, its reason and whether this machine can
+/// allocate now, and allocates nothing. A CPU-only tensor always fits somewhere (a heap or a
+/// memfd); a camera+display pair needs a dma-buf provider, which this host may lack (exit 3).
+#[test]
+fn plan_dry_run() {
+    let o = unibuf(&["plan", "examples/cpu-gpu-tensor/cpu.toml"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("backend: "), "{out}");
+    assert!(out.contains("can allocate now: yes"), "{out}");
+    assert!(out.contains("tensor"), "layout printed: {out}");
+    let o = unibuf(&["plan", "--json", "examples/cpu-gpu-tensor/cpu.toml"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json");
+    assert_eq!(j["can_allocate"], serde_json::json!(true));
+    assert!(j["backend"]["kind"].is_string(), "{j}");
+    assert!(j["checks"].as_array().is_some_and(|c| !c.is_empty()), "{j}");
+
+    let o = unibuf(&[
+        "plan",
+        "examples/camera-display-nv12/camera.toml",
+        "examples/camera-display-nv12/display.toml",
+    ]);
+    let out = text(&o.stdout);
+    let dma_buf_here = ["/dev/dma_heap", "/dev/udmabuf", "/dev/dri"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if dma_buf_here {
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{out}");
+    } else {
+        assert_eq!(o.status.code(), Some(3), "{out}");
+        assert!(out.contains("backend: none"), "{out}");
+        assert!(out.contains("can allocate now: no"), "{out}");
+    }
+    // A conflict exits 1, as reconcile does.
+    let o = unibuf(&[
+        "plan",
+        "examples/conflict/a.toml",
+        "examples/conflict/b.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -26,6 +26,7 @@ use super::{
     AccessorKind, AttrError, AttrList, BackendKind, BufferType, BufferTypes, ColorStd, DataType,
     Key, KeyGroup, LayoutKind, Padding, Permission, ScanType, Value, ValueKind,
 };
+use crate::model::GpuId;
 use crate::model::{modifier, ModifierUsage, PixelFormat};
 use serde_json::{json, Map as JsonMap, Value as Json};
 use std::fmt;
@@ -312,6 +313,16 @@ fn modifier_of(node: &Node) -> Result<u64, String> {
     }
 }
 
+fn gpu(node: &Node) -> Result<GpuId, String> {
+    match node {
+        Node::Str(s) => GpuId::parse(s).map_err(|e| e.to_string()),
+        o => Err(format!(
+            "expected a GPU UUID string, found {}",
+            o.type_name()
+        )),
+    }
+}
+
 fn to_value(key: Key, node: &Node) -> Result<Value, String> {
     Ok(match key.value_kind() {
         ValueKind::Bool => match node {
@@ -409,6 +420,37 @@ fn to_value(key: Key, node: &Node) -> Result<Value, String> {
         }
         ValueKind::Scan => Value::Scan(enum_name(node, "scan type", ScanType::from_name)?),
         ValueKind::DataType => Value::DataType(enum_name(node, "data type", DataType::from_name)?),
+        ValueKind::GpuIdSet => match node {
+            Node::Array(a) => Value::GpuIds(a.iter().map(gpu).collect::<Result<_, _>>()?),
+            other => {
+                return Err(format!(
+                    "expected an array of GPU UUIDs, found {}",
+                    other.type_name()
+                ))
+            }
+        },
+        ValueKind::GpuId => Value::Gpu(gpu(node)?),
+        ValueKind::GpuFlags => match node {
+            Node::Table(t) => {
+                let mut l = Vec::new();
+                for (name, _, v) in t {
+                    let id = GpuId::parse(name).map_err(|e| e.to_string())?;
+                    match v {
+                        Node::Bool(b) => l.push((id, *b)),
+                        o => {
+                            return Err(format!("expected true or false, found {}", o.type_name()))
+                        }
+                    }
+                }
+                Value::GpuFlags(l)
+            }
+            other => {
+                return Err(format!(
+                    "expected a table of GPU UUID = true/false, found {}",
+                    other.type_name()
+                ))
+            }
+        },
         ValueKind::Padding => match node {
             Node::Table(t) => {
                 let mut p = Padding::default();
@@ -463,6 +505,11 @@ pub fn value_to_json(key: Key, v: &Value) -> Json {
         Value::ModifierUsage(u) => json!(u.name()),
         Value::Padding(p) => {
             json!({"top": p.top, "bottom": p.bottom, "left": p.left, "right": p.right})
+        }
+        Value::GpuIds(l) => Json::Array(l.iter().map(|g| json!(g.to_string())).collect()),
+        Value::Gpu(g) => json!(g.to_string()),
+        Value::GpuFlags(l) => {
+            Json::Object(l.iter().map(|(g, b)| (g.to_string(), json!(b))).collect())
         }
     }
 }

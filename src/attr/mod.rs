@@ -25,6 +25,7 @@ pub use value::{BufferType, BufferTypes, Value, MAX_LIST_LEN, MAX_STR_LEN};
 
 pub use crate::model::modifier::MAX_MODIFIERS;
 pub use crate::model::ModifierUsage;
+pub use crate::model::{BadGpuId, GpuId};
 use crate::model::{PixelFormat, UnknownFormat};
 
 /// The most tensor dimensions.
@@ -134,11 +135,17 @@ pub trait AttrRead {
 /// Values are held in a vector indexed through a fixed array of positions by [`Key::index`],
 /// so [`AttrList::get`] allocates nothing (two array lookups) and cloning copies only the keys
 /// that are set.
+///
+/// A list also remembers whether it came from a peer ([`AttrList::is_imported`]): that decides
+/// who holds CPU access to the buffer (NvSciBuf: `NeedCpuAccess` holds for the peer whose own
+/// lists asked), never the layout; equality, ordering and reconciliation ignore it.
 #[derive(Debug, Clone)]
 pub struct AttrList {
     /// Position + 1 of each key's value in `values`; 0 when unset.
     pos: [u8; Key::COUNT],
     values: Vec<Value>,
+    /// Rebuilt from a peer's wire form (IPC import), not made in this process.
+    imported: bool,
 }
 
 impl Default for AttrList {
@@ -159,7 +166,25 @@ impl AttrList {
         AttrList {
             pos: [0; Key::COUNT],
             values: Vec::new(),
+            imported: false,
         }
+    }
+
+    /// Whether this list was imported from a peer (by [`crate::ipc`]) rather than made in this
+    /// process. A process holds CPU access to a buffer only when one of its *own* lists asked
+    /// for it ([`crate::reconcile::Reconciled::local_cpu_access`]).
+    pub fn is_imported(&self) -> bool {
+        self.imported
+    }
+
+    /// Marks this list as a peer's (IPC import).
+    pub(crate) fn mark_imported(&mut self) {
+        self.imported = true;
+    }
+
+    /// Whether this list sets `need_cpu_access` to true.
+    pub fn needs_cpu_access(&self) -> bool {
+        self.get(Key::NeedCpuAccess) == Some(&Value::Bool(true))
     }
 
     /// The value of `key`, if set. Allocation-free.
@@ -377,6 +402,18 @@ pub(crate) fn validate_value(key: Key, value: Value) -> Result<Value, AttrError>
                 Ok(Value::U32(v))
             }
         }
+        (K::ImagePlaneBaseAlign, Value::U64List(l)) => {
+            if l.is_empty() || l.len() > 4 {
+                return Err(invalid(key, "1 to 4 alignments (one per plane)"));
+            }
+            for &v in &l {
+                check_pow2(key, v)?;
+                if v > 1 << 30 {
+                    return Err(invalid(key, "alignment larger than 1 GiB"));
+                }
+            }
+            Ok(Value::U64List(l))
+        }
         (K::TensorSizes | K::TensorAlignPerDim, Value::U64List(l)) => {
             if l.is_empty() {
                 return Err(AttrError::Zero(key));
@@ -446,19 +483,27 @@ pub(crate) fn validate_value(key: Key, value: Value) -> Result<Value, AttrError>
             }
             Ok(Value::Str(s))
         }
-        (K::GpuIds, Value::StrList(mut l)) => {
-            if l.len() > MAX_LIST_LEN {
-                return Err(invalid(key, format!("at most {MAX_LIST_LEN} ids")));
-            }
-            if l.iter().any(|s| s.is_empty() || s.len() > MAX_STR_LEN) {
-                return Err(invalid(
-                    key,
-                    format!("ids must be 1 to {MAX_STR_LEN} bytes"),
-                ));
+        (K::GpuIds, Value::GpuIds(mut l)) => {
+            if l.is_empty() || l.len() > MAX_LIST_LEN {
+                return Err(invalid(key, format!("1 to {MAX_LIST_LEN} GPUs")));
             }
             l.sort();
             l.dedup();
-            Ok(Value::StrList(l))
+            Ok(Value::GpuIds(l))
+        }
+        (K::GpuCache | K::GpuCompression, Value::GpuFlags(mut l)) => {
+            if l.is_empty() || l.len() > MAX_LIST_LEN {
+                return Err(invalid(key, format!("1 to {MAX_LIST_LEN} GPUs")));
+            }
+            l.sort();
+            l.dedup();
+            if let Some(w) = l.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(invalid(
+                    key,
+                    format!("GPU {} is given both true and false", w[0].0),
+                ));
+            }
+            Ok(Value::GpuFlags(l))
         }
         (_, v) => Ok(v),
     }
@@ -588,6 +633,8 @@ impl AttrList {
         set_pitch_align, ImagePitchAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.base_align`.
         set_base_align, ImageBaseAlign, u64, |v| Value::U64(v));
+    setter!(/// Sets `image.plane_base_align` (one alignment per plane).
+        set_plane_base_align, ImagePlaneBaseAlign, &[u64], |v| Value::U64List(v.to_vec()));
     setter!(/// Sets `image.height_align`.
         set_height_align, ImageHeightAlign, u64, |v| Value::U64(v));
     setter!(/// Sets `image.size_align`.
@@ -603,12 +650,30 @@ impl AttrList {
     setter!(/// Sets `tensor.base_align`.
         set_tensor_base_align, TensorBaseAlign, u64, |v| Value::U64(v));
 
-    /// Sets `gpu_ids`.
-    pub fn set_gpu_ids<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<&mut Self, AttrError> {
-        let ids = ids.iter().map(|s| s.as_ref().to_string()).collect();
-        self.set(Key::GpuIds, Value::StrList(ids))?;
+    /// Sets `gpu_ids` (NvSciBuf `GpuId`).
+    pub fn set_gpu_ids(&mut self, ids: &[GpuId]) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuIds, Value::GpuIds(ids.to_vec()))?;
         Ok(self)
     }
+
+    /// Sets `gpu_cache`: per GPU, whether it may cache the buffer (NvSciBuf `EnableGpuCache`).
+    pub fn set_gpu_cache(&mut self, per_gpu: &[(GpuId, bool)]) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuCache, Value::GpuFlags(per_gpu.to_vec()))?;
+        Ok(self)
+    }
+
+    /// Sets `gpu_compression`: per GPU, whether it asks for a compressible buffer (NvSciBuf
+    /// `EnableGpuCompression`).
+    pub fn set_gpu_compression(
+        &mut self,
+        per_gpu: &[(GpuId, bool)],
+    ) -> Result<&mut Self, AttrError> {
+        self.set(Key::GpuCompression, Value::GpuFlags(per_gpu.to_vec()))?;
+        Ok(self)
+    }
+
+    setter!(/// Sets `vidmem_gpu`: allocate in this GPU's memory (NvSciBuf `VidMem_GpuId`).
+        set_vidmem_gpu, VidMemGpu, GpuId, |v| Value::Gpu(v));
 
     /// Sets `image.format` from a DRM fourcc (unknown codes are refused).
     pub fn set_image_drm_fourcc(&mut self, fourcc: u32) -> Result<&mut Self, AttrError> {

@@ -3,8 +3,8 @@
 use super::{AttrError, Key};
 use crate::model::modifier::{self, ModifierSet, MAX_MODIFIERS};
 use crate::model::{
-    AccessorKind, BackendKind, ColorStd, DataType, LayoutKind, ModifierUsage, Padding, Permission,
-    PixelFormat, ScanType, ValueKind,
+    AccessorKind, BackendKind, ColorStd, DataType, GpuId, LayoutKind, ModifierUsage, Padding,
+    Permission, PixelFormat, ScanType, ValueKind,
 };
 use std::cmp::Ordering;
 use std::fmt;
@@ -145,7 +145,8 @@ impl fmt::Display for BufferTypes {
 /// `U64List` n × 8; `StrList` n × (u16 length + UTF-8 bytes); `Types` 1 byte (bit set);
 /// the enums (`Permission`, `Accessor`, `Backend`, `Format`, `Layout`, `ColorStd`, `Scan`,
 /// `DataType`, `ModifierUsage`) 4 bytes of their `code()`; `Padding` 4 × u32 (top, bottom,
-/// left, right); `Modifiers` n × u64 in preference order (1 to [`MAX_MODIFIERS`]).
+/// left, right); `Modifiers` n × u64 in preference order (1 to [`MAX_MODIFIERS`]); `GpuIds`
+/// n × 16 bytes (UUIDs); `Gpu` 16 bytes; `GpuFlags` n × (16-byte UUID + 1 byte 0/1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A flag.
@@ -186,6 +187,12 @@ pub enum Value {
     Modifiers(ModifierSet),
     /// What an accessor does with an image (ranks its modifier order).
     ModifierUsage(ModifierUsage),
+    /// A set of GPUs, kept sorted and deduplicated.
+    GpuIds(Vec<GpuId>),
+    /// One GPU.
+    Gpu(GpuId),
+    /// A flag per GPU, kept sorted by GPU, one entry per GPU (GPU cache, GPU compression).
+    GpuFlags(Vec<(GpuId, bool)>),
 }
 
 /// Longest accepted string (accessor name, GPU id), in bytes.
@@ -216,6 +223,9 @@ impl Value {
             Value::Padding(_) => ValueKind::Padding,
             Value::Modifiers(_) => ValueKind::Modifiers,
             Value::ModifierUsage(_) => ValueKind::ModifierUsage,
+            Value::GpuIds(_) => ValueKind::GpuIdSet,
+            Value::Gpu(_) => ValueKind::GpuId,
+            Value::GpuFlags(_) => ValueKind::GpuFlags,
         }
     }
 
@@ -260,6 +270,9 @@ impl Value {
             (V::Padding(a), V::Padding(b)) => a.cmp(b),
             (V::Modifiers(a), V::Modifiers(b)) => a.cmp(b),
             (V::ModifierUsage(a), V::ModifierUsage(b)) => a.cmp(b),
+            (V::GpuIds(a), V::GpuIds(b)) => a.cmp(b),
+            (V::Gpu(a), V::Gpu(b)) => a.cmp(b),
+            (V::GpuFlags(a), V::GpuFlags(b)) => a.cmp(b),
             _ => (self.kind() as u8).cmp(&(other.kind() as u8)),
         }
     }
@@ -300,6 +313,14 @@ impl Value {
                 .iter()
                 .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             Value::ModifierUsage(v) => out.extend_from_slice(&v.code().to_le_bytes()),
+            Value::GpuIds(l) => l.iter().for_each(|g| out.extend_from_slice(&g.0)),
+            Value::Gpu(g) => out.extend_from_slice(&g.0),
+            Value::GpuFlags(l) => {
+                for (g, f) in l {
+                    out.extend_from_slice(&g.0);
+                    out.push(u8::from(*f));
+                }
+            }
         }
     }
 
@@ -406,8 +427,36 @@ impl Value {
                     right: u32_of(&b[12..16]),
                 })
             }
+            ValueKind::GpuIdSet => {
+                if bytes.len() % 16 != 0 || bytes.len() / 16 > MAX_LIST_LEN {
+                    return Err(bad("bad GPU id list length"));
+                }
+                Value::GpuIds(bytes.chunks_exact(16).map(gpu_of).collect())
+            }
+            ValueKind::GpuId => Value::Gpu(gpu_of(fixed(16)?)),
+            ValueKind::GpuFlags => {
+                if bytes.len() % 17 != 0 || bytes.len() / 17 > MAX_LIST_LEN {
+                    return Err(bad("bad per-GPU list length"));
+                }
+                let mut l = Vec::with_capacity(bytes.len() / 17);
+                for c in bytes.chunks_exact(17) {
+                    let f = match c[16] {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(bad("per-GPU flag must be 0 or 1")),
+                    };
+                    l.push((gpu_of(&c[..16]), f));
+                }
+                Value::GpuFlags(l)
+            }
         })
     }
+}
+
+fn gpu_of(b: &[u8]) -> GpuId {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    GpuId(a)
 }
 
 fn u64_of(b: &[u8]) -> u64 {
@@ -442,6 +491,27 @@ impl fmt::Display for Value {
             ),
             Value::Modifiers(l) => f.write_str(&modifier::names(l)),
             Value::ModifierUsage(u) => write!(f, "{u}"),
+            Value::GpuIds(l) => {
+                f.write_str("[")?;
+                for (i, g) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{g}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Gpu(g) => write!(f, "{g}"),
+            Value::GpuFlags(l) => {
+                f.write_str("{")?;
+                for (i, (g, b)) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{g}: {b}")?;
+                }
+                f.write_str("}")
+            }
         }
     }
 }

@@ -51,6 +51,8 @@ fn slot(m: &MemoryRequirement) -> usize {
         pinnable,
         device_access,
         preferred,
+        // Never memoized: `choose_shared` answers a video-memory request before the cache.
+        vidmem: _,
     } = *m;
     let hint = match preferred {
         None => 0,
@@ -85,6 +87,12 @@ impl fmt::Display for Choice {
 
 /// Why `kind` cannot satisfy `m` (whatever this machine has), or `None` when it can.
 pub fn incompatibility(kind: BackendKind, m: &MemoryRequirement) -> Option<&'static str> {
+    if m.vidmem.is_some() {
+        return Some(
+            "the lists ask for GPU video memory (vidmem_gpu), which only the cuda-vidmem \
+             backend gives",
+        );
+    }
     if m.contiguous && kind != BackendKind::CmaHeap {
         return Some("an accessor needs physically contiguous memory and only a CMA heap gives it");
     }
@@ -127,6 +135,9 @@ impl Backends {
     /// cannot go stale.
     #[inline]
     pub fn choose_shared(&self, m: &MemoryRequirement) -> Result<Arc<Choice>> {
+        if m.vidmem.is_some() {
+            return self.choose(m).map(Arc::new);
+        }
         let cell = &self.choices.0[slot(m)];
         if let Some(c) = cell.get() {
             return Ok(c.clone());
@@ -143,6 +154,15 @@ impl Backends {
 
     /// Chooses the backend for `m` (see the module documentation for the rules).
     pub fn choose(&self, m: &MemoryRequirement) -> Result<Choice> {
+        if let Some(g) = m.vidmem {
+            return Err(Error::Unavailable {
+                what: "cuda-vidmem backend (feature cuda)".into(),
+                why: format!(
+                    "the lists ask for the video memory of GPU {g} (vidmem_gpu); this build \
+                     allocates host memory only"
+                ),
+            });
+        }
         if m.contiguous && m.pinnable {
             return Err(Error::Unavailable {
                 what: "memory both physically contiguous and pinnable by VFIO".into(),
@@ -319,6 +339,7 @@ mod tests {
             pinnable,
             device_access: device,
             preferred: None,
+            vidmem: None,
         }
     }
 
@@ -435,6 +456,36 @@ mod tests {
         assert_eq!(b.choose_shared(&dev).unwrap().backend, Udmabuf);
     }
 
+    /// A contiguous request on a kernel whose only heap is the system heap: the refusal names
+    /// the heaps this kernel has.
+    #[test]
+    fn missing_heap_names_the_heaps_this_kernel_has() {
+        let mut b = with(&[SystemHeap, Memfd]);
+        b.disc.heaps.retain(|h| h.name == "system");
+        b.forget_choices();
+        let e = b.choose(&req(true, false, true)).unwrap_err().to_string();
+        assert!(e.contains("no contiguous (CMA) heap"), "{e}");
+        assert!(e.contains("heaps found: system"), "{e}");
+        let mut m = req(false, false, true);
+        m.preferred = Some(CmaHeap);
+        let c = b.choose(&m).unwrap();
+        assert!(c.reason.contains("heaps found: system"), "{}", c.reason);
+    }
+
+    /// vidmem_gpu is a reconciled output the backends cannot serve yet: refused, naming the
+    /// backend that will.
+    #[test]
+    fn vidmem_is_refused_until_the_cuda_backend() {
+        let mut m = req(false, false, true);
+        m.vidmem = Some(crate::model::GpuId([3; 16]));
+        let b = with(&BackendKind::ALL);
+        for e in [b.choose(&m).unwrap_err(), b.choose_shared(&m).unwrap_err()] {
+            let t = e.to_string();
+            assert!(t.contains("cuda-vidmem backend (feature cuda)"), "{t}");
+            assert!(t.contains("03030303-0303"), "{t}");
+        }
+    }
+
     use proptest::prelude::*;
 
     fn kind() -> impl Strategy<Value = BackendKind> {
@@ -451,7 +502,7 @@ mod tests {
             preferred in prop::option::of(kind()),
         ) {
             let b = with(&have);
-            let m = MemoryRequirement { contiguous, pinnable, device_access: device, preferred };
+            let m = MemoryRequirement { contiguous, pinnable, device_access: device, preferred, vidmem: None };
             match b.choose(&m) {
                 Ok(c) => {
                     prop_assert!(b.has(c.backend));

@@ -7,6 +7,8 @@
 //! - Allocation goes through [`crate::object::Object::allocator`] (one route for one buffer and
 //!   for N): the choice, the size and base-alignment rules below, the allocator of the chosen
 //!   backend, and the name (`DMA_BUF_SET_NAME` right away).
+//! - [`Backends::plan`] is the dry run: which backend, why, and whether this machine can
+//!   allocate a list now, without allocating ([`plan`](mod@plan)).
 //! - [`global`] is a process-wide [`Backends`], discovered on first use; objects allocate from it
 //!   unless given another.
 //!
@@ -31,6 +33,7 @@
 mod alloc;
 pub mod choose;
 pub mod discover;
+pub mod plan;
 mod request;
 
 mod name;
@@ -39,6 +42,7 @@ pub use alloc::{page_round, page_size, set_name};
 pub use choose::Choice;
 pub use discover::{Access, Backends, Discovery, DrmInfo, HeapClass, HeapInfo, UdmabufInfo};
 pub use name::{BufferName, MAX_NAME_LEN};
+pub use plan::{Check, Plan};
 pub use request::{AllocRequest, MemoryRequirement};
 
 use crate::attr::BackendKind;
@@ -133,6 +137,36 @@ pub(crate) fn placement(
     Ok(if g >= alignment { Ok(len) } else { Err(g) })
 }
 
+/// A CMA heap's `ENOMEM` names the size asked and the CMA totals of `/proc/meminfo`: CMA
+/// exhaustion (or fragmentation) is the usual cause, and the numbers tell which.
+fn explain_cma_enomem(e: Error, class: HeapClass, len: u64) -> Error {
+    match e {
+        Error::Sys { op, target, errno }
+            if class == HeapClass::Contiguous && errno.0 == rustix::io::Errno::NOMEM =>
+        {
+            let cma = match plan::read_cma_meminfo() {
+                Some((total, free)) => format!(
+                    "CmaTotal {} kB, CmaFree {} kB{}",
+                    total / 1024,
+                    free / 1024,
+                    if free >= len {
+                        ": enough is free but not contiguous (fragmented)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => format!("{} reports no CMA totals", plan::MEMINFO),
+            };
+            Error::Sys {
+                op,
+                target: format!("{target} ({len} bytes asked; {cma})"),
+                errno,
+            }
+        }
+        e => e,
+    }
+}
+
 impl Backends {
     /// Allocates one buffer of `len` bytes (from [`placement`]) from the backend of `choice`
     /// (made by [`Backends::choose_shared`] on this same `Backends`), named `name`.
@@ -175,7 +209,8 @@ impl Backends {
                     })
                     .ok_or_else(|| missing("the chosen DMA-BUF heap"))?;
                 let heap_fd = heap.fd.as_ref().ok_or_else(|| missing("the heap"))?;
-                let fd = alloc::heap_alloc(heap_fd.as_fd(), &heap.path, len)?;
+                let fd = alloc::heap_alloc(heap_fd.as_fd(), &heap.path, len)
+                    .map_err(|e| explain_cma_enomem(e, class, len))?;
                 (fd, None, len)
             }
             BackendKind::Udmabuf => {
@@ -217,5 +252,32 @@ impl Backends {
             name,
             choice,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CMA heap's ENOMEM says how much was asked and what CMA had; other errors pass as
+    /// they are.
+    #[test]
+    fn cma_enomem_names_size_and_cma_totals() {
+        let e = Error::sys(
+            "DMA_HEAP_IOCTL_ALLOC",
+            "/dev/dma_heap/reserved",
+            rustix::io::Errno::NOMEM,
+        );
+        let t = explain_cma_enomem(e, HeapClass::Contiguous, 1 << 27).to_string();
+        assert!(t.contains("ENOMEM"), "{t}");
+        assert!(t.contains("134217728 bytes asked"), "{t}");
+        assert!(t.contains("CmaTotal") || t.contains("no CMA totals"), "{t}");
+        let e = Error::sys(
+            "DMA_HEAP_IOCTL_ALLOC",
+            "/dev/dma_heap/system",
+            rustix::io::Errno::NOMEM,
+        );
+        let t = explain_cma_enomem(e, HeapClass::System, 4096).to_string();
+        assert!(!t.contains("bytes asked"), "{t}");
     }
 }

@@ -17,51 +17,10 @@
 use crate::attr::{AccessorKind, AttrList, BufferType};
 use crate::error::{Error, Result};
 use rustix::fd::{AsRawFd, BorrowedFd};
-use std::fmt;
 
-/// A GPU's identity: a 16-byte UUID (Vulkan's `deviceUUID`, CUDA's `cuDeviceGetUuid`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GpuId(pub [u8; 16]);
-
-impl GpuId {
-    /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (dashes optional, as `nvidia-smi -L` prints
-    /// after `GPU-`).
-    pub fn parse(s: &str) -> Result<GpuId> {
-        let hex: String = s
-            .trim()
-            .trim_start_matches("GPU-")
-            .chars()
-            .filter(|c| *c != '-')
-            .collect();
-        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::InvalidArgument(format!("{s:?} is not a GPU UUID")));
-        }
-        let mut b = [0u8; 16];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| Error::InvalidArgument(format!("{s:?} is not a GPU UUID")))?;
-        }
-        Ok(GpuId(b))
-    }
-}
-
-impl fmt::Display for GpuId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for GpuId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GpuId({self})")
-    }
-}
+/// A GPU's identity; it lives in the model layer (attribute values carry it) and is re-exported
+/// here, where GPU code looks for it.
+pub use crate::model::GpuId;
 
 /// What a GPU accessor needs of a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +40,7 @@ impl GpuConstraints {
     /// permission): accessor kind `Gpu`, the GPU id, and the alignments that apply to its types.
     pub fn fill(&self, list: &mut AttrList) -> Result<()> {
         list.set_accessor_kind(AccessorKind::Gpu)?
-            .set_gpu_ids(&[self.gpu.to_string()])?;
+            .set_gpu_ids(&[self.gpu])?;
         let types = list.types();
         if types.contains(BufferType::Image) || types.contains(BufferType::ImagePyramid) {
             list.set_base_align(self.alignment)?

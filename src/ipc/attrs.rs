@@ -141,6 +141,8 @@ fn build(entries: &[(Key, &[u8])], slot: usize) -> Result<AttrList> {
         l.set(*k, v)
             .map_err(|e| Error::Ipc(format!("list {slot}: {e}")))?;
     }
+    // A peer's list: it never gives this process CPU access.
+    l.mark_imported();
     Ok(l)
 }
 
@@ -227,23 +229,34 @@ pub fn reconciled_from_wire(w: &WireReconciled) -> Result<Reconciled> {
     Ok(Reconciled::from_parts(&inputs, &outputs)?)
 }
 
-/// What an importer's own lists say about Auto: the highest permission they require, a list that
-/// states none counting as read-write (as reconciliation counts it).
+/// What an importer's own lists say about Auto: the permission each requires, a list that
+/// states none counting as read-only (as reconciliation counts it: NvSciBuf's RequiredPerm
+/// default).
 pub fn required_by(own: &[AttrList]) -> impl Iterator<Item = Permission> + '_ {
     own.iter().map(|l| match l.get(Key::RequiredPerm) {
         Some(Value::Permission(p)) => *p,
-        _ => Permission::ReadWrite,
+        _ => Permission::ReadOnly,
     })
 }
 
 /// Resolves a request against the importer's own lists (needed for Auto).
+///
+/// With `own` given, the importer gets at most what its own lists asked (NvSciBuf: an imported
+/// object's permission is the `ActualPerm` of the importer's own lists): an explicit read-write
+/// request from a peer whose lists asked only read-only is refused ([`Error::PermissionDenied`]
+/// naming `required_permission`).
 pub fn resolve(requested: Requested, own: Option<&[AttrList]>) -> Result<Permission> {
-    match (requested, own) {
+    let asked = own
+        .filter(|o| !o.is_empty())
+        .map(|o| required_by(o).max().unwrap_or(Permission::ReadOnly));
+    match (requested, asked) {
         (Requested::ReadOnly, _) => Ok(Permission::ReadOnly),
+        (Requested::ReadWrite, Some(Permission::ReadOnly)) => Err(Error::PermissionDenied(
+            "read-write requested, but this peer's own lists asked read-only              (required_permission; a list that states none asks read-only)"
+                .into(),
+        )),
         (Requested::ReadWrite, _) => Ok(Permission::ReadWrite),
-        (Requested::Auto, Some(own)) if !own.is_empty() => {
-            Ok(required_by(own).max().unwrap_or(Permission::ReadWrite))
-        }
+        (Requested::Auto, Some(p)) => Ok(p),
         (Requested::Auto, _) => Err(Error::InvalidArgument(
             "Auto permission needs this peer's own unreconciled lists".into(),
         )),
@@ -386,17 +399,48 @@ impl Endpoint {
         )
     }
 
-    /// Imports an object as an [`Object`] of the library: what [`Endpoint::import_object_parts`]
-    /// checks, then the object's own checks against its list ([`Object::import_parts`]'s, on
-    /// the facts found when the fds arrived: each fd is identified once). The object's mappings
-    /// follow the permission it holds.
+    /// Attaches a late peer to an allocated object (NvSciBufObjAttachPeer): `newcomer` are the
+    /// lists it exported ([`Endpoint::import_lists`]). When the buffer as allocated satisfies
+    /// them ([`Object::satisfies`]), exports `obj` granting what they asked (read-only when they
+    /// state no permission) and returns it; the peer imports it with
+    /// [`Endpoint::import_object`] and its own lists. Otherwise the peer is sent the conflict
+    /// (its import fails with the text) and this returns [`Error::Conflict`] naming each key
+    /// the newcomer needs that the buffer lacks; a newcomer asking read-write of a read-only
+    /// handle is refused the same way ([`Error::PermissionDenied`]).
+    pub fn attach_peer(&mut self, obj: &Object, newcomer: &[AttrList]) -> Result<Permission> {
+        if let Err(c) = obj.satisfies(newcomer) {
+            let text = c.to_string();
+            self.send_error(ErrorCode::Conflict, &text)?;
+            return Err(Error::Conflict(Box::new(c)));
+        }
+        let granted = required_by(newcomer).max().unwrap_or(Permission::ReadOnly);
+        if granted > obj.permission() {
+            let text = format!(
+                "the late peer asks {granted} (required_permission), this handle holds {}",
+                obj.permission()
+            );
+            self.send_error(ErrorCode::PermissionDenied, &text)?;
+            return Err(Error::PermissionDenied(text));
+        }
+        self.export_object(obj, granted)?;
+        Ok(granted)
+    }
+
+    /// Imports an object as an [`Object`] of the library: [`Endpoint::import_object_parts`], then
+    /// [`Object::import_parts`] (which identifies the exporter, measures the buffer, and probes
+    /// whether it can be CPU-mapped). The object's mappings follow the permission it holds, and
+    /// it may be CPU-mapped only when one of `own` asked `need_cpu_access` (whatever the
+    /// exporter's lists asked; `own = None` gives no CPU access).
     pub fn import_object(
         &mut self,
         requested: Requested,
         own: Option<&[AttrList]>,
     ) -> Result<Object> {
         let o = self.import_object_identified(requested, own)?;
-        Object::from_identified(o.fd, o.memfd, o.backend, &o.reconciled, o.permission)
+        let obj = Object::from_identified(o.fd, o.memfd, o.backend, &o.reconciled, o.permission)?;
+        // CPU access is the importer's own business (NvSciBuf NeedCpuAccess per peer): only a
+        // list of its own that asked gives it; without own lists it gets none.
+        Ok(obj.with_cpu_access_of(own.unwrap_or(&[])))
     }
 
     /// Exports an object given as its parts: the buffer's fd, the memfd behind it (a udmabuf's,

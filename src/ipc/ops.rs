@@ -20,7 +20,7 @@ pub enum Requested {
     /// Read-write.
     ReadWrite,
     /// The highest permission this peer's own unreconciled lists required (resolved from the
-    /// lists by [`crate::ipc::attrs::resolve`]; a list that states none counts as read-write).
+    /// lists by [`crate::ipc::attrs::resolve`]; a list that states none counts as read-only).
     Auto,
 }
 

@@ -16,7 +16,7 @@ pub const MAGIC: [u8; 4] = *b"UBUF";
 pub const VERSION_MAJOR: u8 = 1;
 /// Minor version of the wire format this build writes. Messages of any minor of the same major are
 /// accepted; a newer minor may only add keys, value tags and message kinds (see the docs).
-pub const VERSION_MINOR: u8 = 0;
+pub const VERSION_MINOR: u8 = 1;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Largest message (header + body) either side sends or accepts, in bytes.

@@ -134,8 +134,11 @@ pub struct ImageParams {
     pub padding: Padding,
     /// Pitch alignment (power of two).
     pub pitch_align: u64,
-    /// Plane base-address alignment (power of two).
+    /// Plane base-address alignment (power of two), every plane.
     pub base_align: u64,
+    /// Base-address alignment of each plane (powers of two; NvSciBuf `PlaneBaseAddrAlign`),
+    /// on top of `base_align`; 1 = none. Plane 0's also aligns the image.
+    pub plane_base_align: [u64; 4],
     /// Height alignment in rows (power of two).
     pub height_align: u64,
     /// Plane size alignment (power of two).
@@ -160,6 +163,7 @@ impl ImageParams {
             padding: Padding::default(),
             pitch_align: 1,
             base_align: 1,
+            plane_base_align: [1; 4],
             height_align: 1,
             size_align: 1,
             min_pitch: 0,
@@ -287,14 +291,15 @@ impl ImageLayout {
 
         let mut planes = Vec::with_capacity(info.planes.len());
         let mut cursor = start;
-        for pl in info.planes {
+        for (i, pl) in info.planes.iter().enumerate() {
+            let align = base_align.max(p.plane_base_align.get(i).copied().unwrap_or(1));
             let pitch = mul(pitch0, u64::from(pl.bpp))? / (u64::from(pl.hsub) * bpp0);
             let vsub = u64::from(pl.vsub);
             let field_rows = align_up(ah0.div_ceil(vsub), tile.height_rows).ok_or_else(overflow)?;
             let field_bytes = pitch.checked_mul(field_rows).ok_or_else(overflow)?;
-            let offset = align_up(cursor, base_align).ok_or_else(overflow)?;
+            let offset = align_up(cursor, align).ok_or_else(overflow)?;
             let (aligned_height, raw_size, second) = if interlaced {
-                let first = align_up(field_bytes, base_align).ok_or_else(overflow)?;
+                let first = align_up(field_bytes, align).ok_or_else(overflow)?;
                 (
                     mul(2, field_rows)?,
                     add(first, field_bytes)?,
@@ -330,7 +335,7 @@ impl ImageLayout {
             scan: p.scan,
             planes,
             size,
-            alignment: base_align,
+            alignment: base_align.max(p.plane_base_align[0]),
         })
     }
 

@@ -74,6 +74,12 @@ pub enum ValueKind {
     Modifiers,
     /// [`crate::attr::Value::ModifierUsage`].
     ModifierUsage,
+    /// [`crate::attr::Value::GpuIds`].
+    GpuIdSet,
+    /// [`crate::attr::Value::Gpu`].
+    GpuId,
+    /// [`crate::attr::Value::GpuFlags`].
+    GpuFlags,
 }
 
 /// How reconciliation merges the values several lists give for one key.
@@ -159,12 +165,13 @@ keys! {
     Types = 0x0001, "types", General, Types, Union;
     /// The accessor reads or writes the buffer through the CPU; OR.
     NeedCpuAccess = 0x0002, "need_cpu_access", General, Bool, Or;
-    /// Permission the accessor needs; the reconciled permission is the maximum.
+    /// Permission the accessor needs (read-only when not set); the reconciled permission is the
+    /// maximum.
     RequiredPerm = 0x0003, "required_permission", General, Permission, Max;
     /// Whether CPU mappings may be cached; AND over the lists that state it (default true).
     EnableCpuCache = 0x0004, "enable_cpu_cache", General, Bool, And;
-    /// Ids (UUID or PCI address strings) of the GPUs that access the buffer; union.
-    GpuIds = 0x0005, "gpu_ids", General, StrList, Union;
+    /// UUIDs of the GPUs that access the buffer (NvSciBuf `GpuId`); union.
+    GpuIds = 0x0005, "gpu_ids", General, GpuIdSet, Union;
     /// The accessor needs physically contiguous memory (no IOMMU); OR.
     PhysContiguous = 0x0006, "physically_contiguous", General, Bool, Or;
     /// Name of the accessor (used in conflicts and the buffer name), at most 64 bytes.
@@ -173,9 +180,19 @@ keys! {
     AccessorKind = 0x0008, "accessor_kind", General, Accessor, PerList;
     /// Preferred memory backend (a hint); all lists that give one must agree.
     PreferredBackend = 0x0009, "preferred_backend", General, Backend, Equal;
+    /// Per GPU: whether that GPU may cache the buffer (NvSciBuf `EnableGpuCache`); each GPU
+    /// must be in `gpu_ids`; AND per GPU.
+    GpuCache = 0x000a, "gpu_cache", General, GpuFlags, And;
+    /// Per GPU: whether that GPU asks for a compressible buffer (NvSciBuf
+    /// `EnableGpuCompression`); each GPU must be in `gpu_ids`; equal per GPU.
+    GpuCompression = 0x000b, "gpu_compression", General, GpuFlags, Equal;
+    /// Allocate in this GPU's video memory (NvSciBuf `VidMem_GpuId`); the list must name the
+    /// GPU in its `gpu_ids`; equal.
+    VidMemGpu = 0x000c, "vidmem_gpu", General, GpuId, Equal;
 
-    /// Raw buffer size in bytes (non-zero); maximum.
-    RawSize = 0x0101, "raw.size", Raw, U64, Max;
+    /// Raw buffer size in bytes (non-zero); equal (NvSciBuf: every list that gives a size must
+    /// give the same one).
+    RawSize = 0x0101, "raw.size", Raw, U64, Equal;
     /// Raw buffer alignment in bytes (power of two); maximum.
     RawAlign = 0x0102, "raw.align", Raw, U64, Max;
 
@@ -220,6 +237,9 @@ keys! {
     /// What the accessor does with the image (scanout, video, render, sampling, cpu): ranks
     /// its modifier order in the pick; per list (default from `accessor_kind`).
     ImageModifierUsage = 0x0211, "image.modifier_usage", Image, ModifierUsage, PerList;
+    /// Base-address alignment of each plane in bytes (powers of two, one per plane of the
+    /// format; NvSciBuf `PlaneBaseAddrAlign`), on top of `image.base_align`; maximum per plane.
+    ImagePlaneBaseAlign = 0x0212, "image.plane_base_align", Image, U64List, Max;
 
     /// Tensor element data type; equal.
     TensorDataType = 0x0301, "tensor.data_type", Tensor, DataType, Equal;
@@ -248,7 +268,7 @@ keys! {
     OutSize = 0x8001, "out.size", General, U64, Output;
     /// Output: buffer base-address alignment in bytes.
     OutAlign = 0x8002, "out.align", General, U64, Output;
-    /// Output: the actual permission (maximum required).
+    /// Output: the actual permission (maximum required; read-only when no list states one).
     OutPermission = 0x8003, "out.permission", General, Permission, Output;
     /// Output: some accessor needs CPU access.
     OutCpuAccess = 0x8004, "out.cpu_access", General, Bool, Output;
@@ -262,6 +282,13 @@ keys! {
     OutDeviceAccess = 0x8008, "out.device_access", General, Bool, Output;
     /// Output: the accessor names, sorted.
     OutAccessors = 0x8009, "out.accessors", General, StrList, Output;
+    /// Output: per GPU of `gpu_ids`, whether it caches the buffer (when GPUs are named).
+    OutGpuCache = 0x800a, "out.gpu_cache", General, GpuFlags, Output;
+    /// Output: per GPU of `gpu_ids`, whether the buffer is compressible for it (when GPUs are
+    /// named).
+    OutGpuCompression = 0x800b, "out.gpu_compression", General, GpuFlags, Output;
+    /// Output: CPU access needs explicit cache maintenance (NvSciBuf `CpuNeedSwCacheCoherency`).
+    OutCpuSwCacheCoherency = 0x800c, "out.cpu_sw_cache_coherency", General, Bool, Output;
 
     /// Output: number of planes.
     OutPlaneCount = 0x8201, "out.plane_count", Image, U32, Output;

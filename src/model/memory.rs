@@ -1,7 +1,7 @@
 //! What the reconciled accessors need of the memory itself: the contract between
 //! reconciliation (which computes it) and the backends (which serve it).
 
-use super::BackendKind;
+use super::{BackendKind, GpuId};
 
 /// What the reconciled accessors need of the memory itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -17,4 +17,7 @@ pub struct MemoryRequirement {
     pub device_access: bool,
     /// The backend the lists asked for, if any (a hint: honored when compatible).
     pub preferred: Option<BackendKind>,
+    /// The GPU whose video memory the buffer must be allocated in (`vidmem_gpu`, NvSciBuf
+    /// `VidMem_GpuId`); `None`: host memory.
+    pub vidmem: Option<GpuId>,
 }

@@ -62,6 +62,7 @@ macro_rules! wire_enum {
 
 mod common;
 pub mod format;
+mod gpu;
 mod key;
 mod memory;
 pub mod modifier;
@@ -69,6 +70,7 @@ mod values;
 
 pub use common::{AccessorKind, BackendKind, Permission};
 pub use format::{PixelFormat, UnknownFormat};
+pub use gpu::{BadGpuId, GpuId};
 pub use key::{Key, KeyGroup, MergePolicy, ValueKind};
 pub use memory::MemoryRequirement;
 pub use modifier::ModifierUsage;

@@ -76,11 +76,23 @@ pub fn reconciled_to_text(r: &Reconciled) -> String {
     let _ = writeln!(s, "size: {} bytes, alignment {}", r.size(), r.alignment());
     let _ = writeln!(
         s,
-        "permission: {}; cpu access: {}; cpu cache: {}",
+        "permission: {}; cpu access: {}; cpu cache: {}; cpu sw cache coherency: {}",
         r.permission(),
         r.need_cpu_access(),
-        r.cpu_cache()
+        r.cpu_cache(),
+        r.cpu_sw_cache_coherency()
     );
+    for ((g, cache), (_, comp)) in r.gpu_cache().iter().zip(r.gpu_compression()) {
+        let _ = writeln!(
+            s,
+            "gpu {g}: cache {cache}, compression {comp}{}",
+            if r.vidmem_gpu() == Some(*g) {
+                ", video memory"
+            } else {
+                ""
+            }
+        );
+    }
     let m = r.memory();
     let _ = writeln!(
         s,

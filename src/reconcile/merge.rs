@@ -1,6 +1,6 @@
 //! The merge step: canonical order of lists and the merge policies of each key.
 
-use crate::attr::{AttrList, Key, MergePolicy, Value};
+use crate::attr::{AttrList, GpuId, Key, MergePolicy, Value};
 use std::cmp::Ordering;
 
 /// Total order of lists, used to make reconciliation independent of input order.
@@ -39,7 +39,11 @@ pub(super) fn values_of(ls: &[(usize, &AttrList)], key: Key) -> Vec<(String, Val
 pub(super) fn merge(policy: MergePolicy, a: Value, b: &Value) -> Option<Value> {
     use Value as V;
     match policy {
-        MergePolicy::Equal => (a == *b).then_some(a),
+        // Per-GPU values: equal for each GPU several lists name, union of the GPUs.
+        MergePolicy::Equal => match (a, b) {
+            (V::GpuFlags(x), V::GpuFlags(y)) => per_gpu(x, y, |p, q| (p == q).then_some(p)),
+            (a, b) => (a == *b).then_some(a),
+        },
         MergePolicy::Max => match (a, b) {
             (V::U64(x), V::U64(y)) => Some(V::U64(x.max(*y))),
             (V::U32(x), V::U32(y)) => Some(V::U32(x.max(*y))),
@@ -55,6 +59,7 @@ pub(super) fn merge(policy: MergePolicy, a: Value, b: &Value) -> Option<Value> {
         },
         MergePolicy::And => match (a, b) {
             (V::Bool(x), V::Bool(y)) => Some(V::Bool(x && *y)),
+            (V::GpuFlags(x), V::GpuFlags(y)) => per_gpu(x, y, |p, q| Some(p && q)),
             _ => None,
         },
         MergePolicy::Union => match (a, b) {
@@ -65,8 +70,31 @@ pub(super) fn merge(policy: MergePolicy, a: Value, b: &Value) -> Option<Value> {
                 x.dedup();
                 Some(V::StrList(x))
             }
+            (V::GpuIds(mut x), V::GpuIds(y)) => {
+                x.extend(y.iter().copied());
+                x.sort();
+                x.dedup();
+                Some(V::GpuIds(x))
+            }
             _ => None,
         },
         MergePolicy::PerList | MergePolicy::Output | MergePolicy::Intersect => None,
     }
+}
+
+/// Merges two per-GPU lists (each sorted, one entry per GPU): GPUs of either, `f` for a GPU in
+/// both (`None`: they cannot be merged).
+fn per_gpu(
+    x: Vec<(GpuId, bool)>,
+    y: &[(GpuId, bool)],
+    f: impl Fn(bool, bool) -> Option<bool>,
+) -> Option<Value> {
+    let mut out = x;
+    for &(g, v) in y {
+        match out.binary_search_by(|(h, _)| h.cmp(&g)) {
+            Ok(i) => out[i].1 = f(out[i].1, v)?,
+            Err(i) => out.insert(i, (g, v)),
+        }
+    }
+    Some(Value::GpuFlags(out))
 }

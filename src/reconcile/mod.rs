@@ -15,7 +15,11 @@
 //! use unibuf::reconcile::reconcile;
 //!
 //! let mut camera = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
-//! camera.set_accessor_name("camera")?.set_accessor_kind(AccessorKind::Camera)?.set_pitch_align(64)?;
+//! camera
+//!     .set_accessor_name("camera")?
+//!     .set_accessor_kind(AccessorKind::Camera)?
+//!     .set_required_perm(Permission::ReadWrite)? // it writes; a list that says nothing reads
+//!     .set_pitch_align(64)?;
 //! let mut display = AttrList::image(PixelFormat::Nv12, 1920, 1080)?;
 //! display
 //!     .set_accessor_name("display")?
@@ -38,7 +42,7 @@
 //! ```
 
 use crate::attr::{
-    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, Key,
+    AccessorKind, AttrList, AttrRead, BufferType, BufferTypes, ColorStd, DataType, GpuId, Key,
     MergePolicy, MultiList, Padding, Permission, ScanType, Value,
 };
 use crate::layout::{
@@ -89,7 +93,12 @@ pub struct Reconciled {
     alignment: u64,
     permission: Permission,
     cpu_access: bool,
+    /// Some list made in this process (not imported from a peer) asked for CPU access.
+    local_cpu_access: bool,
     cpu_cache: bool,
+    cpu_sw_cache_coherency: bool,
+    gpu_cache: Vec<(GpuId, bool)>,
+    gpu_compression: Vec<(GpuId, bool)>,
     memory: MemoryRequirement,
     image: Option<ImageLayout>,
     tensor: Option<TensorLayout>,
@@ -107,6 +116,11 @@ where
     if ls.is_empty() {
         return Err(Conflict::one(Key::Types, ConflictKind::NoLists, vec![]));
     }
+    // NvSciBuf NeedCpuAccess for the reconciler: its own lists decide (before identical lists
+    // are merged, which may keep a peer's copy of one of ours).
+    let local_cpu_access = ls
+        .iter()
+        .any(|(_, l)| !l.is_imported() && l.needs_cpu_access());
     ls.sort_by(|a, b| cmp_lists(a.1, b.1).then(a.0.cmp(&b.0)));
     ls.dedup_by(|a, b| cmp_lists(a.1, b.1) == Ordering::Equal);
 
@@ -176,7 +190,7 @@ where
         return Err(Conflict { items });
     }
     let inputs: Vec<AttrList> = ls.iter().map(|(_, l)| (*l).clone()).collect();
-    compute(merged, inputs, &ls, modifier)
+    compute(merged, inputs, &ls, modifier, local_cpu_access)
 }
 
 impl Reconciled {
@@ -190,15 +204,26 @@ impl Reconciled {
         self.alignment
     }
 
-    /// The actual permission: the highest any list required (a list that states none
-    /// requires read-write).
+    /// The actual permission (NvSciBuf `ActualPerm`): the highest any list required; a list that
+    /// states none requires read-only. The process that allocates holds read-write whatever
+    /// this says (it fills the buffer); importers hold at most what their own lists asked.
     pub fn permission(&self) -> Permission {
         self.permission
     }
 
-    /// Some accessor needs CPU access.
+    /// Some accessor needs CPU access (the OR over every list: it decides the memory and its
+    /// caching, not who may map it).
     pub fn need_cpu_access(&self) -> bool {
         self.cpu_access
+    }
+
+    /// Some list made in this process (not [imported](AttrList::is_imported) from a peer) asked
+    /// for CPU access: what a handle this process allocates (or imports with this list) holds.
+    /// NvSciBuf: `NeedCpuAccess` in the reconciler's list is true when a list it owns asked, and
+    /// `NvSciBufObjGetCpuPtr` needs it. A reconciled list rebuilt from a peer's export has only
+    /// imported inputs, so this is false there: the importer's own lists decide.
+    pub fn local_cpu_access(&self) -> bool {
+        self.local_cpu_access
     }
 
     /// CPU mappings are cached: CPU access is needed and no list disabled caching.
@@ -209,6 +234,33 @@ impl Reconciled {
     /// What the memory must be.
     pub fn memory(&self) -> &MemoryRequirement {
         &self.memory
+    }
+
+    /// CPU access needs explicit cache maintenance (`out.cpu_sw_cache_coherency`, NvSciBuf
+    /// `CpuNeedSwCacheCoherency`): CPU mappings are cached, some accessor is not the CPU, and
+    /// the platform's DMA does not snoop CPU caches (every architecture but x86, conservatively).
+    /// unibuf's map guards bracket accesses with `DMA_BUF_IOCTL_SYNC` either way; this says
+    /// whether code using raw pointers must too.
+    pub fn cpu_sw_cache_coherency(&self) -> bool {
+        self.cpu_sw_cache_coherency
+    }
+
+    /// Per GPU of `gpu_ids`: whether it caches the buffer (`out.gpu_cache`, NvSciBuf
+    /// `EnableGpuCache`: AND per GPU; default cached only in the GPU's own video memory).
+    pub fn gpu_cache(&self) -> &[(GpuId, bool)] {
+        &self.gpu_cache
+    }
+
+    /// Per GPU of `gpu_ids`: whether the buffer is compressible for it (`out.gpu_compression`,
+    /// NvSciBuf `EnableGpuCompression`): what the lists asked, none when several GPUs, a non-GPU
+    /// engine or CPU access share the buffer.
+    pub fn gpu_compression(&self) -> &[(GpuId, bool)] {
+        &self.gpu_compression
+    }
+
+    /// The GPU whose video memory the buffer must come from (`vidmem_gpu`), if any.
+    pub fn vidmem_gpu(&self) -> Option<GpuId> {
+        self.memory.vidmem
     }
 
     /// The buffer types.
@@ -295,18 +347,36 @@ impl Reconciled {
     where
         I: IntoIterator<Item = &'a AttrList>,
     {
+        self.validate_on(lists, &self.memory)
+    }
+
+    /// [`Reconciled::validate`] against memory that already exists: `memory` is what the
+    /// allocated buffer gives (contiguous because it came from a CMA heap, a dma-buf, pinnable
+    /// because memfd-backed), which may be more than this list required. For a late peer
+    /// (NvSciBufObjAttachPeer): the buffer as allocated must satisfy its lists.
+    pub fn validate_on<'a, I>(&self, lists: I, memory: &MemoryRequirement) -> Result<(), Conflict>
+    where
+        I: IntoIterator<Item = &'a AttrList>,
+    {
         let mut items = Vec::new();
         for (i, l) in lists.into_iter().enumerate() {
             let who = label(i, l);
             for (key, v) in l.iter() {
                 let got = self.get(key);
                 let ok = match key.merge_policy() {
+                    _ if key == Key::PhysContiguous => v != &Value::Bool(true) || memory.contiguous,
                     MergePolicy::PerList => true,
                     MergePolicy::Intersect => {
                         modifiers::satisfies(l, self.image.as_ref().map(|i| i.modifier))
                     }
                     MergePolicy::Output => false,
-                    MergePolicy::Equal => got == Some(v),
+                    MergePolicy::Equal => match (v, got) {
+                        // Per GPU: each GPU this list names has its value.
+                        (Value::GpuFlags(a), Some(Value::GpuFlags(b))) => {
+                            a.iter().all(|e| b.contains(e))
+                        }
+                        _ => got == Some(v),
+                    },
                     MergePolicy::Max => match (key, v, got) {
                         (Key::RequiredPerm, Value::Permission(p), _) => self.permission >= *p,
                         (_, v, Some(g)) => {
@@ -315,12 +385,20 @@ impl Reconciled {
                         _ => false,
                     },
                     MergePolicy::Or => v != &Value::Bool(true) || got == Some(&Value::Bool(true)),
-                    MergePolicy::And => {
-                        v != &Value::Bool(false) || got == Some(&Value::Bool(false))
-                    }
+                    MergePolicy::And => match (v, got) {
+                        // Per GPU: each GPU this list disables is disabled.
+                        (Value::GpuFlags(a), Some(Value::GpuFlags(b))) => {
+                            a.iter().all(|e| e.1 || b.contains(e))
+                        }
+                        (Value::GpuFlags(a), None) => a.iter().all(|e| e.1),
+                        _ => v != &Value::Bool(false) || got == Some(&Value::Bool(false)),
+                    },
                     MergePolicy::Union => match (v, got) {
                         (Value::Types(a), Some(Value::Types(b))) => a.union(*b) == *b,
                         (Value::StrList(a), Some(Value::StrList(b))) => {
+                            a.iter().all(|x| b.contains(x))
+                        }
+                        (Value::GpuIds(a), Some(Value::GpuIds(b))) => {
                             a.iter().all(|x| b.contains(x))
                         }
                         _ => false,
@@ -349,7 +427,7 @@ impl Reconciled {
             }
             let kind = l.accessor_kind();
             if let Some(k) = kind.filter(|k| k.maps_host_memory()) {
-                if !self.memory.pinnable {
+                if !memory.pinnable {
                     items.push(ConflictItem {
                         key: Key::OutPinnable,
                         kind: ConflictKind::NotSatisfied,
@@ -357,7 +435,7 @@ impl Reconciled {
                     });
                 }
             }
-            if kind.is_none_or(AccessorKind::imports_dma_buf) && !self.memory.device_access {
+            if kind.is_none_or(AccessorKind::imports_dma_buf) && !memory.device_access {
                 items.push(ConflictItem {
                     key: Key::OutDeviceAccess,
                     kind: ConflictKind::NotSatisfied,

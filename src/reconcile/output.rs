@@ -101,12 +101,94 @@ impl Ctx<'_> {
         p.padding = padding;
         p.pitch_align = self.u64(Key::ImagePitchAlign).unwrap_or(1);
         p.base_align = self.u64(Key::ImageBaseAlign).unwrap_or(1);
+        if let Some(l) = self.list(Key::ImagePlaneBaseAlign) {
+            let planes = p.format.planes().len();
+            if l.len() != planes {
+                let why = format!(
+                    "{} alignments for the {planes} planes of {}",
+                    l.len(),
+                    p.format
+                );
+                self.invalid(Key::ImagePlaneBaseAlign, why);
+            } else {
+                p.plane_base_align[..planes].copy_from_slice(l);
+            }
+        }
         p.height_align = self.u64(Key::ImageHeightAlign).unwrap_or(1);
         p.size_align = self.u64(Key::ImageSizeAlign).unwrap_or(1);
         p.min_pitch = self.u64(Key::ImageMinPitch).unwrap_or(0);
         p.min_size = self.u64(Key::ImageMinSize).unwrap_or(0);
         p.exact_pitch = self.u64(Key::ImageExactPitch).unwrap_or(0);
         Some(p)
+    }
+}
+
+/// Whether device DMA snoops the CPU caches on this architecture (x86: PCI DMA is coherent).
+const DMA_COHERENT_PLATFORM: bool = cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+
+/// The GPU outputs before the shared-buffer rules.
+struct Gpus {
+    /// Per GPU of `gpu_ids`: cached.
+    cache: Vec<(GpuId, bool)>,
+    /// Per GPU of `gpu_ids`: compression requested.
+    compression: Vec<(GpuId, bool)>,
+    vidmem: Option<GpuId>,
+}
+
+/// Checks the per-GPU keys against `gpu_ids` and computes the per-GPU outputs.
+fn gpu_outputs(cx: &mut Ctx<'_>) -> Gpus {
+    let ids: &[GpuId] = match cx.merged.get(Key::GpuIds) {
+        Some(Value::GpuIds(l)) => l,
+        _ => &[],
+    };
+    let vidmem = match cx.merged.get(Key::VidMemGpu) {
+        Some(Value::Gpu(g)) => Some(*g),
+        _ => None,
+    };
+    let flags = |k: Key| match cx.merged.get(k) {
+        Some(Value::GpuFlags(l)) => l.as_slice(),
+        _ => &[],
+    };
+    let (cache_in, compression_in) = (flags(Key::GpuCache), flags(Key::GpuCompression));
+    let mut bad = Vec::new();
+    for (k, l) in [
+        (Key::GpuCache, cache_in),
+        (Key::GpuCompression, compression_in),
+    ] {
+        if let Some((g, _)) = l.iter().find(|(g, _)| !ids.contains(g)) {
+            bad.push((k, format!("GPU {g} is not in gpu_ids")));
+        }
+    }
+    // A list that asks for a GPU's memory names that GPU among its own.
+    for (_, l) in cx.ls {
+        if let Some(Value::Gpu(g)) = l.get(Key::VidMemGpu) {
+            let own = matches!(l.get(Key::GpuIds), Some(Value::GpuIds(o)) if o.contains(g));
+            if !own {
+                bad.push((
+                    Key::VidMemGpu,
+                    format!("a list asks for GPU {g}'s memory without naming it in its gpu_ids"),
+                ));
+            }
+        }
+    }
+    for (k, why) in bad {
+        cx.invalid(k, why);
+    }
+    let of = |l: &[(GpuId, bool)], g: GpuId, default: bool| {
+        l.iter().find(|e| e.0 == g).map_or(default, |e| e.1)
+    };
+    Gpus {
+        // NvSciBuf's defaults: a dGPU caches its own video memory, not system memory. unibuf
+        // cannot tell a Tegra iGPU (default: cached) from a UUID; such a list says so itself.
+        cache: ids
+            .iter()
+            .map(|&g| (g, of(cache_in, g, vidmem == Some(g))))
+            .collect(),
+        compression: ids
+            .iter()
+            .map(|&g| (g, of(compression_in, g, false)))
+            .collect(),
+        vidmem,
     }
 }
 
@@ -135,6 +217,7 @@ pub(super) fn compute(
     inputs: Vec<AttrList>,
     ls: &[(usize, &AttrList)],
     modifier: u64,
+    local_cpu_access: bool,
 ) -> Result<Reconciled, Conflict> {
     let mut cx = Ctx {
         merged: &merged,
@@ -262,6 +345,7 @@ pub(super) fn compute(
             }
         }
     }
+    let gpus = gpu_outputs(&mut cx);
     if !cx.items.is_empty() {
         let mut items = cx.items;
         items.sort_by_key(|i| i.key);
@@ -269,15 +353,12 @@ pub(super) fn compute(
         return Err(Conflict { items });
     }
 
-    // General outputs.
-    let permission = ls
-        .iter()
-        .map(|(_, l)| match l.get(Key::RequiredPerm) {
-            Some(Value::Permission(p)) => *p,
-            _ => Permission::ReadWrite,
-        })
-        .max()
-        .unwrap_or(Permission::ReadWrite);
+    // General outputs. NvSciBuf ActualPerm: the maximum RequiredPerm, read-only when no list
+    // states one (least privilege).
+    let permission = match merged.get(Key::RequiredPerm) {
+        Some(Value::Permission(p)) => *p,
+        _ => Permission::ReadOnly,
+    };
     let flag = |k: Key, default: bool| merged.get(k).and_then(Value::as_bool).unwrap_or(default);
     let cpu_access = flag(Key::NeedCpuAccess, false);
     let cpu_cache = cpu_access && flag(Key::EnableCpuCache, true);
@@ -294,7 +375,27 @@ pub(super) fn compute(
             Some(Value::Backend(b)) => Some(*b),
             _ => None,
         },
+        vidmem: gpus.vidmem,
     };
+    // NvSciBuf CpuNeedSwCacheCoherency: cached CPU access shared with a device on a platform
+    // whose DMA does not snoop the CPU caches. x86 PCI DMA is cache-coherent; elsewhere (arm64:
+    // it depends on each device's `dma-coherent`, which unibuf cannot know) say so
+    // conservatively.
+    let device = ls
+        .iter()
+        .any(|(_, l)| l.accessor_kind() != Some(AccessorKind::Cpu));
+    let cpu_sw_cache_coherency = cpu_cache && device && !DMA_COHERENT_PLATFORM;
+    // NvSciBuf EnableGpuCompression: none when several GPUs, a non-GPU engine or the CPU share
+    // the buffer.
+    let shared = gpus.cache.len() > 1
+        || cpu_access
+        || ls
+            .iter()
+            .any(|(_, l)| l.accessor_kind() != Some(AccessorKind::Gpu));
+    let mut gpu_compression = gpus.compression;
+    if shared {
+        gpu_compression.iter_mut().for_each(|e| e.1 = false);
+    }
     let mut accessors: Vec<Accessor> = ls
         .iter()
         .map(|(_, l)| Accessor {
@@ -314,7 +415,11 @@ pub(super) fn compute(
         alignment,
         permission,
         cpu_access,
+        local_cpu_access,
         cpu_cache,
+        cpu_sw_cache_coherency,
+        gpu_cache: gpus.cache,
+        gpu_compression,
         memory,
         image,
         tensor,
@@ -334,6 +439,9 @@ impl PartialEq for Reconciled {
             && self.permission == o.permission
             && self.cpu_access == o.cpu_access
             && self.cpu_cache == o.cpu_cache
+            && self.cpu_sw_cache_coherency == o.cpu_sw_cache_coherency
+            && self.gpu_cache == o.gpu_cache
+            && self.gpu_compression == o.gpu_compression
             && self.memory == o.memory
             && self.image == o.image
             && self.tensor == o.tensor
@@ -368,6 +476,17 @@ impl Reconciled {
         put(Key::OutPinnable, Value::Bool(self.memory.pinnable));
         put(Key::OutDeviceAccess, Value::Bool(self.memory.device_access));
         put(Key::OutAccessors, Value::StrList(names));
+        if !self.gpu_cache.is_empty() {
+            put(Key::OutGpuCache, Value::GpuFlags(self.gpu_cache.clone()));
+            put(
+                Key::OutGpuCompression,
+                Value::GpuFlags(self.gpu_compression.clone()),
+            );
+        }
+        put(
+            Key::OutCpuSwCacheCoherency,
+            Value::Bool(self.cpu_sw_cache_coherency),
+        );
         if let Some(img) = &self.image {
             let pl = &img.planes;
             put(Key::OutPlaneCount, Value::U32(pl.len() as u32));

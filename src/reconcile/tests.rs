@@ -113,41 +113,38 @@ fn merge_policies() {
         .unwrap();
     a.set_enable_cpu_cache(true)
         .unwrap()
-        .set_gpu_ids(&["gpu-b", "gpu-a"])
+        .set_gpu_ids(&[gpu(2), gpu(1)])
         .unwrap();
     a.set_accessor_kind(AccessorKind::Cpu).unwrap();
-    let mut b = AttrList::raw(4000).unwrap();
+    let mut b = AttrList::raw(100).unwrap();
     b.set_raw_align(4)
         .unwrap()
         .set_need_cpu_access(true)
         .unwrap();
     b.set_enable_cpu_cache(false)
         .unwrap()
-        .set_gpu_ids(&["gpu-c", "gpu-a"])
+        .set_gpu_ids(&[gpu(3), gpu(1)])
         .unwrap();
     b.set_contiguous(true)
         .unwrap()
         .set_accessor_kind(AccessorKind::Vfio)
         .unwrap();
     let r = reconcile([&a, &b]).unwrap();
-    assert_eq!(r.size(), 4000); // max
+    assert_eq!(r.size(), 100); // equal (NvSciBuf RawBuffer size)
     assert_eq!(r.alignment(), 16); // max of powers of two
     assert!(r.need_cpu_access()); // OR
     assert!(!r.cpu_cache()); // AND
     assert_eq!(
         r.get(Key::GpuIds),
-        Some(&Value::StrList(vec![
-            "gpu-a".into(),
-            "gpu-b".into(),
-            "gpu-c".into()
-        ]))
+        Some(&Value::GpuIds(vec![gpu(1), gpu(2), gpu(3)]))
     ); // union
     assert!(r.memory().contiguous);
     assert!(r.memory().pinnable);
     // CPU + VFIO: nobody imports a dma-buf (VFIO maps process memory).
     assert!(!r.memory().device_access);
-    // Both lists state no permission: read-write.
-    assert_eq!(r.permission(), Permission::ReadWrite);
+    // Both lists state no permission. NvSciBuf ActualPerm: the default RequiredPerm is
+    // read-only (least privilege), no longer read-write.
+    assert_eq!(r.permission(), Permission::ReadOnly);
 }
 
 #[test]
@@ -268,6 +265,11 @@ fn tiled_and_padding() {
 }
 
 /// A list of the type of `key`'s group with every mandatory key set except `key`.
+/// A GPU id for tests: `n` in every byte.
+fn gpu(n: u8) -> crate::attr::GpuId {
+    crate::attr::GpuId([n; 16])
+}
+
 fn base_for(key: Key) -> AttrList {
     use crate::attr::KeyGroup as G;
     let ty = match key.group() {
@@ -278,6 +280,9 @@ fn base_for(key: Key) -> AttrList {
         G::Pyramid => BufferType::ImagePyramid,
     };
     let mut l = AttrList::with_types(&[ty]).unwrap();
+    if matches!(key, Key::GpuCache | Key::GpuCompression | Key::VidMemGpu) {
+        l.set_gpu_ids(&[gpu(1), gpu(2)]).unwrap();
+    }
     let mandatory: Vec<(Key, Value)> = match ty {
         BufferType::RawBuffer => vec![(Key::RawSize, Value::U64(64))],
         BufferType::Image | BufferType::ImagePyramid => {
@@ -322,7 +327,8 @@ fn every_input_key_merge_policy() {
             right: 0,
         })
     };
-    let strs = |v: &[&str]| Value::StrList(v.iter().map(|s| s.to_string()).collect());
+    let gpus = |v: &[u8]| Value::GpuIds(v.iter().map(|&n| gpu(n)).collect());
+    let flags = |v: &[(u8, bool)]| Value::GpuFlags(v.iter().map(|&(n, f)| (gpu(n), f)).collect());
     // (key, value in list a, value in list b, merged value or None for a conflict)
     let cases: Vec<(Key, Value, Value, Option<Value>)> = vec![
         (
@@ -345,10 +351,26 @@ fn every_input_key_merge_policy() {
         ),
         (
             Key::GpuIds,
-            strs(&["b", "a"]),
-            strs(&["c", "a"]),
-            Some(strs(&["a", "b", "c"])),
+            gpus(&[2, 1]),
+            gpus(&[3, 1]),
+            Some(gpus(&[1, 2, 3])),
         ),
+        // Per GPU: AND (NvSciBuf EnableGpuCache), GPUs of either list.
+        (
+            Key::GpuCache,
+            flags(&[(1, true), (2, true)]),
+            flags(&[(1, false)]),
+            Some(flags(&[(1, false), (2, true)])),
+        ),
+        // Per GPU: equal (NvSciBuf EnableGpuCompression: the same type from every list).
+        (
+            Key::GpuCompression,
+            flags(&[(1, true)]),
+            flags(&[(1, false)]),
+            None,
+        ),
+        // NvSciBuf VidMem_GpuId: equal-or-fail.
+        (Key::VidMemGpu, Value::Gpu(gpu(1)), Value::Gpu(gpu(2)), None),
         (
             Key::PhysContiguous,
             Value::Bool(false),
@@ -361,12 +383,8 @@ fn every_input_key_merge_policy() {
             Value::Backend(BackendKind::CmaHeap),
             None,
         ),
-        (
-            Key::RawSize,
-            Value::U64(10),
-            Value::U64(20),
-            Some(Value::U64(20)),
-        ),
+        // NvSciBuf RawBuffer size: equal-or-fail (it used to take the maximum).
+        (Key::RawSize, Value::U64(10), Value::U64(20), None),
         (
             Key::RawAlign,
             Value::U64(8),
@@ -437,6 +455,13 @@ fn every_input_key_merge_policy() {
             Some(Value::U64(10_000)),
         ),
         (Key::ImageExactPitch, Value::U64(64), Value::U64(128), None),
+        // NvSciBuf PlaneBaseAddrAlign: maximum per plane (index).
+        (
+            Key::ImagePlaneBaseAlign,
+            Value::U64List(vec![64, 4096]),
+            Value::U64List(vec![256, 256]),
+            Some(Value::U64List(vec![256, 4096])),
+        ),
         (
             Key::TensorDataType,
             Value::DataType(DataType::Uint8),
@@ -670,4 +695,226 @@ mod modifier_sets {
         assert!(Value::decode(Key::ImageModifiers, &[0; 65 * 8]).is_err());
         assert!(Value::decode(Key::ImageModifiers, &[0; 12]).is_err());
     }
+}
+
+// NvSciBuf rules (the NvSciBuf semantics issue). Each test names the rule of nvscibuf.h it checks.
+
+/// NvSciBufGeneralAttrKey_ActualPerm: the maximum of RequiredPerm over the lists; read-only when
+/// no list states it (RequiredPerm's default is NvSciBufAccessPerm_Readonly).
+#[test]
+fn nvscibuf_actual_perm_is_max_required_perm_default_read_only() {
+    let silent = AttrList::raw(4096).unwrap();
+    let mut ro = AttrList::raw(4096).unwrap();
+    ro.set_accessor_name("ro").unwrap();
+    ro.set_required_perm(Permission::ReadOnly).unwrap();
+    let mut rw = AttrList::raw(4096).unwrap();
+    rw.set_accessor_name("rw").unwrap();
+    rw.set_required_perm(Permission::ReadWrite).unwrap();
+    assert_eq!(
+        reconcile([&silent]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    assert_eq!(
+        reconcile([&silent, &ro]).unwrap().permission(),
+        Permission::ReadOnly
+    );
+    let r = reconcile([&silent, &ro, &rw]).unwrap();
+    assert_eq!(r.permission(), Permission::ReadWrite);
+    assert_eq!(
+        r.get(Key::OutPermission),
+        Some(&Value::Permission(Permission::ReadWrite))
+    );
+    // Validation: a list asking more than ActualPerm is not satisfied.
+    let r = reconcile([&ro]).unwrap();
+    let e = r.validate([&rw]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::RequiredPerm]);
+    r.validate([&silent]).unwrap();
+}
+
+/// NvSciBufRawBufferAttrKey_Size: equal-or-fail across lists; the conflict names both accessors
+/// and both sizes (it used to take the maximum silently).
+#[test]
+fn nvscibuf_raw_size_is_equal_or_fail() {
+    let mut a = AttrList::raw(4096).unwrap();
+    a.set_accessor_name("producer").unwrap();
+    let mut b = AttrList::raw(8192).unwrap();
+    b.set_accessor_name("consumer").unwrap();
+    let e = reconcile([&a, &b]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::RawSize]);
+    assert_eq!(e.items()[0].kind, ConflictKind::Disagree);
+    let text = e.to_string();
+    assert!(
+        text.contains("raw.size: lists disagree: producer = 4096, consumer = 8192"),
+        "{text}"
+    );
+    // Validation (an importer's or a late peer's list) wants the very size.
+    let r = reconcile([&a]).unwrap();
+    assert_eq!(
+        r.validate([&b]).unwrap_err().keys().collect::<Vec<_>>(),
+        vec![Key::RawSize]
+    );
+    r.validate([&a]).unwrap();
+}
+
+fn gpu_list(name: &str, ids: &[u8]) -> AttrList {
+    let mut l = AttrList::raw(4096).unwrap();
+    l.set_accessor_name(name)
+        .unwrap()
+        .set_accessor_kind(AccessorKind::Gpu)
+        .unwrap()
+        .set_gpu_ids(&ids.iter().map(|&n| gpu(n)).collect::<Vec<_>>())
+        .unwrap();
+    l
+}
+
+/// NvSciBufGeneralAttrKey_EnableGpuCache: AND per GPU over the lists; a GPU no list states
+/// takes NvSciBuf's default (dGPU: not cached in system memory, cached in its video memory);
+/// a GPU that is not in GpuId fails reconciliation.
+#[test]
+fn nvscibuf_gpu_cache_is_and_per_gpu() {
+    let mut a = gpu_list("a", &[1, 2]);
+    a.set_gpu_cache(&[(gpu(1), true), (gpu(2), true)]).unwrap();
+    let mut b = gpu_list("b", &[1, 3]);
+    b.set_gpu_cache(&[(gpu(1), false)]).unwrap();
+    let r = reconcile([&a, &b]).unwrap();
+    assert_eq!(
+        r.gpu_cache(),
+        &[(gpu(1), false), (gpu(2), true), (gpu(3), false)]
+    );
+    assert_eq!(
+        r.get(Key::OutGpuCache),
+        Some(&Value::GpuFlags(r.gpu_cache().to_vec()))
+    );
+    // Validation per GPU: a list that disables a GPU's cache needs it disabled.
+    let mut c = gpu_list("c", &[2]);
+    c.set_gpu_cache(&[(gpu(2), false)]).unwrap();
+    let e = r.validate([&c]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::GpuCache]);
+    // A GPU outside gpu_ids.
+    let mut d = gpu_list("d", &[1]);
+    d.set_gpu_cache(&[(gpu(9), false)]).unwrap();
+    let e = reconcile([&d]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::GpuCache]);
+    assert!(e.to_string().contains("not in gpu_ids"), "{e}");
+    // No GPUs: no per-GPU outputs.
+    let r = reconcile([&AttrList::raw(4096).unwrap()]).unwrap();
+    assert!(r.gpu_cache().is_empty() && r.get(Key::OutGpuCache).is_none());
+}
+
+/// NvSciBufGeneralAttrKey_EnableGpuCompression: the same value from every list that names a
+/// GPU, else a conflict; reconciled to none when several GPUs, a non-GPU engine or CPU access
+/// share the buffer.
+#[test]
+fn nvscibuf_gpu_compression_is_none_when_shared() {
+    let mut a = gpu_list("a", &[1]);
+    a.set_gpu_compression(&[(gpu(1), true)]).unwrap();
+    let r = reconcile([&a]).unwrap();
+    assert_eq!(r.gpu_compression(), &[(gpu(1), true)]);
+    // A second GPU list agreeing, same GPU: still one GPU, kept.
+    let mut a2 = gpu_list("a2", &[1]);
+    a2.set_gpu_compression(&[(gpu(1), true)]).unwrap();
+    assert_eq!(
+        reconcile([&a, &a2]).unwrap().gpu_compression(),
+        &[(gpu(1), true)]
+    );
+    // Disagreement on the same GPU: a conflict.
+    let mut off = gpu_list("off", &[1]);
+    off.set_gpu_compression(&[(gpu(1), false)]).unwrap();
+    let e = reconcile([&a, &off]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::GpuCompression]);
+    // Several GPUs.
+    let other = gpu_list("other", &[2]);
+    assert_eq!(
+        reconcile([&a, &other]).unwrap().gpu_compression(),
+        &[(gpu(1), false), (gpu(2), false)]
+    );
+    // A non-GPU engine.
+    let mut cam = AttrList::raw(4096).unwrap();
+    cam.set_accessor_kind(AccessorKind::Camera).unwrap();
+    assert_eq!(
+        reconcile([&a, &cam]).unwrap().gpu_compression(),
+        &[(gpu(1), false)]
+    );
+    // CPU access.
+    let mut cpu = gpu_list("cpu-too", &[1]);
+    cpu.set_need_cpu_access(true).unwrap();
+    assert_eq!(
+        reconcile([&a, &cpu]).unwrap().gpu_compression(),
+        &[(gpu(1), false)]
+    );
+}
+
+/// NvSciBufGeneralAttrKey_VidMem_GpuId: equal-or-fail; here also a list that asks for a GPU's
+/// memory must name that GPU in its own gpu_ids. It becomes the memory requirement's `vidmem`.
+#[test]
+fn nvscibuf_vidmem_gpu_is_a_reconciled_memory_requirement() {
+    let mut a = gpu_list("a", &[1, 2]);
+    a.set_vidmem_gpu(gpu(2)).unwrap();
+    let r = reconcile([&a, &gpu_list("b", &[1])]).unwrap();
+    assert_eq!(r.vidmem_gpu(), Some(gpu(2)));
+    assert_eq!(r.memory().vidmem, Some(gpu(2)));
+    // In its own video memory a dGPU caches by default.
+    assert_eq!(r.gpu_cache(), &[(gpu(1), false), (gpu(2), true)]);
+    let mut stranger = gpu_list("stranger", &[1]);
+    stranger.set_vidmem_gpu(gpu(2)).unwrap();
+    let e = reconcile([&stranger, &gpu_list("b", &[2])]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::VidMemGpu]);
+    assert!(e.to_string().contains("without naming it"), "{e}");
+}
+
+/// NvSciBufGeneralAttrKey_CpuNeedSwCacheCoherency: true when cached CPU access shares the
+/// buffer with a device that does not snoop CPU caches. unibuf: never on x86 (coherent PCI DMA),
+/// conservatively everywhere else.
+#[test]
+fn nvscibuf_cpu_sw_cache_coherency() {
+    let mut cpu = AttrList::raw(4096).unwrap();
+    cpu.set_accessor_kind(AccessorKind::Cpu)
+        .unwrap()
+        .set_need_cpu_access(true)
+        .unwrap();
+    let mut cam = AttrList::raw(4096).unwrap();
+    cam.set_accessor_kind(AccessorKind::Camera).unwrap();
+    let x86 = cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+    let r = reconcile([&cpu, &cam]).unwrap();
+    assert_eq!(r.cpu_sw_cache_coherency(), !x86);
+    assert_eq!(r.get(Key::OutCpuSwCacheCoherency), Some(&Value::Bool(!x86)));
+    // CPU only, or an uncached CPU mapping: nothing to maintain.
+    assert!(!reconcile([&cpu]).unwrap().cpu_sw_cache_coherency());
+    let mut uncached = cpu.clone();
+    uncached.set_enable_cpu_cache(false).unwrap();
+    assert!(!reconcile([&uncached, &cam])
+        .unwrap()
+        .cpu_sw_cache_coherency());
+}
+
+/// NvSciBufImageAttrKey_PlaneBaseAddrAlign: per plane, the maximum at each index; the layout
+/// starts each plane at a multiple of max(its alignment, image.base_align).
+#[test]
+fn nvscibuf_plane_base_addr_align_per_plane() {
+    let mut a = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    a.set_plane_base_align(&[4096, 64]).unwrap();
+    let mut b = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    b.set_plane_base_align(&[256, 1 << 20])
+        .unwrap()
+        .set_base_align(256)
+        .unwrap();
+    let r = reconcile([&a, &b]).unwrap();
+    assert_eq!(
+        r.get(Key::ImagePlaneBaseAlign),
+        Some(&Value::U64List(vec![4096, 1 << 20]))
+    );
+    let img = r.image().unwrap();
+    assert_eq!(img.planes[0].offset, 0);
+    // 1920 x 1080 luma = 2073600 bytes; the chroma plane starts at the next MiB.
+    assert_eq!(img.planes[1].offset, 1 << 21);
+    assert_eq!(r.alignment(), 4096);
+    // Without it the chroma plane follows the luma plane at the all-planes alignment.
+    let plain = reconcile([&AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap()]).unwrap();
+    assert_eq!(plain.image().unwrap().planes[1].offset, 1920 * 1080);
+    // One alignment per plane of the format.
+    let mut c = AttrList::image(PixelFormat::Nv12, 1920, 1080).unwrap();
+    c.set_plane_base_align(&[64]).unwrap();
+    let e = reconcile([&c]).unwrap_err();
+    assert_eq!(e.keys().collect::<Vec<_>>(), vec![Key::ImagePlaneBaseAlign]);
+    assert!(e.to_string().contains("2 planes of NV12"), "{e}");
 }

@@ -22,6 +22,21 @@ pub fn tests() -> Vec<Test> {
             run: discovery_report,
         },
         Test {
+            name: "backend::plan_system_heap",
+            needs: "/dev/dma_heap/system",
+            run: || plan_then_allocate(BackendKind::SystemHeap),
+        },
+        Test {
+            name: "backend::plan_cma_heap",
+            needs: "a CMA heap",
+            run: || plan_then_allocate(BackendKind::CmaHeap),
+        },
+        Test {
+            name: "backend::cma_enomem_names_cma_free",
+            needs: "a CMA heap",
+            run: cma_enomem_names_cma_free,
+        },
+        Test {
             name: "backend::alloc_system_heap",
             needs: "/dev/dma_heap/system",
             run: || alloc_backend(BackendKind::SystemHeap),
@@ -143,6 +158,87 @@ fn list(size: u64, kind: Option<BackendKind>, name: &str) -> Arc<Reconciled> {
 }
 
 /// Why `kind` cannot run here, with the kernel option a Debian kernel lacks.
+/// The dry run (`Backends::plan`) on a real heap: it names the backend allocation then uses,
+/// opens the node read-write, reads CmaFree for a CMA heap, and allocates nothing (no new fd).
+fn plan_then_allocate(kind: BackendKind) -> anyhow::Result<Outcome> {
+    if let Some(why) = missing(kind) {
+        return skip(why);
+    }
+    let r = list(1 << 20, Some(kind), "hwtest-plan");
+    let before = unibuf::fd::count_open_fds()?;
+    let plan = backend::global().plan(&r);
+    ensure!(
+        unibuf::fd::count_open_fds()? == before,
+        "the dry run left an fd open"
+    );
+    ensure!(plan.can_allocate(), "plan says no:\n{plan}");
+    let chosen = plan.choice.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(chosen.backend == kind, "plan chose {chosen}");
+    ensure!(
+        plan.checks
+            .iter()
+            .any(|c| c.what == "open read-write" && c.ok == Some(true)),
+        "no read-write open check:\n{plan}"
+    );
+    if kind == BackendKind::CmaHeap {
+        ensure!(
+            plan.checks
+                .iter()
+                .any(|c| c.what == "cma free" && c.ok == Some(true)),
+            "no CmaFree check:\n{plan}"
+        );
+    }
+    let o = Object::allocate(&r)?;
+    ensure!(
+        o.backend() == Some(kind),
+        "allocated from {:?}",
+        o.backend()
+    );
+    let cma = plan
+        .checks
+        .iter()
+        .find(|c| c.what == "cma free")
+        .map(|c| format!("; {}", c.detail))
+        .unwrap_or_default();
+    pass(format!("plan: {chosen}{cma}; the allocation agreed"))
+}
+
+/// More contiguous memory than the CMA area has: the dry run says no (CmaFree), and the
+/// allocation's ENOMEM names the size asked and CmaTotal/CmaFree.
+fn cma_enomem_names_cma_free() -> anyhow::Result<Outcome> {
+    if let Some(why) = missing(BackendKind::CmaHeap) {
+        return skip(why);
+    }
+    let Some((total, _)) = backend::plan::read_cma_meminfo() else {
+        return skip("/proc/meminfo reports no CMA totals");
+    };
+    let r = list(total * 2, Some(BackendKind::CmaHeap), "hwtest-cma-big");
+    let plan = backend::global().plan(&r);
+    ensure!(
+        !plan.can_allocate(),
+        "plan says yes for twice CmaTotal:\n{plan}"
+    );
+    ensure!(
+        plan.checks
+            .iter()
+            .any(|c| c.what == "cma free" && c.ok == Some(false)),
+        "{plan}"
+    );
+    let e = match Object::allocate(&r) {
+        Ok(_) => bail!(
+            "{} bytes of CMA allocated from a {total}-byte area",
+            total * 2
+        ),
+        Err(e) => e.to_string(),
+    };
+    ensure!(
+        e.contains("ENOMEM") && e.contains("CmaTotal") && e.contains("CmaFree"),
+        "{e}"
+    );
+    ensure!(e.contains(&format!("{} bytes asked", total * 2)), "{e}");
+    pass(e)
+}
+
 fn missing(kind: BackendKind) -> Option<String> {
     let b = backend::global();
     if b.has(kind) {
@@ -264,6 +360,7 @@ fn choice_cases() -> anyhow::Result<Outcome> {
         pinnable,
         device_access,
         preferred,
+        vidmem: None,
     };
     let mut notes = Vec::new();
     let mut check = |what: &str, req: MemoryRequirement, want: Option<BackendKind>| {

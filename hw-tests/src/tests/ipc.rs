@@ -61,7 +61,117 @@ pub fn tests() -> Vec<Test> {
             needs: "/dev/udmabuf",
             run: udmabuf_read_only_importer,
         },
+        Test {
+            name: "ipc::late_peer_joins_running_share",
+            needs: "any dma-buf backend",
+            run: late_peer_joins_running_share,
+        },
     ]
+}
+
+/// NvSciBufObjAttachPeer on real dma-bufs: a producer shares a buffer with a forked consumer
+/// that keeps holding it; a second forked process joins late, its lists are validated against
+/// the buffer as allocated, it imports the object read-only and reads what the producer wrote.
+/// A late peer that needs what the buffer lacks (another size) gets the conflict instead.
+fn late_peer_joins_running_share() -> anyhow::Result<Outcome> {
+    let have = dma_buf_backends();
+    let Some(&kind) = have.first() else {
+        return skip("no dma-buf backend");
+    };
+    let size = 1 << 16;
+    let r = Arc::new(reconcile(&[
+        camera_list(Some(kind), size)?,
+        viewer_list(size)?,
+    ])?);
+    let mut obj = Object::allocate(&r)?;
+    {
+        let mut m = obj.map_write()?;
+        let mut g = m.write()?;
+        g.copy_from_slice(0, b"late-peer")?;
+        g.end()?;
+    }
+    let check = |o: &Object| -> anyhow::Result<()> {
+        let m = o.map_read()?;
+        let g = m.read()?;
+        ensure!(
+            &g.to_vec()[..9] == b"late-peer",
+            "wrong bytes in the importer"
+        );
+        g.end()?;
+        Ok(())
+    };
+    // The running share: the first consumer imports and holds the buffer until told.
+    let (mut a, b) = Endpoint::pair()?;
+    a.set_recv_timeout(Some(Duration::from_secs(20)))?;
+    b.set_recv_timeout(Some(Duration::from_secs(20)))?;
+    let first = fork_peer(b, move |mut ep| {
+        let own = [viewer_list(size)?];
+        let o = ep.import_object(Requested::Auto, Some(&own))?;
+        check(&o)?;
+        ep.send_data(b"holding")?;
+        ensure!(ep.recv_data()? == b"done", "expected done");
+        check(&o)?;
+        Ok(())
+    })?;
+    a.export_object(&obj, Permission::ReadOnly)?;
+    ensure!(
+        a.recv_data()? == b"holding",
+        "first consumer did not confirm"
+    );
+    // The late peer.
+    let (mut c, d) = Endpoint::pair()?;
+    c.set_recv_timeout(Some(Duration::from_secs(20)))?;
+    d.set_recv_timeout(Some(Duration::from_secs(20)))?;
+    let late = fork_peer(d, move |mut ep| {
+        let own = [viewer_list(size)?];
+        ep.export_lists(&own)?;
+        let o = ep.import_object(Requested::Auto, Some(&own))?;
+        ensure!(
+            o.permission() == Permission::ReadOnly,
+            "holds {}",
+            o.permission()
+        );
+        check(&o)?;
+        // CPU access is per peer (NvSciBuf NeedCpuAccess): with lists that did not ask for it,
+        // the same buffer gives this process no CPU mapping.
+        let mut blind = AttrList::raw(size)?;
+        blind
+            .set_accessor_kind(AccessorKind::Device)?
+            .set_accessor_name("late-device")?;
+        let o = o.with_cpu_access_of(&[blind]);
+        match o.map_read() {
+            Ok(_) => bail!("a handle whose lists never asked for CPU access mapped the buffer"),
+            Err(e) => ensure!(e.to_string().contains("need_cpu_access"), "{e}"),
+        }
+        // A second late list this buffer cannot serve.
+        let other = [viewer_list(size * 2)?];
+        ep.export_lists(&other)?;
+        let e = match ep.import_object(Requested::Auto, Some(&other)) {
+            Ok(_) => bail!("a late peer needing another size got the object"),
+            Err(e) => e.to_string(),
+        };
+        ensure!(e.contains("raw.size"), "{e}");
+        ep.send_data(b"ok")?;
+        Ok(())
+    })?;
+    let theirs = c.import_lists()?;
+    let granted = c.attach_peer(&obj, &theirs.slots)?;
+    ensure!(granted == Permission::ReadOnly, "granted {granted}");
+    let theirs = c.import_lists()?;
+    let refused = match c.attach_peer(&obj, &theirs.slots) {
+        Ok(_) => bail!("attach_peer accepted a list the buffer does not satisfy"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(refused.contains("raw.size"), "{refused}");
+    let reply = c.recv_data();
+    a.send_data(b"done")?;
+    wait(late)?;
+    wait(first)?;
+    ensure!(reply? == b"ok", "late peer did not confirm");
+    pass(format!(
+        "{kind}: a late peer joined a running share and read the buffer; a late peer of \
+         another size was refused ({refused})"
+    ))
 }
 
 fn dma_buf_backends() -> Vec<BackendKind> {
@@ -172,7 +282,7 @@ fn object_read_only(kind: BackendKind) -> anyhow::Result<Outcome> {
         return skip(backend::global().why_not(kind));
     }
     let list = camera_list(Some(kind), 1 << 20)?;
-    let r = Arc::new(reconcile(&[list, viewer_list()?])?);
+    let r = Arc::new(reconcile(&[list, viewer_list(1 << 20)?])?);
     let obj = Object::allocate(&r).with_context(|| format!("allocate from {kind}"))?;
     ensure!(
         obj.backend() == Some(kind),
@@ -195,8 +305,10 @@ fn camera_list(preferred: Option<BackendKind>, size: u64) -> anyhow::Result<Attr
     Ok(l)
 }
 
-fn viewer_list() -> anyhow::Result<AttrList> {
-    let mut l = AttrList::raw(4096)?;
+/// A CPU reader of `size` bytes (raw.size is equal-or-fail, as in NvSciBuf: it gives the
+/// camera's size).
+fn viewer_list(size: u64) -> anyhow::Result<AttrList> {
+    let mut l = AttrList::raw(size)?;
     l.set_accessor_name("viewer")?
         .set_accessor_kind(AccessorKind::Cpu)?
         .set_need_cpu_access(true)?
@@ -221,7 +333,7 @@ fn share_and_check(
     }
     let (mut a, b) = Endpoint::pair()?;
     b.set_recv_timeout(Some(Duration::from_secs(20)))?;
-    let own = [viewer_list()?];
+    let own = [viewer_list(r.size())?];
     let pid = fork_peer(b, move |mut ep| {
         let mut o = ep.import_object(Requested::Auto, Some(&own))?;
         ensure!(
