@@ -54,6 +54,365 @@ typedef enum ub_status {
   UB_ERR_UNKNOWN = 13,
 } ub_status;
 
+// Attribute key wire codes (`unibuf::attr::Key::code`). Output keys have bit 15 set.
+enum ub_key
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // `types` (Types): Buffer types of the list; union across lists.
+  UB_KEY_TYPES = 1,
+  // `need_cpu_access` (Bool): The accessor reads or writes the buffer through the CPU; OR.
+  UB_KEY_NEED_CPU_ACCESS = 2,
+  // `required_permission` (Permission): Permission the accessor needs; the reconciled permission is the maximum.
+  UB_KEY_REQUIRED_PERMISSION = 3,
+  // `enable_cpu_cache` (Bool): Whether CPU mappings may be cached; AND over the lists that state it (default true).
+  UB_KEY_ENABLE_CPU_CACHE = 4,
+  // `gpu_ids` (StrList): Ids (UUID or PCI address strings) of the GPUs that access the buffer; union.
+  UB_KEY_GPU_IDS = 5,
+  // `physically_contiguous` (Bool): The accessor needs physically contiguous memory (no IOMMU); OR.
+  UB_KEY_PHYSICALLY_CONTIGUOUS = 6,
+  // `accessor_name` (Str): Name of the accessor (used in conflicts and the buffer name), at most 64 bytes.
+  UB_KEY_ACCESSOR_NAME = 7,
+  // `accessor_kind` (Accessor): Kind of the accessor (decides the memory requirement).
+  UB_KEY_ACCESSOR_KIND = 8,
+  // `preferred_backend` (Backend): Preferred memory backend (a hint); all lists that give one must agree.
+  UB_KEY_PREFERRED_BACKEND = 9,
+  // `raw.size` (U64): Raw buffer size in bytes (non-zero); maximum.
+  UB_KEY_RAW_SIZE = 257,
+  // `raw.align` (U64): Raw buffer alignment in bytes (power of two); maximum.
+  UB_KEY_RAW_ALIGN = 258,
+  // `image.layout` (Layout): Image layout: pitch-linear or tiled (by a DRM format modifier); equal.
+  UB_KEY_IMAGE_LAYOUT = 513,
+  // `image.modifier` (U64): DRM format modifier (`0` = linear); equal.
+  UB_KEY_IMAGE_MODIFIER = 514,
+  // `image.format` (Format): Pixel format; equal.
+  UB_KEY_IMAGE_FORMAT = 515,
+  // `image.width` (U32): Width in pixels (non-zero); equal.
+  UB_KEY_IMAGE_WIDTH = 516,
+  // `image.height` (U32): Height in pixels (non-zero); equal.
+  UB_KEY_IMAGE_HEIGHT = 517,
+  // `image.color_std` (ColorStd): Color standard; equal.
+  UB_KEY_IMAGE_COLOR_STD = 518,
+  // `image.scan_type` (Scan): Scan type (progressive or interlaced); equal.
+  UB_KEY_IMAGE_SCAN_TYPE = 519,
+  // `image.padding` (Padding): Padding in pixels around the image (top, bottom, left, right); maximum per side.
+  UB_KEY_IMAGE_PADDING = 520,
+  // `image.pitch_align` (U64): Alignment of every plane's pitch in bytes (power of two); maximum.
+  UB_KEY_IMAGE_PITCH_ALIGN = 521,
+  // `image.base_align` (U64): Alignment of every plane's start address in bytes (power of two); maximum.
+  UB_KEY_IMAGE_BASE_ALIGN = 522,
+  // `image.height_align` (U64): Alignment of the (luma) plane height in rows (power of two); maximum.
+  UB_KEY_IMAGE_HEIGHT_ALIGN = 523,
+  // `image.size_align` (U64): Alignment of every plane's size in bytes (power of two); maximum.
+  UB_KEY_IMAGE_SIZE_ALIGN = 524,
+  // `image.min_pitch` (U64): Minimum pitch of plane 0 in bytes (e.g. V4L2 `bytesperline` from `VIDIOC_TRY_FMT`); the other planes' pitches follow from it; maximum.
+  UB_KEY_IMAGE_MIN_PITCH = 525,
+  // `image.min_size` (U64): Minimum size of the image in bytes (e.g. V4L2 `sizeimage`); maximum.
+  UB_KEY_IMAGE_MIN_SIZE = 526,
+  // `image.exact_pitch` (U64): Exact pitch of plane 0 in bytes, for a device that cannot take any other (a V4L2 driver that does not accept a padded `bytesperline`); every list that gives one must agree, and it must satisfy every other list's alignment and minimum; equal.
+  UB_KEY_IMAGE_EXACT_PITCH = 527,
+  // `tensor.data_type` (DataType): Tensor element data type; equal.
+  UB_KEY_TENSOR_DATA_TYPE = 769,
+  // `tensor.num_dims` (U32): Number of tensor dimensions (1 to 8); equal.
+  UB_KEY_TENSOR_NUM_DIMS = 770,
+  // `tensor.sizes` (U64List): Size of each dimension, outermost first (non-zero, 1 to 8 entries); equal.
+  UB_KEY_TENSOR_SIZES = 771,
+  // `tensor.align_per_dim` (U64List): Alignment in bytes of each dimension's stride (powers of two); maximum per dimension.
+  UB_KEY_TENSOR_ALIGN_PER_DIM = 772,
+  // `tensor.base_align` (U64): Alignment of the tensor's start address in bytes (power of two); maximum.
+  UB_KEY_TENSOR_BASE_ALIGN = 773,
+  // `array.data_type` (DataType): Array element data type; equal.
+  UB_KEY_ARRAY_DATA_TYPE = 1025,
+  // `array.stride` (U64): Array stride in bytes (non-zero, at least the element size); equal.
+  UB_KEY_ARRAY_STRIDE = 1026,
+  // `array.capacity` (U64): Array capacity in elements (non-zero); equal.
+  UB_KEY_ARRAY_CAPACITY = 1027,
+  // `pyramid.levels` (U32): Number of pyramid levels (1 to 10); equal.
+  UB_KEY_PYRAMID_LEVELS = 1281,
+  // `pyramid.scale` (F64): Scale factor between levels, in (0, 1]; equal.
+  UB_KEY_PYRAMID_SCALE = 1282,
+  // `out.size` (U64): Output: buffer size in bytes.
+  UB_KEY_OUT_SIZE = 32769,
+  // `out.align` (U64): Output: buffer base-address alignment in bytes.
+  UB_KEY_OUT_ALIGN = 32770,
+  // `out.permission` (Permission): Output: the actual permission (maximum required).
+  UB_KEY_OUT_PERMISSION = 32771,
+  // `out.cpu_access` (Bool): Output: some accessor needs CPU access.
+  UB_KEY_OUT_CPU_ACCESS = 32772,
+  // `out.cpu_cache` (Bool): Output: CPU mappings are cached.
+  UB_KEY_OUT_CPU_CACHE = 32773,
+  // `out.contiguous` (Bool): Output: memory must be physically contiguous.
+  UB_KEY_OUT_CONTIGUOUS = 32774,
+  // `out.pinnable` (Bool): Output: memory must be pinnable by VFIO (memfd-backed).
+  UB_KEY_OUT_PINNABLE = 32775,
+  // `out.device_access` (Bool): Output: some accessor is a device, so the buffer must be a dma-buf.
+  UB_KEY_OUT_DEVICE_ACCESS = 32776,
+  // `out.accessors` (StrList): Output: the accessor names, sorted.
+  UB_KEY_OUT_ACCESSORS = 32777,
+  // `out.plane_count` (U32): Output: number of planes.
+  UB_KEY_OUT_PLANE_COUNT = 33281,
+  // `out.plane_pitch` (U64List): Output: pitch of each plane in bytes.
+  UB_KEY_OUT_PLANE_PITCH = 33282,
+  // `out.plane_offset` (U64List): Output: offset of each plane from the buffer start in bytes.
+  UB_KEY_OUT_PLANE_OFFSET = 33283,
+  // `out.plane_aligned_height` (U64List): Output: aligned height of each plane in rows.
+  UB_KEY_OUT_PLANE_ALIGNED_HEIGHT = 33284,
+  // `out.plane_size` (U64List): Output: aligned size of each plane in bytes.
+  UB_KEY_OUT_PLANE_SIZE = 33285,
+  // `out.plane_bpp` (U64List): Output: bits per pixel of each plane (per sample of that plane's resolution).
+  UB_KEY_OUT_PLANE_BPP = 33286,
+  // `out.plane_channels` (U64List): Output: channel count of each plane.
+  UB_KEY_OUT_PLANE_CHANNELS = 33287,
+  // `out.plane_second_field_offset` (U64List): Output: offset of each plane's second field (interlaced; 0 when progressive).
+  UB_KEY_OUT_PLANE_SECOND_FIELD_OFFSET = 33288,
+  // `out.tensor_strides` (U64List): Output: tensor stride of each dimension in bytes.
+  UB_KEY_OUT_TENSOR_STRIDES = 33537,
+  // `out.tensor_size` (U64): Output: tensor size in bytes.
+  UB_KEY_OUT_TENSOR_SIZE = 33538,
+  // `out.array_size` (U64): Output: array size in bytes.
+  UB_KEY_OUT_ARRAY_SIZE = 33793,
+  // `out.array_align` (U64): Output: array alignment in bytes.
+  UB_KEY_OUT_ARRAY_ALIGN = 33794,
+  // `out.pyramid_level_offsets` (U64List): Output: offset of each pyramid level.
+  UB_KEY_OUT_PYRAMID_LEVEL_OFFSETS = 34049,
+  // `out.pyramid_level_sizes` (U64List): Output: size of each pyramid level.
+  UB_KEY_OUT_PYRAMID_LEVEL_SIZES = 34050,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_key ub_key;
+#else
+typedef uint32_t ub_key;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A permission (`required_permission`, `out.permission`, object handles). Values of
+// `UB_VALUE_PERMISSION` keys are these codes as `uint32_t`.
+enum ub_permission
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // For imports only: the highest permission the importer's own lists require.
+  UB_PERM_AUTO = 0,
+  // Read-only.
+  UB_PERM_READ_ONLY = 1,
+  // Read-write.
+  UB_PERM_READ_WRITE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_permission ub_permission;
+#else
+typedef uint32_t ub_permission;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kind of accessor (`accessor_kind`, a `uint32_t`).
+enum ub_accessor_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The CPU.
+  UB_ACCESSOR_CPU = 1,
+  // A camera (V4L2 capture).
+  UB_ACCESSOR_CAMERA = 2,
+  // A display (DRM/KMS).
+  UB_ACCESSOR_DISPLAY = 3,
+  // A GPU.
+  UB_ACCESSOR_GPU = 4,
+  // A VFIO-driven PCIe device.
+  UB_ACCESSOR_VFIO = 5,
+  // Another device that imports dma-bufs.
+  UB_ACCESSOR_DEVICE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_accessor_kind ub_accessor_kind;
+#else
+typedef uint32_t ub_accessor_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Buffer type bits: a `types` value is one byte (`uint8_t`) OR-ing these.
+enum ub_buffer_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A raw buffer (`raw.size`, `raw.align`).
+  UB_TYPE_RAW = 1,
+  // An image.
+  UB_TYPE_IMAGE = 2,
+  // A tensor.
+  UB_TYPE_TENSOR = 4,
+  // An array.
+  UB_TYPE_ARRAY = 8,
+  // An image pyramid.
+  UB_TYPE_IMAGE_PYRAMID = 16,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_buffer_type ub_buffer_type;
+#else
+typedef uint32_t ub_buffer_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A memory backend (`preferred_backend`, a `uint32_t`).
+enum ub_backend
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The DMA-BUF system heap.
+  UB_BACKEND_SYSTEM_HEAP = 1,
+  // The DMA-BUF CMA heap.
+  UB_BACKEND_CMA_HEAP = 2,
+  // udmabuf (a memfd turned into a dma-buf).
+  UB_BACKEND_UDMABUF = 3,
+  // A DRM dumb buffer exported by PRIME.
+  UB_BACKEND_DRM_DUMB = 4,
+  // A plain memfd (CPU only).
+  UB_BACKEND_MEMFD = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_backend ub_backend;
+#else
+typedef uint32_t ub_backend;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Element data type (`tensor.data_type`, `array.data_type`, a `uint32_t`).
+enum ub_data_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // int8_t
+  UB_DATA_INT8 = 0,
+  // uint8_t
+  UB_DATA_UINT8 = 1,
+  // int16_t
+  UB_DATA_INT16 = 2,
+  // uint16_t
+  UB_DATA_UINT16 = 3,
+  // IEEE half
+  UB_DATA_FLOAT16 = 4,
+  // int32_t
+  UB_DATA_INT32 = 5,
+  // uint32_t
+  UB_DATA_UINT32 = 6,
+  // float
+  UB_DATA_FLOAT32 = 7,
+  // int64_t
+  UB_DATA_INT64 = 8,
+  // double
+  UB_DATA_FLOAT64 = 9,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_data_type ub_data_type;
+#else
+typedef uint32_t ub_data_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// How a key's value is laid out in a `ub_attr_kv` (`value` points to it, `len` is its size in
+// bytes; numbers in the machine's byte order, which is little-endian on every supported CPU).
+enum ub_value_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // `bool` / `uint8_t` 0 or 1 (len 1).
+  UB_VALUE_BOOL = 0,
+  // `uint32_t` (len 4).
+  UB_VALUE_U32 = 1,
+  // `uint64_t` (len 8).
+  UB_VALUE_U64 = 2,
+  // `double` (len 8).
+  UB_VALUE_F64 = 3,
+  // UTF-8 bytes; on set a trailing NUL is allowed (`strlen + 1`); on get `len` excludes the
+  // NUL the library stores after the bytes.
+  UB_VALUE_STR = 4,
+  // `uint64_t[n]` (len 8 n).
+  UB_VALUE_U64_LIST = 5,
+  // Strings one after the other, each NUL-terminated (`"a\0b\0"`, len counts every NUL).
+  UB_VALUE_STR_LIST = 6,
+  // `uint8_t` of `ub_buffer_type` bits (len 1).
+  UB_VALUE_TYPES = 7,
+  // `uint32_t` `ub_permission` (len 4).
+  UB_VALUE_PERMISSION = 8,
+  // `uint32_t` `ub_accessor_kind` (len 4).
+  UB_VALUE_ACCESSOR = 9,
+  // `uint32_t` `ub_backend` (len 4).
+  UB_VALUE_BACKEND = 10,
+  // `uint32_t` pixel format: a DRM fourcc (`DRM_FORMAT_NV12`), or a V4L2 fourcc with bit 31
+  // set for formats DRM lacks; `ub_format_from_name` (len 4).
+  UB_VALUE_FORMAT = 11,
+  // `uint32_t` layout: 0 pitch-linear, 1 tiled (len 4).
+  UB_VALUE_LAYOUT = 12,
+  // `uint32_t` color standard: 0 srgb, 1 bt601, 2 bt601_full, 3 bt709, 4 bt2020, 5 raw.
+  UB_VALUE_COLOR_STD = 13,
+  // `uint32_t` scan type: 0 progressive, 1 interlaced (len 4).
+  UB_VALUE_SCAN = 14,
+  // `uint32_t` `ub_data_type` (len 4).
+  UB_VALUE_DATA_TYPE = 15,
+  // `ub_padding` (len 16).
+  UB_VALUE_PADDING = 16,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_value_kind ub_value_kind;
+#else
+typedef uint32_t ub_value_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Format of `ub_attr_list_dump`.
+enum ub_dump_format
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A readable report (for a conflict: the message `ub_last_error_message` also gives).
+  UB_DUMP_TEXT = 0,
+  // JSON (the form `unibuf reconcile --json` prints).
+  UB_DUMP_JSON = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_dump_format ub_dump_format;
+#else
+typedef uint32_t ub_dump_format;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Direction of a CPU access (`ub_obj_begin_cpu_access`, `DMA_BUF_IOCTL_SYNC`).
+enum ub_cpu_access
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The CPU reads.
+  UB_CPU_READ = 1,
+  // The CPU writes.
+  UB_CPU_WRITE = 2,
+  // The CPU reads and writes.
+  UB_CPU_READ_WRITE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ub_cpu_access ub_cpu_access;
+#else
+typedef uint32_t ub_cpu_access;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // An attribute list: unreconciled (one slot, writable), appended (several slots, read-only),
 // reconciled (read-only), or a conflict (why reconciliation failed; dump it).
 // (`NvSciBufAttrList`.)
@@ -86,6 +445,18 @@ typedef struct ub_attr_kv {
   // The value's length in bytes.
   size_t len;
 } ub_attr_kv;
+
+// The value of an `image.padding` key.
+typedef struct ub_padding {
+  // Rows above.
+  uint32_t top;
+  // Rows below.
+  uint32_t bottom;
+  // Columns left.
+  uint32_t left;
+  // Columns right.
+  uint32_t right;
+} ub_padding;
 
 #ifdef __cplusplus
 extern "C" {
