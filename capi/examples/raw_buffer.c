@@ -132,6 +132,14 @@ int main(int argc, char **argv) {
     CHECK(ub_obj_get_permission(obj, &operm));
     CHECK(ub_obj_get_fd(obj, &fd));
     printf("object: %" PRIu64 " bytes, permission %u, fd %d\n", osize, operm, fd);
+    /* Who exported it (a dma-buf's exp_name in fdinfo; a memfd has none). */
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *info = fopen(path, "r");
+    while (info && fgets(line, sizeof line, info)) {
+        if (strncmp(line, "exp_name:", 9) == 0) printf("fdinfo %s", line);
+    }
+    if (info) fclose(info);
 
     /* CPU access: a persistent mapping held by the handle, bracketed explicitly. */
     void *p = NULL;

@@ -26,7 +26,9 @@ pub struct ub_listener {
     _opaque: [u8; 0],
 }
 
-pub(crate) struct EndpointH(Mutex<Endpoint>);
+/// The endpoint, and the receive timeout last set on its socket (so a call with the same
+/// timeout costs no `setsockopt`).
+pub(crate) struct EndpointH(Mutex<(Endpoint, Option<i64>)>);
 pub(crate) struct ListenerH(Listener);
 
 /// Wait forever (a `timeout_ms` value).
@@ -38,7 +40,7 @@ fn timeout(ms: i64) -> Option<Duration> {
 }
 
 fn ep_out(out: *mut *mut ub_endpoint, ep: Endpoint) -> R<()> {
-    let h = handle::insert(Arc::new(EndpointH(Mutex::new(ep))))?;
+    let h = handle::insert(Arc::new(EndpointH(Mutex::new((ep, None)))))?;
     // SAFETY: checked by `ffi::out` by every caller.
     unsafe { ffi::put(out, h) };
     Ok(())
@@ -94,8 +96,8 @@ pub unsafe extern "C" fn ub_endpoint_pair(
         ffi::out(a, what, "a")?;
         ffi::out(b, what, "b")?;
         let (x, y) = Endpoint::pair()?;
-        let hx: *mut ub_endpoint = handle::insert(Arc::new(EndpointH(Mutex::new(x))))?;
-        let hy = match handle::insert(Arc::new(EndpointH(Mutex::new(y)))) {
+        let hx: *mut ub_endpoint = handle::insert(Arc::new(EndpointH(Mutex::new((x, None)))))?;
+        let hy = match handle::insert(Arc::new(EndpointH(Mutex::new((y, None))))) {
             Ok(h) => h,
             Err(e) => {
                 let _ = handle::remove::<EndpointH, _>(hx.cast_const(), what);
@@ -136,7 +138,7 @@ pub unsafe extern "C" fn ub_endpoint_get_fd(ep: *const ub_endpoint, fd: *mut i32
         use rustix::fd::AsRawFd;
         let e = handle::get::<EndpointH, _>(ep, "ub_endpoint_get_fd")?;
         ffi::out(fd, "ub_endpoint_get_fd", "fd")?;
-        let raw = attr::lock(&e.0).as_fd().as_raw_fd();
+        let raw = attr::lock(&e.0).0.as_fd().as_raw_fd();
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(fd, raw) };
         Ok(())
@@ -246,10 +248,15 @@ fn with_ep<T>(
 ) -> R<T> {
     let e = handle::get::<EndpointH, _>(ep, what)?;
     let mut g = attr::lock(&e.0);
+    let (ep, last) = &mut *g;
     if let Some(ms) = timeout_ms {
-        adapt::set_timeout(&g, timeout(ms))?;
+        let ms = ms.max(-1);
+        if *last != Some(ms) {
+            adapt::set_timeout(ep, timeout(ms))?;
+            *last = Some(ms);
+        }
     }
-    f(&mut g)
+    f(ep)
 }
 
 /// # Safety

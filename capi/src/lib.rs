@@ -11,11 +11,11 @@
 // The C ABI is the documentation's subject; the header carries these docs.
 #![allow(clippy::missing_safety_doc)]
 
-mod adapt;
+pub(crate) mod adapt;
 pub mod attr;
 pub mod consts;
 pub mod ffi;
-mod handle;
+pub(crate) mod handle;
 pub mod ipc;
 pub mod keys;
 pub mod object;

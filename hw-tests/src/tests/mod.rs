@@ -3,6 +3,7 @@
 use crate::harness::Test;
 
 mod backend;
+mod capi;
 mod conformance;
 mod drm;
 mod env;
@@ -20,5 +21,6 @@ pub fn all() -> Vec<Test> {
     v.extend(v4l2::tests());
     v.extend(drm::tests());
     v.extend(vfio::tests());
+    v.extend(capi::tests());
     v
 }
