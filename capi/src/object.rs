@@ -404,11 +404,9 @@ pub unsafe extern "C" fn ub_obj_get_cpu_ptr(
         }
         let mut cpu = attr::lock(&o.cpu);
         if cpu.write.is_none() {
-            cpu.write = Some(mapping(
-                &o.obj,
-                |d| adapt::map_write(d),
-                |m| m.as_ptr().cast_mut(),
-            )?);
+            cpu.write = Some(mapping(&o.obj, adapt::map_write, |m| {
+                m.as_ptr().cast_mut()
+            })?);
         }
         let p = cpu.write.as_ref().map_or(std::ptr::null_mut(), |m| m.ptr);
         // SAFETY: checked by `ffi::out`.

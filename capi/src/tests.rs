@@ -41,6 +41,7 @@ fn stale_null_and_wrong_kind_handles_are_refused() {
     let (m, l) = list();
     assert_eq!(ub_attr_list_free(l), UB_SUCCESS);
     assert_eq!(ub_attr_list_free(l), UB_ERR_BAD_PARAMETER);
+    // SAFETY: the library's message is a valid C string until the next failing call.
     let msg = unsafe { std::ffi::CStr::from_ptr(ub_last_error_message()) };
     assert!(msg.to_str().unwrap().contains("already freed"), "{msg:?}");
     assert_eq!(ub_attr_list_free(null_mut()), UB_ERR_BAD_PARAMETER);
@@ -73,7 +74,7 @@ fn set_once_and_value_forms() {
         kv(ub_key::UB_KEY_TYPES, &types, 1),
         kv(ub_key::UB_KEY_RAW_SIZE, (&size as *const u64).cast(), 8),
         kv(ub_key::UB_KEY_GPU_IDS, ids.as_ptr(), ids.len()),
-        kv(ub_key::UB_KEY_ACCESSOR_NAME, b"cam\0".as_ptr(), 4),
+        kv(ub_key::UB_KEY_ACCESSOR_NAME, c"cam".as_ptr().cast(), 4),
     ];
     // SAFETY: the pairs point to live values.
     unsafe {
