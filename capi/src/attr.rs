@@ -54,22 +54,32 @@ pub(crate) enum ListState {
 
 /// An attribute list handle: its state and the C forms of values handed out by get (built on
 /// first get; keys are set once, so a value's C form never changes while the list lives).
+/// One value's C form, made on first get.
+type CValue = OnceLock<Box<[u8]>>;
+
+/// An attribute list handle: see [`ListState`].
 pub(crate) struct ListH {
     pub state: ListState,
-    cache: Box<[OnceLock<Box<[u8]>>]>,
+    /// Made on the first get, so lists that are only reconciled or exported never pay for it.
+    cache: OnceLock<Box<[CValue]>>,
 }
 
 impl ListH {
     pub(crate) fn new(state: ListState) -> ListH {
-        let slots = match &state {
-            ListState::Unreconciled(_) | ListState::Reconciled(_) => 1,
-            ListState::Multi(m) => m.len(),
-            ListState::Conflict(_) => 0,
-        };
         ListH {
             state,
-            cache: (0..slots * Key::COUNT).map(|_| OnceLock::new()).collect(),
+            cache: OnceLock::new(),
         }
+    }
+
+    /// The C form of `slot`'s value of `key`, made once.
+    fn c_value(&self, slot: usize, key: Key, v: &Value) -> &[u8] {
+        let cache = self.cache.get_or_init(|| {
+            (0..self.slot_count() * Key::COUNT)
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        cache[slot * Key::COUNT + key.index()].get_or_init(|| value_to_c(v))
     }
 
     fn kind_name(&self) -> &'static str {
@@ -433,7 +443,7 @@ fn get_into(l: &ListH, slot: usize, pairs: &mut [ub_attr_kv], what: &str) -> R<(
                 p.len = 0;
             }
             Some(v) => {
-                let c = l.cache[slot * Key::COUNT + key.index()].get_or_init(|| value_to_c(&v));
+                let c = l.c_value(slot, key, &v);
                 p.value = c.as_ptr().cast();
                 p.len = if key.value_kind() == ValueKind::Str {
                     c.len() - 1
