@@ -52,12 +52,11 @@ pub(crate) enum ListState {
     Conflict(Arc<Conflict>),
 }
 
-/// An attribute list handle: its state and the C forms of values handed out by get (built on
-/// first get; keys are set once, so a value's C form never changes while the list lives).
 /// One value's C form, made on first get.
 type CValue = OnceLock<Box<[u8]>>;
 
-/// An attribute list handle: see [`ListState`].
+/// An attribute list handle: its state and the C forms of values handed out by get (built on
+/// first get; keys are set once, so a value's C form never changes while the list lives).
 pub(crate) struct ListH {
     pub state: ListState,
     /// Made on the first get, so lists that are only reconciled or exported never pay for it.
