@@ -3,6 +3,7 @@
 use crate::harness::Test;
 
 mod backend;
+mod capi;
 mod conformance;
 mod drm;
 mod env;
@@ -24,5 +25,6 @@ pub fn all() -> Vec<Test> {
     v.extend(vfio::tests());
     #[cfg(feature = "gpu")]
     v.extend(gpu::tests());
+    v.extend(capi::tests());
     v
 }

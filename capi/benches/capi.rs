@@ -1,0 +1,197 @@
+//! What the C calls add to the Rust calls they wrap: reconcile of two NV12 1920x1080 lists, and
+//! an object export + import over a socketpair (memfd). Each pair of figures is printed by
+//! criterion; the report's ratios are C / Rust.
+//!
+//! Run: `cargo bench -p unibuf-capi` (short measurement times: the machines are shared). The C
+//! functions are compiled into this binary from the crate's sources and called as C would.
+
+#![allow(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+#[path = "../src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod capi;
+#[allow(unused_imports)]
+use capi::{adapt, attr, consts, ffi, handle, ipc, keys, object, provider, status};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+use unibuf_rs::attr::{AccessorKind, AttrList, Permission};
+use unibuf_rs::ipc::{Endpoint, Requested};
+use unibuf_rs::layout::PixelFormat;
+use unibuf_rs::object::Object;
+use unibuf_rs::reconcile::reconcile;
+
+use attr::ub_attr_kv;
+use consts::*;
+use keys::ub_key::*;
+use status::UB_SUCCESS;
+
+fn nv12(name: &str, kind: AccessorKind, pitch_align: u64, base_align: u64) -> AttrList {
+    let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).expect("list");
+    l.set_accessor_name(name)
+        .and_then(|l| l.set_accessor_kind(kind))
+        .and_then(|l| l.set_pitch_align(pitch_align))
+        .and_then(|l| l.set_base_align(base_align))
+        .and_then(|l| l.set_required_perm(Permission::ReadWrite))
+        .expect("set");
+    l
+}
+
+unsafe fn c_nv12(
+    m: *mut attr::ub_module,
+    name: &str,
+    kind: u32,
+    pa: u64,
+    ba: u64,
+) -> *mut attr::ub_attr_list {
+    let mut l = std::ptr::null_mut();
+    assert_eq!(unsafe { attr::ub_attr_list_create(m, &mut l) }, UB_SUCCESS);
+    let types = UB_TYPE_IMAGE as u8;
+    let fmt = PixelFormat::Nv12.code();
+    let (w, h) = (1920u32, 1080u32);
+    let perm = UB_PERM_READ_WRITE as u32;
+    let kv = |k: keys::ub_key, p: *const u8, n: usize| ub_attr_kv {
+        key: k as u32,
+        value: p.cast(),
+        len: n,
+    };
+    let pairs = [
+        kv(UB_KEY_TYPES, &types, 1),
+        kv(UB_KEY_IMAGE_FORMAT, (&fmt as *const u32).cast(), 4),
+        kv(UB_KEY_IMAGE_WIDTH, (&w as *const u32).cast(), 4),
+        kv(UB_KEY_IMAGE_HEIGHT, (&h as *const u32).cast(), 4),
+        kv(UB_KEY_ACCESSOR_NAME, name.as_ptr(), name.len()),
+        kv(UB_KEY_ACCESSOR_KIND, (&kind as *const u32).cast(), 4),
+        kv(UB_KEY_IMAGE_PITCH_ALIGN, (&pa as *const u64).cast(), 8),
+        kv(UB_KEY_IMAGE_BASE_ALIGN, (&ba as *const u64).cast(), 8),
+        kv(UB_KEY_REQUIRED_PERMISSION, (&perm as *const u32).cast(), 4),
+    ];
+    assert_eq!(
+        unsafe { attr::ub_attr_list_set_attrs(l, pairs.as_ptr(), pairs.len()) },
+        UB_SUCCESS
+    );
+    l
+}
+
+fn bench(c: &mut Criterion) {
+    // Reconcile: Rust.
+    let two = [
+        nv12("camera", AccessorKind::Camera, 64, 64),
+        nv12("display", AccessorKind::Display, 256, 4096),
+    ];
+    c.bench_function("rust: reconcile 2 NV12 1920x1080", |b| {
+        b.iter(|| reconcile(black_box(&two)).expect("reconciles"))
+    });
+    // Reconcile: C (the result is a handle, freed each time as a C caller would).
+    let mut m = std::ptr::null_mut();
+    assert_eq!(unsafe { attr::ub_module_open(&mut m) }, UB_SUCCESS);
+    let cl = unsafe {
+        [
+            c_nv12(m, "camera", UB_ACCESSOR_CAMERA as u32, 64, 64).cast_const(),
+            c_nv12(m, "display", UB_ACCESSOR_DISPLAY as u32, 256, 4096).cast_const(),
+        ]
+    };
+    c.bench_function("c: ub_attr_list_reconcile 2 NV12 1920x1080 + free", |b| {
+        b.iter(|| unsafe {
+            let mut r = std::ptr::null_mut();
+            let st = attr::ub_attr_list_reconcile(
+                black_box(cl.as_ptr()),
+                2,
+                &mut r,
+                std::ptr::null_mut(),
+            );
+            assert_eq!(st, UB_SUCCESS);
+            attr::ub_attr_list_free(r)
+        })
+    });
+
+    // Object export + import over a socketpair (memfd: a CPU accessor).
+    let mut l = AttrList::raw(1 << 16).expect("list");
+    l.set_accessor_kind(AccessorKind::Cpu).expect("kind");
+    let r = Arc::new(reconcile([&l]).expect("reconciles"));
+    let obj = Object::allocate(&r).expect("allocates");
+    let (mut a, mut bb) = Endpoint::pair().expect("pair");
+    c.bench_function("rust: object export + import (memfd)", |b| {
+        b.iter(|| {
+            a.export_object(&obj, Permission::ReadOnly).expect("export");
+            bb.import_object(Requested::ReadOnly, None).expect("import")
+        })
+    });
+    let mut ea = std::ptr::null_mut();
+    let mut eb = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { ipc::ub_endpoint_pair(&mut ea, &mut eb) },
+        UB_SUCCESS
+    );
+    let rl = unsafe {
+        let types = UB_TYPE_RAW as u8;
+        let size = 1u64 << 16;
+        let kind = UB_ACCESSOR_CPU as u32;
+        let mut l = std::ptr::null_mut();
+        assert_eq!(attr::ub_attr_list_create(m, &mut l), UB_SUCCESS);
+        let pairs = [
+            ub_attr_kv {
+                key: UB_KEY_TYPES as u32,
+                value: (&types as *const u8).cast(),
+                len: 1,
+            },
+            ub_attr_kv {
+                key: UB_KEY_RAW_SIZE as u32,
+                value: (&size as *const u64).cast(),
+                len: 8,
+            },
+            ub_attr_kv {
+                key: UB_KEY_ACCESSOR_KIND as u32,
+                value: (&kind as *const u32).cast(),
+                len: 4,
+            },
+        ];
+        assert_eq!(
+            attr::ub_attr_list_set_attrs(l, pairs.as_ptr(), 3),
+            UB_SUCCESS
+        );
+        let mut rec = std::ptr::null_mut();
+        let ls = [l.cast_const()];
+        assert_eq!(
+            attr::ub_attr_list_reconcile(ls.as_ptr(), 1, &mut rec, std::ptr::null_mut()),
+            UB_SUCCESS
+        );
+        rec
+    };
+    let mut cobj = std::ptr::null_mut();
+    assert_eq!(unsafe { object::ub_obj_alloc(rl, &mut cobj) }, UB_SUCCESS);
+    c.bench_function(
+        "c: ub_ipc_export_obj + ub_ipc_import_obj + ub_obj_free (memfd)",
+        |b| {
+            b.iter(|| unsafe {
+                assert_eq!(
+                    ipc::ub_ipc_export_obj(ea, cobj, UB_PERM_READ_ONLY as u32),
+                    UB_SUCCESS
+                );
+                let mut o = std::ptr::null_mut();
+                let st = ipc::ub_ipc_import_obj(
+                    eb,
+                    UB_PERM_READ_ONLY as u32,
+                    std::ptr::null(),
+                    0,
+                    ipc::UB_TIMEOUT_INFINITE,
+                    &mut o,
+                );
+                assert_eq!(st, UB_SUCCESS);
+                object::ub_obj_free(o)
+            })
+        },
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);
