@@ -11,6 +11,7 @@
 
 pub mod attr;
 pub mod backend;
+pub mod devices;
 pub mod error;
 pub mod interop;
 pub mod ipc;
