@@ -13,6 +13,7 @@ pub mod attr;
 pub mod backend;
 pub mod devices;
 pub mod error;
+pub mod inspect;
 pub mod interop;
 pub mod ipc;
 pub mod layout;
