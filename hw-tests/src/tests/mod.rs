@@ -7,6 +7,7 @@ mod conformance;
 mod drm;
 mod env;
 mod ipc;
+mod udev;
 mod v4l2;
 mod vfio;
 
@@ -20,5 +21,6 @@ pub fn all() -> Vec<Test> {
     v.extend(v4l2::tests());
     v.extend(drm::tests());
     v.extend(vfio::tests());
+    v.extend(udev::tests());
     v
 }
