@@ -12,7 +12,7 @@ use unibuf::devices::{self, Device, DeviceKind};
 /// The commands that install the rules and the group (docs/permissions.md says the same).
 pub const RULES_FIX: &str = "sudo groupadd --system unibuf; \
 sudo install -m 0644 udev-rules/60-unibuf.rules /etc/udev/rules.d/; \
-sudo udevadm control --reload; \
+sudo udevadm control --reload-rules; \
 sudo udevadm trigger --action=add --subsystem-match=dma_heap --subsystem-match=misc \
 --subsystem-match=vfio --subsystem-match=vfio-dev; \
 sudo usermod -aG unibuf \"$USER\" (then log in again)";
