@@ -23,7 +23,7 @@ fi
 # A library and everything it needs, at the same path inside the stage.
 copy_with_libs() {
     local f=$1 lib
-    for lib in $(ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\s*\/[^ ]*ld-linux/ {print $1}'); do
+    for lib in $(ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}'); do
         [ -e "$stage$lib" ] && continue
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"

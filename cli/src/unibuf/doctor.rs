@@ -132,6 +132,9 @@ fn drm_card(d: &Device) -> Value {
         }
         Ok(card) => {
             v["driver"] = json!(card.driver());
+            // Primary planes are only listed to clients with universal planes (atomic) on;
+            // render-only drivers refuse the caps, which is fine.
+            let _ = card.enable_atomic();
             match card.planes() {
                 Ok(planes) if !planes.is_empty() => {
                     v["kms"] = json!(true);

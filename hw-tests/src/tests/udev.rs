@@ -716,7 +716,8 @@ fn inspect_diff() -> anyhow::Result<Outcome> {
     let (cmd_r, cmd_w) = rustix::pipe::pipe()?;
     let (ack_r, ack_w) = rustix::pipe::pipe()?;
     let child = hold_child(move || {
-        let _kept = Object::allocate(&kept_list).ok();
+        // Held for the child's life (hold_child never returns from it).
+        std::mem::forget(Object::allocate(&kept_list).ok());
         let mut b = [0u8; 1];
         let _ = rustix::io::write(&ack_w, b"k");
         let _ = rustix::io::read(&cmd_r, &mut b);
