@@ -11,8 +11,10 @@
 
 pub mod attr;
 pub mod backend;
+pub mod devices;
 pub mod error;
 pub mod fd;
+pub mod inspect;
 pub mod interop;
 pub mod ipc;
 pub mod layout;

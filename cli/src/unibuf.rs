@@ -10,6 +10,17 @@
 //!   allocating. Exit 0 when it can, 3 when it cannot, 1 on a conflict, 2 on unusable input.
 //! - `unibuf dump FILE`: prints one list (text, or `--json`).
 //! - `unibuf formats`: prints the format table.
+//! - `unibuf doctor`, `inspect`, `heaps`, `bench`, `monitor`: the machine's devices, the dma-bufs
+//!   processes hold, heap tests, allocation latency, hotplug (see docs/cli.md for exit codes).
+
+#[path = "unibuf/doctor.rs"]
+mod doctor;
+#[path = "unibuf/heaps.rs"]
+mod heaps;
+#[path = "unibuf/inspect.rs"]
+mod inspect;
+#[path = "unibuf/monitor.rs"]
+mod monitor;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -63,6 +74,64 @@ enum Cmd {
     },
     /// Print the pixel format table.
     Formats,
+    /// What this machine offers and lacks for unibuf, and what to do (exit 1: no dma-buf
+    /// provider usable for a device buffer).
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every dma-buf held by processes (fds and mappings), grouped by buffer, with totals.
+    Inspect {
+        /// Print JSON (a snapshot that `--diff` reads back).
+        #[arg(long)]
+        json: bool,
+        /// Every process (the default when no PID is given).
+        #[arg(long)]
+        all: bool,
+        /// Compare with a snapshot saved by `inspect --json`: name the buffers that appeared
+        /// since and are still held (exit 1 when there are any).
+        #[arg(long, value_name = "SNAPSHOT.json")]
+        diff: Option<PathBuf>,
+        /// Only these processes.
+        pids: Vec<u32>,
+    },
+    /// List the DMA-BUF heaps and allocate-test each (exit 1 when a usable heap fails).
+    Heaps {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Bytes each test allocates.
+        #[arg(long, default_value_t = 1 << 20)]
+        size: u64,
+    },
+    /// Allocation latency (p50/p99) per usable backend and size on this machine.
+    Bench {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Allocations per backend and size.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+        /// Sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_values_t = [4096u64, 65536, 1 << 20, 8 << 20])]
+        sizes: Vec<u64>,
+    },
+    /// Report heaps, udmabuf, DRM, V4L2 and VFIO devices appearing and leaving.
+    Monitor {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events (exit 0).
+        #[arg(long)]
+        count: Option<u32>,
+        /// Give up after this many seconds (exit 1).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// The kernel's uevent socket even where udev is available.
+        #[arg(long)]
+        kernel: bool,
+    },
 }
 
 /// Loads every list; a file with no key at all is unusable input, not an accessor that
@@ -188,6 +257,41 @@ fn run() -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Cmd::Doctor { json } => {
+            let d = doctor::collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", doctor::render(&d));
+            }
+            Ok(ExitCode::from(u8::from(
+                d["choice"]["cpu_and_device"]["backend"].is_null(),
+            )))
+        }
+        Cmd::Inspect {
+            json,
+            all,
+            diff,
+            pids,
+        } => {
+            if all && !pids.is_empty() {
+                eprintln!("unibuf: inspect: give PIDs or --all, not both");
+                return Ok(ExitCode::from(2));
+            }
+            inspect::run(&pids, json, diff.as_deref())
+        }
+        Cmd::Heaps { json, size } => heaps::heaps(json, size),
+        Cmd::Bench {
+            json,
+            iterations,
+            sizes,
+        } => heaps::bench(json, &sizes, iterations),
+        Cmd::Monitor {
+            json,
+            count,
+            timeout,
+            kernel,
+        } => monitor::run(json, count, timeout, kernel),
         Cmd::Formats => {
             println!(
                 "{:<12} {:<22} {:<22} planes (bpp/hsub/vsub/channels)",

@@ -13,6 +13,11 @@ cp /bin/busybox "$stage/bin/busybox"
 cp "$here/init" "$stage/init"
 chmod 755 "$stage/init"
 for b in "$@"; do cp "$b" "$stage/bin/"; done
+# A real udevd (and dynamically linked tools such as the unibuf CLI) when asked: scripts/vm/udev.sh.
+if [ "${UNIBUF_VM_UDEV:-0}" = 1 ]; then
+    # shellcheck disable=SC2086
+    "$here/udev.sh" "$stage" ${UNIBUF_VM_DYN_BINS:-}
+fi
 [ -x "$stage/bin/$bin" ] || { echo "initramfs: no executable $bin among: $*" >&2; exit 1; }
 if [ "$mods" != - ]; then
     cp "$mods"/*.ko "$stage/lib/modules/" 2>/dev/null || true

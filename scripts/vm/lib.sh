@@ -25,7 +25,7 @@ as_root() {
 # Installs the Debian packages the harness needs, once (dpkg -s tells what is there already).
 install_host_deps() {
     local want=(qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev xz-utils zstd
-        kmod build-essential ca-certificates)
+        kmod build-essential ca-certificates libudev-dev pkg-config)
     local missing=()
     local p
     for p in "${want[@]}"; do

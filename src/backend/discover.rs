@@ -1,8 +1,8 @@
 //! Discovery of memory backends: what exists on this machine, what this process can open, and why
 //! not.
 //!
-//! Devices are found through devfs (`/dev/dma_heap/*`, `/dev/udmabuf`, `/dev/dri/card*`) with
-//! sysfs hints (`/sys/kernel/mm/cma/<name>` marks a heap as a CMA area). Nothing here depends on
+//! Devices are found through [`crate::devices`] (udev, or the sysfs scan) and devfs
+//! (`/dev/dma_heap/*`, `/dev/udmabuf`, `/dev/dri/card*`), with sysfs hints (`/sys/kernel/mm/cma/<name>` marks a heap as a CMA area). Nothing here depends on
 //! fixed names beyond the directories: a CMA heap is recognised under any of the names kernels
 //! give it (`linux,cma`, `reserved`, `default-pool`, `default_cma_region`, or any name that
 //! `/sys/kernel/mm/cma` lists).
@@ -235,7 +235,7 @@ impl Backends {
             Path::new(sys::udmabuf::UDMABUF_DEV),
             Path::new(sys::drm::DRM_DEV_DIR),
             Path::new(CMA_SYSFS_DIR),
-            Some((Path::new(HEAP_CLASS_DIR), Path::new(DRM_CLASS_DIR))),
+            true,
         )
     }
 
@@ -246,7 +246,7 @@ impl Backends {
         dri_dir: &Path,
         cma_dir: &Path,
     ) -> Backends {
-        Backends::discover_with(heap_dir, udmabuf, dri_dir, cma_dir, None)
+        Backends::discover_with(heap_dir, udmabuf, dri_dir, cma_dir, false)
     }
 
     fn discover_with(
@@ -254,14 +254,31 @@ impl Backends {
         udmabuf: &Path,
         dri_dir: &Path,
         cma_dir: &Path,
-        sysfs: Option<(&Path, &Path)>,
+        enumerate: bool,
     ) -> Backends {
+        // Device discovery (udev, or sysfs, both world-readable) finds a heap or a card, and so
+        // its EACCES, also when /dev/dma_heap or /dev/dri itself cannot be listed.
+        let (heaps, cards) = if enumerate {
+            let all = crate::devices::enumerate();
+            let of = |k: crate::devices::DeviceKind| -> Vec<String> {
+                all.iter()
+                    .filter(|d| d.kind == k)
+                    .map(|d| d.sysname.clone())
+                    .collect()
+            };
+            (
+                Some(of(crate::devices::DeviceKind::DmaHeap)),
+                Some(of(crate::devices::DeviceKind::DrmCard)),
+            )
+        } else {
+            (None, None)
+        };
         Backends::from_discovery(Discovery {
-            heaps: discover_heaps(heap_dir, cma_dir, sysfs.map(|s| s.0)),
+            heaps: discover_heaps(heap_dir, cma_dir, heaps.as_deref()),
             heap_dir: list_access(heap_dir),
             dri_dir: list_access(dri_dir),
             udmabuf: discover_udmabuf(udmabuf),
-            drm: discover_drm(dri_dir, sysfs.map(|s| s.1)),
+            drm: discover_drm(dri_dir, cards.as_deref()),
             memfd: probe_memfd(),
         })
     }
@@ -457,13 +474,13 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// Heap names: the nodes in `dir`, plus the heaps sysfs lists in `class_dir`
 /// (`/sys/class/dma_heap`, world-readable), so a heap is found, and its `EACCES` reported, also
 /// when `/dev/dma_heap` itself cannot be listed.
-fn discover_heaps(dir: &Path, cma_dir: &Path, class_dir: Option<&Path>) -> Vec<HeapInfo> {
+fn discover_heaps(dir: &Path, cma_dir: &Path, known: Option<&[String]>) -> Vec<HeapInfo> {
     let mut names = names_in(dir);
-    if let Some(c) = class_dir {
-        names.extend(names_in(c));
+    if let Some(k) = known {
+        names.extend(k.iter().cloned());
     }
     names.retain(|n| !n.contains('/') && n != "." && n != "..");
-    names.sort();
+    names.sort_by_key(|n| crate::devices::natural_key(n));
     names.dedup();
     names
         .into_iter()
@@ -504,14 +521,15 @@ fn is_card_name(n: &str) -> bool {
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Card nodes in `dir`, plus those sysfs lists in `class_dir` (`/sys/class/drm`).
-fn discover_drm(dir: &Path, class_dir: Option<&Path>) -> Vec<DrmInfo> {
+/// Card nodes in `dir`, plus those device discovery knows (udev or `/sys/class/drm`), in the
+/// one order of [`crate::devices::sort`].
+fn discover_drm(dir: &Path, known: Option<&[String]>) -> Vec<DrmInfo> {
     let mut names = names_in(dir);
-    if let Some(c) = class_dir {
-        names.extend(names_in(c));
+    if let Some(k) = known {
+        names.extend(k.iter().cloned());
     }
     names.retain(|n| is_card_name(n));
-    names.sort_by_key(|n| n[4..].parse::<u32>().unwrap_or(u32::MAX));
+    names.sort_by_key(|n| crate::devices::natural_key(n));
     names.dedup();
     names.into_iter().map(|n| probe_drm(&dir.join(n))).collect()
 }

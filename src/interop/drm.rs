@@ -320,20 +320,12 @@ impl Card {
         Ok(card)
     }
 
-    /// The first `/dev/dri/card*` whose driver is `driver` (`"vkms"`).
+    /// The first card node whose driver is `driver` (`"vkms"`), in the order of
+    /// [`crate::devices::sort`] (`card2` before `card10`).
     pub fn find(driver: &str) -> Option<PathBuf> {
-        let mut cards: Vec<PathBuf> = std::fs::read_dir("/dev/dri")
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("card"))
-            })
-            .collect();
-        cards.sort();
-        cards
+        crate::devices::enumerate_kind(crate::devices::DeviceKind::DrmCard)
             .into_iter()
+            .map(|d| d.devnode)
             .find(|p| Card::open(p).is_ok_and(|c| c.driver == driver))
     }
 

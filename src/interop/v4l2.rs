@@ -203,31 +203,16 @@ impl VideoNode {
         })
     }
 
-    /// Capture nodes under `/dev` whose driver name is `driver` (any driver when `None`), sorted.
+    /// Capture nodes whose driver name is `driver` (any driver when `None`), in the order of
+    /// [`crate::devices::sort`] (`video2` before `video10`), found by [`crate::devices`].
     pub fn find(driver: Option<&str>) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir("/dev") {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if !n.starts_with("video") {
-                    continue;
-                }
-                if let Ok(node) = VideoNode::open(e.path()) {
-                    if driver.is_none_or(|d| node.driver() == d) {
-                        out.push(e.path());
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|p| {
-            let s = p.to_string_lossy().into_owned();
-            let num: u32 = s
-                .trim_start_matches("/dev/video")
-                .parse()
-                .unwrap_or(u32::MAX);
-            num
-        });
-        out
+        crate::devices::enumerate_kind(crate::devices::DeviceKind::Video)
+            .into_iter()
+            .map(|d| d.devnode)
+            .filter(|p| {
+                VideoNode::open(p).is_ok_and(|node| driver.is_none_or(|d| node.driver() == d))
+            })
+            .collect()
     }
 
     /// The node's path.

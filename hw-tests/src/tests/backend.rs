@@ -692,7 +692,9 @@ fn eacces_names_udev_rules() -> anyhow::Result<Outcome> {
         }
     }
     root_only.push("/dev/udmabuf".into());
-    root_only.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o066 == 0));
+    // Nodes nobody may open: root-only (the kernel's 0600), or root:unibuf 0660 once udevd ran
+    // udev-rules/60-unibuf.rules (nobody is not in the group).
+    root_only.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o006 == 0));
     if root_only.is_empty() {
         return skip("no root-only heap or udmabuf node (udev rules installed, or none present)");
     }

@@ -200,32 +200,16 @@ impl AsFd for DrmCard {
 impl drm::Device for DrmCard {}
 impl drm::control::Device for DrmCard {}
 
-/// Every DRM primary node listed in `/sys/class/drm` (entries `cardN` without a connector suffix),
-/// opened, with its driver name; nodes that cannot be opened are left out.
+/// Every DRM primary node that unibuf's device discovery finds (udev or sysfs, in its one
+/// order), opened, with its driver name; nodes that cannot be opened are left out.
 pub fn drm_cards() -> Vec<DrmCard> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/drm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| {
-                    n.strip_prefix("card")
-                        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
     let mut cards = Vec::new();
-    for n in names {
-        let Ok(dev) = std::fs::read_to_string(format!("/sys/class/drm/{n}/dev")) else {
+    for d in unibuf::devices::enumerate_kind(unibuf::devices::DeviceKind::DrmCard) {
+        let Ok(fd) = open_rw(&d.devnode) else {
             continue;
         };
-        let Some(path) = dev_node_for(&format!("dri/{n}"), dev.trim()) else {
-            continue;
-        };
-        let Ok(fd) = open_rw(&path) else { continue };
         let mut card = DrmCard {
-            path,
+            path: d.devnode,
             driver: String::new(),
             fd,
         };

@@ -10,6 +10,7 @@ mod env;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod ipc;
+mod udev;
 mod v4l2;
 mod vfio;
 
@@ -26,5 +27,6 @@ pub fn all() -> Vec<Test> {
     #[cfg(feature = "gpu")]
     v.extend(gpu::tests());
     v.extend(capi::tests());
+    v.extend(udev::tests());
     v
 }
