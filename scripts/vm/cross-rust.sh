@@ -5,7 +5,7 @@
 # the std source in rustup's nightly instead):
 #   PATH=DIR/bin:$PATH RUSTC=DIR/bin/rustc DIR/bin/cargo build -Zbuild-std=std,panic_abort \
 #       --target aarch64-unknown-linux-gnu ...
-# (scripts/hw-test does; hw-tests/README.md shows the full command).
+# (scripts/build-aarch64 does, for scripts/hw-test and for boards).
 #
 # How: the machine's nightly rustc (rustup's `nightly`, needed for -Zbuild-std) compiles the
 # standard library from source, taken from Debian sid's `rust-src` (rustup's own rust-src

@@ -23,14 +23,17 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Installs the Debian packages the harness needs, plus any given as arguments, once (dpkg -s tells
-# what is there already).
+# Installs the Debian packages the harness needs, plus any given as arguments.
 install_host_deps() {
-    local want=(qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev xz-utils zstd
-        kmod build-essential ca-certificates "$@")
+    install_pkgs qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev xz-utils zstd \
+        kmod build-essential ca-certificates "$@"
+}
+
+# Installs the given Debian packages that are not installed yet (dpkg -s tells), with apt-get.
+install_pkgs() {
     local missing=()
     local p
-    for p in "${want[@]}"; do
+    for p in "$@"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     [ "${#missing[@]}" = 0 ] && return 0
