@@ -2,6 +2,7 @@
 # Builds an initramfs (uncompressed newc cpio, which every kernel accepts).
 # Usage: initramfs.sh OUT.cpio KERNEL_NAME TEST_BIN "TEST_ARGS" MODULES_DIR|- BIN...
 #   BIN... are the static executables to put into /bin (the first one named TEST_BIN runs).
+# BUSYBOX: the static busybox of the VM's architecture (default /bin/busybox, the host's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1 kname=$2 bin=$3 args=$4 mods=$5
@@ -9,7 +10,7 @@ shift 5
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules,usr/bin,usr/sbin}
-cp /bin/busybox "$stage/bin/busybox"
+cp "${BUSYBOX:-/bin/busybox}" "$stage/bin/busybox"
 cp "$here/init" "$stage/init"
 chmod 755 "$stage/init"
 for b in "$@"; do cp "$b" "$stage/bin/"; done

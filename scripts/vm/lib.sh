@@ -9,6 +9,7 @@
 #   kernels/debian-6.12-V/, kernels/debian-6.1-V/
 #                       vmlinuz + modules/ (decompressed .ko, only what the tests need and their
 #                       dependencies) + modules/load-order (insmod order)
+#   cross/rust-C-V/     the aarch64 cross toolchain (scripts/vm/cross-rust.sh); cross/busybox-arm64-V/
 #   runs/DATE.XXXX/     one directory per run (initramfs, serial logs); runs/latest links the last one
 
 CACHE="${UNIBUF_CACHE:-$HOME/.cache/unibuf}"
@@ -22,13 +23,17 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Installs the Debian packages the harness needs, once (dpkg -s tells what is there already).
+# Installs the Debian packages the harness needs, plus any given as arguments.
 install_host_deps() {
-    local want=(qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev xz-utils zstd
-        kmod build-essential ca-certificates libudev-dev pkg-config)
+    install_pkgs qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev xz-utils zstd \
+        kmod build-essential ca-certificates libudev-dev pkg-config "$@"
+}
+
+# Installs the given Debian packages that are not installed yet (dpkg -s tells), with apt-get.
+install_pkgs() {
     local missing=()
     local p
-    for p in "${want[@]}"; do
+    for p in "$@"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     [ "${#missing[@]}" = 0 ] && return 0
@@ -46,6 +51,8 @@ suite_apt_opts() {
     printf '%s\n' -o "Dir::Etc::SourceList=$d/sources.list" -o "Dir::Etc::SourceParts=/dev/null" \
         -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" \
         -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root"
+    # SUITE-arm64: the same suite's arm64 packages only (kernels, cross libraries).
+    case "$1" in *-arm64) printf '%s\n' -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64" ;; esac
 }
 
 # The URI of the machine's own Debian mirror (deb822 or one-line sources), else deb.debian.org;
@@ -67,18 +74,22 @@ debian_mirror() {
 }
 
 # Sets up (refreshed once a day at most) the private lists of SUITE: trixie (main suite only, so
-# linux-source-6.12 changes with point releases, not with every security upload) or bookworm
-# (with -updates and -security: its 6.1 kernels live there).
+# linux-source-6.12 changes with point releases, not with every security upload), trixie-arm64
+# (the same for arm64), sid (7.2), or bookworm / bullseye (with -updates and -security: their
+# 6.1 / 5.10 kernels live there).
 suite_update() {
     local suite=$1 d want key="signed-by=/usr/share/keyrings/debian-archive-keyring.gpg"
     d=$(suite_dir "$suite")
     mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
     case "$suite" in
         trixie) want="deb [$key] $(debian_mirror) trixie main" ;;
-        bookworm)
-            want="deb [$key] $(debian_mirror) bookworm main
-deb [$key] $(debian_mirror) bookworm-updates main
-deb [$key] $(debian_mirror security) bookworm-security main" ;;
+        trixie-arm64) want="deb [arch=arm64 $key] $(debian_mirror) trixie main" ;;
+        # sid: linux-source-7.2, the stock 7.2 kernel, rust-src (the aarch64 cross std).
+        sid) want="deb [$key] $(debian_mirror) sid main" ;;
+        bookworm | bullseye)
+            want="deb [$key] $(debian_mirror) $suite main
+deb [$key] $(debian_mirror) $suite-updates main
+deb [$key] $(debian_mirror security) $suite-security main" ;;
         *) die "unknown suite $suite" ;;
     esac
     if [ -f "$d/sources.list" ] && [ "$(cat "$d/sources.list")" = "$want" ] &&
@@ -113,17 +124,19 @@ resolve_image_pkg() {
 
 # Downloads a package into $CACHE/debs (once) and prints the .deb path.
 download_deb() {
-    local suite=$1 pkg=$2 ver deb
+    local suite=$1 pkg=$2 ver deb pat
     ver=$(pkg_version "$suite" "$pkg")
     [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "package $pkg not found in $suite"
     mkdir -p "$CACHE/debs"
-    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_$(echo "$ver" | sed 's/^[0-9]*://')_*.deb" | head -1)
+    # apt-get download writes an epoch as `E%3a` in the file name.
+    pat="${pkg}_$(echo "$ver" | sed 's/^\([0-9]*\):/\1%3a/')_*.deb"
+    deb=$(find "$CACHE/debs" -maxdepth 1 -name "$pat" | head -1)
     if [ -z "$deb" ]; then
         log "downloading $pkg $ver ($suite)"
         # shellcheck disable=SC2046
         (cd "$CACHE/debs" && apt-get $(suite_apt_opts "$suite") download -q "$pkg=$ver" >&2) ||
             die "download of $pkg failed"
-        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_$(echo "$ver" | sed 's/^[0-9]*://')_*.deb" | head -1)
+        deb=$(find "$CACHE/debs" -maxdepth 1 -name "$pat" | head -1)
     fi
     [ -n "$deb" ] || die "downloaded $pkg but cannot find its .deb"
     echo "$deb"
@@ -136,4 +149,24 @@ lock_cache() {
         log "waiting for another hw-test run to finish fetching/building kernels"
         flock 9
     fi
+}
+
+# The aarch64 VMs' busybox: trixie's busybox-static for arm64, unpacked once into
+# $CACHE/cross/busybox-arm64-V/. Prints its path.
+arm64_busybox() {
+    local ver d deb
+    suite_update trixie-arm64
+    ver=$(pkg_version trixie-arm64 busybox-static)
+    [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "busybox-static not found in trixie (arm64)"
+    d="$CACHE/cross/busybox-arm64-${ver#*:}"
+    if [ ! -x "$d/busybox" ]; then
+        deb=$(download_deb trixie-arm64 busybox-static)
+        rm -rf "$d.tmp"
+        mkdir -p "$d.tmp"
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$d.tmp" --wildcards '*bin/busybox'
+        find "$d.tmp" -name busybox -type f -exec mv {} "$d.tmp/busybox" \;
+        rm -rf "$d"
+        mv "$d.tmp" "$d"
+    fi
+    echo "$d/busybox"
 }

@@ -50,6 +50,27 @@ HWTEST SKIP something::new why
 HWTEST-SUMMARY 0 passed, 0 failed, 1 skipped
 HWTEST-END rc=0
 EOF2
+case_ unexpected-skip-on-custom-7.2 custom-7.2 1 "1 passed, 1 failed, 0 skipped" <<'EOF2'
+HWTEST-BEGIN kernel=custom-7.2 release=7.2.13 bin=hw-tests
+HWTEST PASS env::a
+HWTEST SKIP env::cma_heap no CMA heap
+HWTEST-SUMMARY 1 passed, 0 failed, 1 skipped
+HWTEST-END rc=0
+EOF2
+case_ unexpected-skip-on-custom-arm64 custom-arm64 1 "1 passed, 1 failed, 0 skipped" <<'EOF2'
+HWTEST-BEGIN kernel=custom-arm64 release=6.12.117 bin=hw-tests
+HWTEST PASS env::a
+HWTEST SKIP vfio::edu_type1_rw_ro no IOMMU group
+HWTEST-SUMMARY 1 passed, 0 failed, 1 skipped
+HWTEST-END rc=0
+EOF2
+case_ expected-skip-on-5.10 debian-5.10 0 "1 passed, 0 failed, 1 skipped" <<'EOF2'
+HWTEST-BEGIN kernel=debian-5.10 release=5.10.0 bin=hw-tests
+HWTEST PASS env::drm_vgem
+HWTEST SKIP env::udmabuf none
+HWTEST-SUMMARY 1 passed, 0 failed, 1 skipped
+HWTEST-END rc=0
+EOF2
 case_ failure custom 1 "1 passed, 1 failed, 0 skipped" <<'EOF2'
 HWTEST-BEGIN kernel=custom release=6.12.107 bin=hw-tests
 HWTEST PASS env::a

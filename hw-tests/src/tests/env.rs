@@ -77,8 +77,9 @@ pub enum Feature {
     VfioEdu,
 }
 
-/// Which kernel the tests run on: `UNIBUF_HW_KERNEL` (set by scripts/hw-test's VM init to
-/// `custom`, `debian-6.12` or `debian-6.1`); `None` on a board.
+/// Which kernel the tests run on: `UNIBUF_HW_KERNEL` (set by scripts/hw-test's VM init to the
+/// kernel's name: `custom`, `custom-7.2`, `custom-arm64`, `debian-5.10`, `debian-6.1`,
+/// `debian-6.12`, `debian-7.2`, `debian-arm64`); `None` on a board.
 pub fn kernel() -> Option<String> {
     std::env::var("UNIBUF_HW_KERNEL")
         .ok()
@@ -91,9 +92,11 @@ pub fn known_to_have(f: Feature) -> Option<bool> {
     use Feature::*;
     let k = kernel()?;
     Some(match k.as_str() {
-        "custom" => true,
-        "debian-6.12" => !matches!(f, CmaHeap | VkmsWriteback),
-        "debian-6.1" => matches!(f, Vivid | Vgem | VfioEdu),
+        // custom, custom-7.2, custom-arm64: every device.
+        k if k.starts_with("custom") => true,
+        "debian-6.12" | "debian-7.2" => !matches!(f, CmaHeap | VkmsWriteback),
+        "debian-6.1" | "debian-5.10" => matches!(f, Vivid | Vgem | VfioEdu),
+        "debian-arm64" => matches!(f, Udmabuf | Vivid | Vgem | VfioEdu),
         _ => return None,
     })
 }

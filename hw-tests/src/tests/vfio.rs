@@ -1,6 +1,7 @@
-//! Hardware tests: vfio. QEMU's `edu` device behind intel-iommu, driven through VFIO (type1
-//! container and iommufd cdev), DMA-ing into and out of unibuf buffers mapped with their
-//! permission; a DMA write into a read-only mapping must leave the buffer unchanged.
+//! Hardware tests: vfio. QEMU's `edu` device behind the VM's IOMMU (intel-iommu on x86_64,
+//! SMMUv3 on aarch64), driven through VFIO (type1 container and iommufd cdev), DMA-ing into and
+//! out of unibuf buffers mapped with their permission; a DMA write into a read-only mapping must
+//! leave the buffer unchanged.
 
 use crate::harness::{self, Outcome, Test};
 use anyhow::{bail, Context};
@@ -45,9 +46,7 @@ fn edu_bdf() -> anyhow::Result<Result<String, String>> {
         ));
     };
     if ivfio::iommu_group(&bdf).is_none() {
-        return Ok(Err(format!(
-            "{bdf} has no IOMMU group (no intel-iommu, or intel_iommu=off)"
-        )));
+        return Ok(Err(format!("{bdf} has no IOMMU group ({NO_IOMMU})")));
     }
     match ivfio::bind_vfio_pci(&bdf) {
         Ok(()) => Ok(Ok(bdf)),
@@ -87,6 +86,20 @@ pub fn kmsg_lines(fd: &OwnedFd) -> Vec<String> {
 }
 
 const T: Duration = Duration::from_secs(10);
+
+/// Why a device has no IOMMU group, by architecture.
+#[cfg(not(target_arch = "aarch64"))]
+const NO_IOMMU: &str = "no intel-iommu, or intel_iommu=off";
+#[cfg(target_arch = "aarch64")]
+const NO_IOMMU: &str = "no SMMU (CONFIG_ARM_SMMU_V3, qemu -machine virt,iommu=smmuv3)";
+
+/// How the kernel reports a refused DMA: the line to wait for, and a word of any related line.
+/// intel-iommu: `DMAR: [DMA Write ...] Request device [00:03.0] fault addr 0x300000 [fault
+/// reason 0x05] PTE Write access is not set`; arm-smmu-v3: `event 0x10 received:` (F_PERMISSION).
+#[cfg(not(target_arch = "aarch64"))]
+const IOMMU_FAULT: (&str, &str) = ("fault addr", "DMAR");
+#[cfg(target_arch = "aarch64")]
+const IOMMU_FAULT: (&str, &str) = ("event 0x", "arm-smmu");
 
 /// One test buffer: a unibuf object reconciled from the edu's VFIO list and a CPU list. Both
 /// map memory rather than import a dma-buf, so unibuf makes it udmabuf (memfd-backed) where the
@@ -190,24 +203,23 @@ fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
     // QEMU's model refuse the write without a report).
     let kmsg = kmsg_open();
     edu.dma(EduDirection::DeviceToRam, m_ro.iova(), 0, n as u64, T)?;
-    // The fault reaches the kernel log through the DMAR fault interrupt, a little after the
+    // The fault reaches the kernel log through the IOMMU's fault interrupt, a little after the
     // transfer: look for it for up to a second. The unchanged bytes are the proof either way.
     let mut lines = Vec::new();
     if let Some(k) = kmsg.as_ref() {
         for _ in 0..20 {
             lines.extend(kmsg_lines(k));
-            if lines.iter().any(|l| l.contains("fault addr")) {
+            if lines.iter().any(|l| l.contains(IOMMU_FAULT.0)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    // The line with the request and the reason ("[DMA Write ...] Request device [00:03.0] fault
-    // addr 0x300000 [fault reason 0x05] PTE Write access is not set"), else any DMAR line.
+    // The line with the request and the reason (IOMMU_FAULT), else any line of that IOMMU.
     let fault = lines
         .iter()
-        .find(|l| l.contains("fault addr"))
-        .or_else(|| lines.iter().find(|l| l.contains("DMAR")))
+        .find(|l| l.contains(IOMMU_FAULT.0))
+        .or_else(|| lines.iter().find(|l| l.contains(IOMMU_FAULT.1)))
         .map(|l| l.split('\n').next().unwrap_or(l).to_string());
     let changed = ro.read()?[..n].iter().filter(|&&b| b != 0x5a).count();
     if changed != 0 {
@@ -247,7 +259,7 @@ fn run_edu(dev: VfioDevice) -> anyhow::Result<Outcome> {
     harness::pass(format!(
         "{iface:?}, {} buffers: RAM->edu->RAM {n} bytes verified; RO mapping readable, DMA write left it unchanged; {pfnmap}; kernel log: {}",
         src.what(),
-        fault.unwrap_or_else(|| "no DMAR fault line".into())
+        fault.unwrap_or_else(|| format!("no {} fault line", IOMMU_FAULT.1))
     ))
 }
 
