@@ -815,15 +815,17 @@ impl Vulkan {
     }
 
     /// The constraints this GPU puts on a buffer of `format` (`None`: a raw buffer) it imports:
-    /// its UUID, the base alignment (a page, `minImportedHostPointerAlignment`, the driver's
-    /// plane-offset and memory alignment) and the derived linear pitch alignment.
+    /// its UUID, the base alignment (a page and `minImportedHostPointerAlignment`: the start of
+    /// the imported memory) and the derived linear pitch alignment. The driver's memory
+    /// alignment (`VkMemoryRequirements::alignment`) constrains where an image is bound inside
+    /// that memory, and unibuf binds at offset 0; its plane-offset alignment is a per-plane
+    /// alignment, which [`Vulkan::fill`] states as `image.plane_base_align`.
     pub fn constraints(&self, format: Option<PixelFormat>) -> Result<GpuConstraints> {
         let page = rustix::param::page_size() as u64;
-        let mut base = page.max(self.caps.min_imported_host_pointer_alignment);
+        let base = page.max(self.caps.min_imported_host_pointer_alignment);
         let mut pitch = 1u64;
         if let Some(f) = format {
             let pa = self.linear_pitch_alignment(f)?;
-            base = base.max(pa.plane_offset_alignment).max(pa.memory_alignment);
             pitch = pa.alignment;
         }
         let pitch = u32::try_from(pitch).map_err(|_| {
@@ -863,6 +865,15 @@ impl Vulkan {
             list.get(Key::ImageHeight),
         ) {
             let (w, h) = (*w, *h);
+            // Planes after the first start where the driver puts them: on its plane-offset
+            // alignment (64 KiB for NV12 on the H200), measured from the buffer's start.
+            let planes = f.planes().len();
+            if planes > 1 {
+                let poa = self.linear_pitch_alignment(f)?.plane_offset_alignment;
+                let mut per_plane = vec![poa; planes];
+                per_plane[0] = 1;
+                list.set_plane_base_align(&per_plane)?;
+            }
             let need = self.linear_image_size(f, w, h)?;
             list.set_min_size(need)?;
         }
