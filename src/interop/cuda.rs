@@ -27,10 +27,10 @@ use super::gpu::{GpuConstraints, GpuId};
 use crate::attr::{AccessorKind, AttrList, Permission};
 use crate::error::{Error, Result};
 use crate::object::Object;
+use crate::sys::mm::MmapRaw;
 use cudarc::driver::sys as cu;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ffi::c_void;
-use std::ptr::NonNull;
 
 /// The name of a CUDA result code (`cuGetErrorName`), or its number.
 fn result_name(r: cu::CUresult) -> String {
@@ -306,39 +306,19 @@ impl Drop for Cuda {
 }
 
 /// A shared mapping made for the GPU's registration (not a CPU access: no sync bracketing, and
-/// unibuf never reads or writes through it).
-struct HostMapping {
-    ptr: NonNull<c_void>,
-    len: usize,
+/// unibuf never reads or writes through it): [`crate::sys::mm`]'s, unmapped on drop.
+fn host_mapping(fd: BorrowedFd<'_>, len: usize, writable: bool, what: &str) -> Result<MmapRaw> {
+    let m = if writable {
+        crate::sys::mm::map_shared_read_write(fd, len)
+    } else {
+        crate::sys::mm::map_shared_read_only(fd, len)
+    };
+    m.map_err(|e| Error::sys("mmap", what, e))
 }
 
-impl HostMapping {
-    fn new(fd: BorrowedFd<'_>, len: usize, writable: bool, what: &str) -> Result<HostMapping> {
-        use rustix::mm::{MapFlags, ProtFlags};
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
-        // SAFETY: a fresh MAP_SHARED mapping chosen by the kernel (null hint), of `len` bytes of
-        // `fd` from offset 0; it aliases no Rust object and is only handed to the driver.
-        let p =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }
-                .map_err(|e| Error::sys("mmap", what, e))?;
-        Ok(HostMapping {
-            ptr: NonNull::new(p)
-                .ok_or_else(|| Error::sys("mmap", what, rustix::io::Errno::INVAL))?,
-            len,
-        })
-    }
-}
-
-impl Drop for HostMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`, once; the registration that used it
-        // was removed first (CudaBuffer's Drop).
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
-    }
+/// The address of `m` as the driver API takes it.
+fn host_ptr(m: &MmapRaw) -> *mut c_void {
+    m.as_mut_ptr().cast()
 }
 
 /// How an object reached the GPU.
@@ -363,7 +343,8 @@ pub struct CudaBuffer<'a> {
     len: usize,
     path: ImportPath,
     applied: String,
-    mapping: Option<HostMapping>,
+    /// The registered mapping; the registration is removed in Drop before it is unmapped.
+    mapping: Option<MmapRaw>,
     ext: Option<cu::CUexternalMemory>,
 }
 
@@ -426,21 +407,21 @@ impl<'a> CudaBuffer<'a> {
                     .into(),
             });
         }
-        let mapping = HostMapping::new(memfd, len, !read_only, &what)?;
+        let mapping = host_mapping(memfd, len, !read_only, &what)?;
         let mut flags = cu::CU_MEMHOSTREGISTER_DEVICEMAP;
         if read_only {
             flags |= cu::CU_MEMHOSTREGISTER_READ_ONLY;
         }
         // SAFETY: registers the `len` bytes of our own live mapping (page-aligned, whole pages);
         // it is unregistered in Drop before the mapping is unmapped.
-        let r = unsafe { cu::cuMemHostRegister_v2(mapping.ptr.as_ptr(), len, flags) };
+        let r = unsafe { cu::cuMemHostRegister_v2(host_ptr(&mapping), len, flags) };
         check(r, &cuda.label, "cuMemHostRegister")?;
         let mut dptr: cu::CUdeviceptr = 0;
         // SAFETY: asks for the device address of the registration just made.
-        let r = unsafe { cu::cuMemHostGetDevicePointer_v2(&mut dptr, mapping.ptr.as_ptr(), 0) };
+        let r = unsafe { cu::cuMemHostGetDevicePointer_v2(&mut dptr, host_ptr(&mapping), 0) };
         if let Err(e) = check(r, &cuda.label, "cuMemHostGetDevicePointer") {
             // SAFETY: undoes the registration above.
-            let _ = unsafe { cu::cuMemHostUnregister(mapping.ptr.as_ptr()) };
+            let _ = unsafe { cu::cuMemHostUnregister(host_ptr(&mapping)) };
             return Err(e);
         }
         Ok(CudaBuffer {
@@ -567,7 +548,7 @@ impl Drop for CudaBuffer<'_> {
         let _ = self.cuda.make_current();
         if let Some(m) = &self.mapping {
             // SAFETY: removes the registration made in `register`, before the mapping goes.
-            let _ = unsafe { cu::cuMemHostUnregister(m.ptr.as_ptr()) };
+            let _ = unsafe { cu::cuMemHostUnregister(host_ptr(m)) };
         }
         if let Some(ext) = self.ext.take() {
             // SAFETY: the mapped buffer is freed and the import destroyed, once each.

@@ -60,7 +60,6 @@ use ash::vk;
 use rustix::fd::{AsRawFd, BorrowedFd};
 use std::cell::Cell;
 use std::ffi::{c_void, CStr};
-use std::ptr::NonNull;
 use std::sync::Mutex;
 
 /// `DRM_FORMAT_MOD_LINEAR`.
@@ -988,42 +987,10 @@ fn format_plane_aspect(i: usize, planes: usize) -> vk::ImageAspectFlags {
 }
 
 /// A shared read-write mapping of a memfd made for the driver's host-pointer import (not a CPU
-/// access: unibuf never reads or writes through it).
-struct HostMapping {
-    ptr: NonNull<c_void>,
-    len: usize,
-}
-
-impl HostMapping {
-    fn new(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<HostMapping> {
-        use rustix::mm::{MapFlags, ProtFlags};
-        // SAFETY: a fresh MAP_SHARED mapping chosen by the kernel (null hint), of `len` bytes of
-        // `fd` from offset 0; it aliases no Rust object and is only handed to the driver.
-        let p = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }
-        .map_err(|e| Error::sys("mmap", what, e))?;
-        Ok(HostMapping {
-            ptr: NonNull::new(p)
-                .ok_or_else(|| Error::sys("mmap", what, rustix::io::Errno::INVAL))?,
-            len,
-        })
-    }
-}
-
-impl Drop for HostMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`, once; the Vulkan memory that imported
-        // it was freed first (VkMemory's Drop runs before its fields drop).
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
-    }
+/// access: unibuf never reads or writes through it): [`crate::sys::mm`]'s, unmapped on drop,
+/// after the Vulkan memory that imported it (VkMemory's Drop runs before its fields drop).
+fn host_mapping(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<crate::sys::mm::MmapRaw> {
+    crate::sys::mm::map_shared_read_write(fd, len).map_err(|e| Error::sys("mmap", what, e))
 }
 
 /// How an object reached Vulkan.
@@ -1045,7 +1012,7 @@ pub struct VkMemory<'a> {
     handle_type: vk::ExternalMemoryHandleTypeFlags,
     size: u64,
     path: VkImportPath,
-    _mapping: Option<HostMapping>,
+    _mapping: Option<crate::sys::mm::MmapRaw>,
 }
 
 impl std::fmt::Debug for VkMemory<'_> {
@@ -1144,13 +1111,13 @@ impl<'a> VkMemory<'a> {
                 vk.label
             )));
         }
-        let mapping = HostMapping::new(memfd, len, &what)?;
-        if (mapping.ptr.as_ptr() as u64) % align != 0 {
+        let mapping = host_mapping(memfd, len, &what)?;
+        let host: *mut c_void = mapping.as_mut_ptr().cast();
+        if (host as u64) % align != 0 {
             return Err(Error::InvalidArgument(format!(
                 "{}: the mapping of {what} at {:p} is not aligned to \
                  minImportedHostPointerAlignment {align}",
-                vk.label,
-                mapping.ptr.as_ptr()
+                vk.label, host
             )));
         }
         let host_fn = vk.host_fn.as_ref().ok_or_else(|| Error::Unavailable {
@@ -1164,7 +1131,7 @@ impl<'a> VkMemory<'a> {
             (host_fn.fp().get_memory_host_pointer_properties_ext)(
                 vk.device.handle(),
                 handle_type,
-                mapping.ptr.as_ptr(),
+                host,
                 &mut hp,
             )
         };
@@ -1178,7 +1145,7 @@ impl<'a> VkMemory<'a> {
         let type_index = VkMemory::pick_type(vk, hp.memory_type_bits, "host pointer import")?;
         let mut imp = vk::ImportMemoryHostPointerInfoEXT::default()
             .handle_type(handle_type)
-            .host_pointer(mapping.ptr.as_ptr());
+            .host_pointer(host);
         let ainfo = vk::MemoryAllocateInfo::default()
             .allocation_size(size)
             .memory_type_index(type_index)
