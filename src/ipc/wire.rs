@@ -1397,7 +1397,72 @@ mod tests {
                 code: ErrorCode::Conflict as u16,
                 text: "key X".into(),
             },
+            Message::StreamAttach(StreamAttach {
+                first: 2,
+                count: 3,
+                policy: StreamPolicy::Mailbox,
+            }),
+            Message::StreamFrame(StreamFrame {
+                index: 4,
+                fence: true,
+                seq: 7,
+                timestamp_ns: 123_456_789,
+            }),
+            Message::StreamFrame(StreamFrame {
+                index: 0,
+                fence: false,
+                seq: 1,
+                timestamp_ns: 0,
+            }),
+            Message::StreamRelease(StreamRelease {
+                index: 255,
+                fence: true,
+                seq: u64::MAX,
+            }),
+            Message::StreamRetire(9),
         ]
+    }
+
+    #[test]
+    fn stream_messages_are_checked() {
+        let f = |index: u32, fence: bool| {
+            Message::StreamFrame(StreamFrame {
+                index,
+                fence,
+                seq: 1,
+                timestamp_ns: 2,
+            })
+        };
+        let with = encode(&f(1, true)).unwrap();
+        assert_eq!(with.len(), HEADER_LEN + 24);
+        assert_eq!(decode(&with, 1).unwrap(), f(1, true));
+        // The fence flag and the fd count must agree (the header's count says 1 here).
+        let mut no_fd = with.clone();
+        no_fd[12] = 0;
+        assert!(matches!(decode(&no_fd, 0), Err(WireError::FdCount { .. })));
+        // Index bound, unknown flags, unknown policy, attach past the bound.
+        let mut big = encode(&f(0, false)).unwrap();
+        big[16..20].copy_from_slice(&MAX_STREAM_BUFFERS.to_le_bytes());
+        assert!(matches!(decode(&big, 0), Err(WireError::Invalid { .. })));
+        let mut flags = encode(&f(0, false)).unwrap();
+        flags[20] = 2;
+        assert!(matches!(decode(&flags, 0), Err(WireError::Invalid { .. })));
+        let a = |first, count| {
+            encode(&Message::StreamAttach(StreamAttach {
+                first,
+                count,
+                policy: StreamPolicy::Fifo,
+            }))
+            .unwrap()
+        };
+        let mut pol = a(0, 1);
+        pol[24] = 3;
+        assert!(matches!(decode(&pol, 0), Err(WireError::Invalid { .. })));
+        assert!(matches!(
+            decode(&a(200, 57), 0),
+            Err(WireError::Limit { .. })
+        ));
+        assert!(decode(&a(200, 56), 0).is_ok());
     }
 
     /// Writes one valid message of each kind (fd-count byte first) as seeds for the fuzzer

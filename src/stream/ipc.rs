@@ -237,7 +237,6 @@ impl Producer {
     pub fn acquire(&mut self, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.service(Some(Duration::ZERO))?;
             if let Some(i) = self.pool.try_acquire()? {
                 self.announce_added()?;
                 return Ok(i);
@@ -353,11 +352,12 @@ impl Producer {
         Ok(seq)
     }
 
-    /// Handles what consumers sent (releases, disconnections), waiting at most `timeout` for
-    /// the first message (`None`: until one arrives); answers how many messages were handled.
+    /// Handles what consumers sent (releases, disconnections): one message from each consumer
+    /// that has one, waiting at most `timeout` for the first (`None`: until one arrives);
+    /// answers how many messages were handled.
     pub fn service(&mut self, timeout: Option<Duration>) -> Result<usize> {
         let mut handled = 0;
-        let mut wait = timeout;
+        let wait = timeout;
         loop {
             let mut events = [MaybeUninit::<epoll::Event>::uninit(); 8];
             let ts = wait.map(|l| Timespec {
@@ -377,7 +377,7 @@ impl Producer {
                 self.handle_one(slot)?;
                 handled += 1;
             }
-            wait = Some(Duration::ZERO);
+            return Ok(handled);
         }
     }
 
@@ -566,7 +566,10 @@ impl Consumer {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if !poll_ready(self.ep.as_fd(), PollFlags::IN, left, "stream consumer")? {
+            // Without a timeout the receive itself blocks: no poll needed.
+            if left.is_some()
+                && !poll_ready(self.ep.as_fd(), PollFlags::IN, left, "stream consumer")?
+            {
                 return Err(Error::Timeout {
                     what: format!("{}: a frame", self.ep.name()),
                     after: timeout.unwrap_or_default(),

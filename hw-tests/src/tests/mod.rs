@@ -9,6 +9,7 @@ mod env;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod ipc;
+mod stream;
 mod v4l2;
 mod vfio;
 
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Test> {
     v.extend(ipc::tests());
     v.extend(v4l2::tests());
     v.extend(drm::tests());
+    v.extend(stream::tests());
     v.extend(vfio::tests());
     #[cfg(feature = "gpu")]
     v.extend(gpu::tests());
