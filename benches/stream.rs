@@ -47,16 +47,16 @@ fn median_us(batches: usize, per: usize, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
-fn fork_child(f: impl FnOnce()) -> i32 {
-    // SAFETY: the bench is single-threaded here; the child runs `f` and _exits.
+fn fork() -> i32 {
+    // SAFETY: the bench is single-threaded here; the child runs its loop and `exit_child`s.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
-    if pid == 0 {
-        f();
-        // SAFETY: leaves the child without running the parent's exit path.
-        unsafe { libc::_exit(0) };
-    }
     pid
+}
+
+fn exit_child() -> ! {
+    // SAFETY: leaves the child without running the parent's exit path.
+    unsafe { libc::_exit(0) }
 }
 
 fn reap(pid: i32) {
@@ -122,14 +122,16 @@ fn main() {
     }))
     .unwrap();
     let (a, b) = seqpacket_pair();
-    let rel = release.clone();
-    let child = fork_child(move || {
+    let child = fork();
+    if child == 0 {
         drop(a);
         let mut buf = [0u8; 256];
         while recv(&b, &mut buf) > 0 {
-            send(&b, &rel);
+            send(&b, &release);
         }
-    });
+        exit_child();
+    }
+    drop(b);
     let mut buf = [0u8; 256];
     let bare_us = median_us(51, 2_000, || {
         send(&a, &frame);
@@ -141,7 +143,8 @@ fn main() {
     // The stream: a producer here, a consumer in a child process, one buffer, so every acquire
     // waits for the release of the frame before.
     let (pa, pb) = Endpoint::pair().unwrap();
-    let child = fork_child(move || {
+    let child = fork();
+    if child == 0 {
         drop(pa);
         let mut c = Consumer::attach(pb, vec![list("display", Permission::ReadOnly)]).unwrap();
         while let Ok(f) = c.next_frame(None) {
@@ -149,7 +152,8 @@ fn main() {
                 break;
             }
         }
-    });
+        exit_child();
+    }
     drop(pb);
     let mut p = Producer::new(Pool::new(&r, 1, 1).unwrap(), StreamPolicy::Fifo).unwrap();
     p.attach(pa).unwrap();

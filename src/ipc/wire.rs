@@ -59,6 +59,9 @@ pub enum Kind {
     StreamRelease = 8,
     /// Stream (minor 1): a buffer of the pool was freed; the consumer drops it. No fds.
     StreamRetire = 9,
+    /// Stream (minor 1): no more frames; the endpoint goes back to the applications. No body,
+    /// no fds.
+    StreamEnd = 10,
 }
 
 impl Kind {
@@ -74,6 +77,7 @@ impl Kind {
             7 => Kind::StreamFrame,
             8 => Kind::StreamRelease,
             9 => Kind::StreamRetire,
+            10 => Kind::StreamEnd,
             _ => return None,
         })
     }
@@ -350,6 +354,8 @@ pub enum Message {
     StreamRelease(StreamRelease),
     /// A buffer of the pool was freed.
     StreamRetire(u32),
+    /// No more frames.
+    StreamEnd,
 }
 
 /// The back-pressure policy of a stream, as the producer announces it.
@@ -418,6 +424,7 @@ impl Message {
             Message::StreamFrame(_) => Kind::StreamFrame,
             Message::StreamRelease(_) => Kind::StreamRelease,
             Message::StreamRetire(_) => Kind::StreamRetire,
+            Message::StreamEnd => Kind::StreamEnd,
         }
     }
 }
@@ -448,6 +455,8 @@ pub enum MessageRef<'a> {
     StreamRelease(StreamRelease),
     /// A buffer of the pool was freed.
     StreamRetire(u32),
+    /// No more frames.
+    StreamEnd,
 }
 
 impl MessageRef<'_> {
@@ -473,6 +482,7 @@ impl MessageRef<'_> {
             MessageRef::StreamFrame(_) => Kind::StreamFrame,
             MessageRef::StreamRelease(_) => Kind::StreamRelease,
             MessageRef::StreamRetire(_) => Kind::StreamRetire,
+            MessageRef::StreamEnd => Kind::StreamEnd,
         }
     }
 }
@@ -495,6 +505,7 @@ impl Message {
             Message::StreamFrame(f) => MessageRef::StreamFrame(*f),
             Message::StreamRelease(r) => MessageRef::StreamRelease(*r),
             Message::StreamRetire(i) => MessageRef::StreamRetire(*i),
+            Message::StreamEnd => MessageRef::StreamEnd,
         }
     }
 }
@@ -803,6 +814,7 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
             let (index, _) = stream_index_flags(&mut r, 0)?;
             Message::StreamRetire(index)
         }
+        Kind::StreamEnd => Message::StreamEnd,
     };
     r.end("message body")?;
     Ok(m)
@@ -1125,6 +1137,7 @@ impl Encoder {
                 self.buf.extend_from_slice(&rel.seq.to_le_bytes());
             }
             MessageRef::StreamRetire(i) => self.stream_index_flags(i, false),
+            MessageRef::StreamEnd => {}
         }
         self.finish()
     }
@@ -1420,6 +1433,7 @@ mod tests {
                 seq: u64::MAX,
             }),
             Message::StreamRetire(9),
+            Message::StreamEnd,
         ]
     }
 

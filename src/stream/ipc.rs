@@ -137,6 +137,11 @@ impl Producer {
         self.pool.get(index)
     }
 
+    /// The buffer at `index`, mutable (to map it for writing while the producer holds it).
+    pub fn buffer_mut(&mut self, index: u32) -> Option<&mut Object> {
+        self.pool.get_mut(index)
+    }
+
     /// The policy.
     pub fn policy(&self) -> StreamPolicy {
         self.policy
@@ -166,6 +171,17 @@ impl Producer {
     /// running pool). Receives its lists, validates the pool's list against them (a conflict is
     /// reported to the consumer and returned), grants what they require, and sends every buffer.
     pub fn attach(&mut self, mut ep: Endpoint) -> Result<ConsumerId> {
+        let lists = ep.import_lists()?;
+        self.attach_with_lists(ep, &lists)
+    }
+
+    /// [`Producer::attach`] for a consumer whose lists were already imported from `ep` (an
+    /// application that reconciled them into the pool's list first).
+    pub fn attach_with_lists(
+        &mut self,
+        mut ep: Endpoint,
+        lists: &crate::ipc::ImportedLists,
+    ) -> Result<ConsumerId> {
         let slot = match self.peers.iter().position(|p| p.is_none()) {
             Some(i) => i,
             None if self.peers.len() < MAX_CONSUMERS => {
@@ -181,7 +197,6 @@ impl Producer {
                 });
             }
         };
-        let lists = ep.import_lists()?;
         if let Err(c) = self.pool.list().validate(&lists.slots) {
             let _ = ep.send_error(ErrorCode::Conflict, &c.to_string());
             return Err(c.into());
@@ -212,6 +227,45 @@ impl Producer {
     /// Detaches consumer `id` (as if it had disconnected): everything it held is released.
     pub fn detach(&mut self, id: ConsumerId) -> Result<()> {
         self.drop_peer(id.0)
+    }
+
+    /// Ends the stream for consumer `id`: takes the releases of the frames it still has in
+    /// flight (waiting at most `timeout` for them), sends it the end of the stream, releases
+    /// whatever it held, and gives the endpoint back for the application's own messages.
+    pub fn end(&mut self, id: ConsumerId, timeout: Duration) -> Result<Endpoint> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(peer) = self.peers.get_mut(id.0).and_then(Option::as_mut) else {
+                return Err(Error::Disconnected);
+            };
+            if let Some(p) = peer.mailbox.take() {
+                peer.stats.dropped += 1;
+                self.stats.dropped += 1;
+                self.pool.release(p.index, None)?;
+                continue;
+            }
+            if peer.in_flight == 0 {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || !poll_ready(peer.ep.as_fd(), PollFlags::IN, Some(left), "stream end")?
+            {
+                break;
+            }
+            self.handle_one(id.0)?;
+        }
+        let Some(mut peer) = self.peers.get_mut(id.0).and_then(Option::take) else {
+            return Err(Error::Disconnected);
+        };
+        let _ = epoll::delete(&self.epoll, peer.ep.as_fd());
+        for (i, seq) in peer.held.iter().enumerate() {
+            if *seq != 0 {
+                self.pool.release(i as u32, None)?;
+            }
+        }
+        peer.ep.send_ref(MessageRef::StreamEnd, &[])?;
+        Ok(peer.ep)
     }
 
     fn drop_peer(&mut self, slot: usize) -> Result<()> {
@@ -544,6 +598,12 @@ impl Consumer {
         self.policy
     }
 
+    /// The connection, for the application's own messages after the end of the stream; the
+    /// buffers are dropped.
+    pub fn into_endpoint(self) -> Endpoint {
+        self.ep
+    }
+
     /// The buffer at pool index `index`.
     pub fn buffer(&self, index: u32) -> Option<&Object> {
         self.buffers.get(index as usize)?.as_ref()
@@ -563,6 +623,12 @@ impl Consumer {
     /// grew or freed on the way are taken in. [`Error::Timeout`] past it,
     /// [`Error::Disconnected`] when the producer has gone.
     pub fn next_frame(&mut self, timeout: Option<Duration>) -> Result<Frame> {
+        self.next(timeout)?.ok_or(Error::Disconnected)
+    }
+
+    /// [`Consumer::next_frame`], answering `None` when the producer ended the stream
+    /// ([`Producer::end`]); [`Consumer::into_endpoint`] then gives the connection back.
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -590,13 +656,14 @@ impl Consumer {
                         None => None,
                     };
                     self.held += 1;
-                    return Ok(Frame {
+                    return Ok(Some(Frame {
                         index: f.index,
                         seq: f.seq,
                         timestamp_ns: f.timestamp_ns,
                         fence,
-                    });
+                    }));
                 }
+                Message::StreamEnd => return Ok(None),
                 Message::StreamAttach(a) => self.receive_buffers(a)?,
                 Message::StreamRetire(i) => {
                     if let Some(b) = self.buffers.get_mut(i as usize) {

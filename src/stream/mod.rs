@@ -16,3 +16,10 @@ pub mod pool;
 pub use fence::{Access, Fence, FenceInfo, FenceStatus, WaitMethod};
 pub use ipc::{Consumer, ConsumerId, Frame, Producer, StreamPolicy};
 pub use pool::Pool;
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock frames are stamped with (the same in every process,
+/// and the clock of V4L2 buffer timestamps and DRM vblank events).
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}

@@ -130,6 +130,11 @@ impl Pool {
         self.slots.get(index as usize)?.object.as_ref()
     }
 
+    /// The buffer at `index`, mutable (to map it for writing), if it exists.
+    pub fn get_mut(&mut self, index: u32) -> Option<&mut Object> {
+        self.slots.get_mut(index as usize)?.object.as_mut()
+    }
+
     /// The indices of the buffers that exist.
     pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         self.slots
