@@ -23,6 +23,7 @@ pub fn all() -> Vec<Test> {
     v.extend(v4l2::tests());
     v.extend(drm::tests());
     v.extend(stream::tests());
+    v.extend(stream::pipeline_tests());
     v.extend(vfio::tests());
     #[cfg(feature = "gpu")]
     v.extend(gpu::tests());
