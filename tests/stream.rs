@@ -72,7 +72,9 @@ fn attach(p: &mut Producer, perm: Permission, name: &str) -> Consumer {
 #[test]
 fn fifo_frames_reach_every_consumer_with_its_permission_and_come_back() {
     let _s = ipc_util::serial();
-    ipc_util::no_fd_leak("fifo stream", || {
+    // No fd leaked: as many or fewer open after (an fd of the harness may close meanwhile).
+    let before = unibuf::fd::count_open_fds().unwrap();
+    {
         let mut p = Producer::new(pool(3, 3), StreamPolicy::Fifo).unwrap();
         let mut display = attach(&mut p, Permission::ReadOnly, "display");
         let mut post = attach(&mut p, Permission::ReadWrite, "post");
@@ -118,7 +120,12 @@ fn fifo_frames_reach_every_consumer_with_its_permission_and_come_back() {
         assert_eq!(late.buffers(), 3);
         p.discard(i).unwrap();
         drop(held);
-    });
+    }
+    let after = unibuf::fd::count_open_fds().unwrap();
+    assert!(
+        after <= before,
+        "fifo stream: {before} fds open before, {after} after"
+    );
 }
 
 #[test]
@@ -209,4 +216,39 @@ fn a_consumer_that_dies_releases_what_it_held() {
         fds_before,
         "no fd leaked"
     );
+}
+
+#[test]
+fn buffers_the_pool_grows_and_frees_reach_attached_consumers() {
+    let _s = ipc_util::serial();
+    let mut p = Producer::new(pool(1, 2), StreamPolicy::Fifo).unwrap();
+    let mut c = attach(&mut p, Permission::ReadOnly, "display");
+    assert_eq!(c.buffers(), 1);
+    // Frame 1 is held by the consumer: the next acquire grows the pool, and the new buffer is
+    // sent before the frame that uses it.
+    let i = p.acquire(Duration::from_secs(1)).unwrap();
+    p.post(i, 0, None).unwrap();
+    let f1 = c.next_frame(Some(Duration::from_secs(1))).unwrap();
+    let j = p.acquire(Duration::from_secs(1)).unwrap();
+    assert_ne!(i, j);
+    assert_eq!(p.pool().len(), 2);
+    p.post(j, 0, None).unwrap();
+    let f2 = c.next_frame(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(f2.index, j);
+    assert_eq!(c.buffers(), 2);
+    assert!(c.buffer(j).unwrap().name().ends_with(&format!("cam-{j}")));
+    c.release(&f1, None).unwrap();
+    c.release(&f2, None).unwrap();
+    // One message per consumer per call: two releases, two calls.
+    p.service(Some(Duration::from_secs(1))).unwrap();
+    p.service(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(p.pool().free_count(), 2);
+    // Idle: shrink to one; the consumer drops the freed buffer when it next reads.
+    assert_eq!(p.shrink_idle(Duration::ZERO, 1).unwrap(), 1);
+    let k = p.acquire(Duration::from_secs(1)).unwrap();
+    p.post(k, 0, None).unwrap();
+    assert_eq!(p.pool().len(), 1, "acquire took the kept buffer");
+    let f3 = c.next_frame(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(c.buffers(), 1);
+    c.release(&f3, None).unwrap();
 }
