@@ -22,6 +22,7 @@ pub mod map;
 mod model;
 pub mod object;
 pub mod reconcile;
+pub mod stream;
 pub mod sys;
 
 pub use error::{Errno, Error, Result};

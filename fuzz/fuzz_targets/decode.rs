@@ -45,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let Ok(m) = decoded else { return };
+    // The fd count a decoded message carries is the one that arrived (the stream kinds carry
+    // their fence as an optional fd, flagged in the body).
+    assert_eq!(m.fd_count(), nfds, "decoded {m:?} with {nfds} fds");
     let again = wire::encode(&m).expect("a decoded message re-encodes");
     // The encoding is canonical except for the minor version the peer wrote.
     assert_eq!(&again[..5], &msg[..5]);

@@ -66,7 +66,7 @@ pub struct ImportedFd {
     pub facts: Facts,
 }
 
-pub(super) fn unexpected(ep: &Endpoint, want: Kind, got: Received) -> Error {
+pub(crate) fn unexpected(ep: &Endpoint, want: Kind, got: Received) -> Error {
     match got.message {
         Message::Error { code, text } => {
             let what = match code {

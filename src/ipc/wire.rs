@@ -51,6 +51,17 @@ pub enum Kind {
     Data = 4,
     /// An error report from the peer: a code and a text. No fds.
     Error = 5,
+    /// Stream (minor 1): buffers of the producer's pool follow (one [`Kind::Object`] each). No fds.
+    StreamAttach = 6,
+    /// Stream (minor 1): a frame posted, by buffer index; its fence, when flagged, is the fd.
+    StreamFrame = 7,
+    /// Stream (minor 1): a consumer releases a frame; its fence, when flagged, is the fd.
+    StreamRelease = 8,
+    /// Stream (minor 1): a buffer of the pool was freed; the consumer drops it. No fds.
+    StreamRetire = 9,
+    /// Stream (minor 1): no more frames; the endpoint goes back to the applications. No body,
+    /// no fds.
+    StreamEnd = 10,
 }
 
 impl Kind {
@@ -62,6 +73,11 @@ impl Kind {
             3 => Kind::Object,
             4 => Kind::Data,
             5 => Kind::Error,
+            6 => Kind::StreamAttach,
+            7 => Kind::StreamFrame,
+            8 => Kind::StreamRelease,
+            9 => Kind::StreamRetire,
+            10 => Kind::StreamEnd,
             _ => return None,
         })
     }
@@ -71,6 +87,7 @@ impl Kind {
     pub fn fd_range(self) -> (usize, usize) {
         match self {
             Kind::Object => (1, 2),
+            Kind::StreamFrame | Kind::StreamRelease => (0, 1),
             _ => (0, 0),
         }
     }
@@ -329,6 +346,69 @@ pub enum Message {
         /// The text.
         text: String,
     },
+    /// Buffers of a stream's pool follow.
+    StreamAttach(StreamAttach),
+    /// A frame posted.
+    StreamFrame(StreamFrame),
+    /// A frame released.
+    StreamRelease(StreamRelease),
+    /// A buffer of the pool was freed.
+    StreamRetire(u32),
+    /// No more frames.
+    StreamEnd,
+}
+
+/// The back-pressure policy of a stream, as the producer announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum StreamPolicy {
+    /// Every frame reaches every consumer; the producer waits for a free buffer.
+    Fifo = 1,
+    /// The producer never waits: a frame posted while a consumer has an older one unread
+    /// replaces it (the replaced one is counted as dropped).
+    Mailbox = 2,
+}
+
+/// [`Kind::StreamAttach`]: `count` buffers follow, for pool indices `indices[0..count]` in the
+/// order the objects come (`first`, `first + 1`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAttach {
+    /// Pool index of the first buffer that follows.
+    pub first: u32,
+    /// How many buffers follow (each its own object message), at most [`MAX_STREAM_BUFFERS`].
+    pub count: u32,
+    /// The producer's policy.
+    pub policy: StreamPolicy,
+}
+
+/// Most buffers one stream pool has (so an index is bounded before a consumer allocates for it).
+pub const MAX_STREAM_BUFFERS: u32 = 256;
+
+/// Frame and release flag: a fence (sync_file) is the message's one fd.
+pub const STREAM_FLAG_FENCE: u32 = 0x1;
+
+/// [`Kind::StreamFrame`]: what the producer posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFrame {
+    /// The pool index of the buffer.
+    pub index: u32,
+    /// Whether a fence (the message's fd) must signal before the buffer is read.
+    pub fence: bool,
+    /// The frame's sequence number (per stream, from 1).
+    pub seq: u64,
+    /// When it was captured (`CLOCK_MONOTONIC`, ns).
+    pub timestamp_ns: u64,
+}
+
+/// [`Kind::StreamRelease`]: what a consumer sends back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRelease {
+    /// The pool index of the buffer.
+    pub index: u32,
+    /// Whether a fence (the message's fd) must signal before the buffer is written again.
+    pub fence: bool,
+    /// The sequence number of the frame released.
+    pub seq: u64,
 }
 
 impl Message {
@@ -340,6 +420,11 @@ impl Message {
             Message::Object(..) => Kind::Object,
             Message::Data(_) => Kind::Data,
             Message::Error { .. } => Kind::Error,
+            Message::StreamAttach(_) => Kind::StreamAttach,
+            Message::StreamFrame(_) => Kind::StreamFrame,
+            Message::StreamRelease(_) => Kind::StreamRelease,
+            Message::StreamRetire(_) => Kind::StreamRetire,
+            Message::StreamEnd => Kind::StreamEnd,
         }
     }
 }
@@ -362,6 +447,16 @@ pub enum MessageRef<'a> {
         /// The text (cut at [`MAX_ERROR_TEXT`] bytes).
         text: &'a str,
     },
+    /// Buffers of a stream's pool follow.
+    StreamAttach(StreamAttach),
+    /// A frame posted.
+    StreamFrame(StreamFrame),
+    /// A frame released.
+    StreamRelease(StreamRelease),
+    /// A buffer of the pool was freed.
+    StreamRetire(u32),
+    /// No more frames.
+    StreamEnd,
 }
 
 impl MessageRef<'_> {
@@ -369,6 +464,8 @@ impl MessageRef<'_> {
     pub fn fd_count(&self) -> usize {
         match self {
             MessageRef::Object(h, _) => 1 + usize::from(h.with_memfd),
+            MessageRef::StreamFrame(f) => usize::from(f.fence),
+            MessageRef::StreamRelease(r) => usize::from(r.fence),
             _ => 0,
         }
     }
@@ -381,6 +478,11 @@ impl MessageRef<'_> {
             MessageRef::Object(..) => Kind::Object,
             MessageRef::Data(_) => Kind::Data,
             MessageRef::Error { .. } => Kind::Error,
+            MessageRef::StreamAttach(_) => Kind::StreamAttach,
+            MessageRef::StreamFrame(_) => Kind::StreamFrame,
+            MessageRef::StreamRelease(_) => Kind::StreamRelease,
+            MessageRef::StreamRetire(_) => Kind::StreamRetire,
+            MessageRef::StreamEnd => Kind::StreamEnd,
         }
     }
 }
@@ -399,6 +501,11 @@ impl Message {
             Message::Object(h, l) => MessageRef::Object(*h, l),
             Message::Data(d) => MessageRef::Data(d),
             Message::Error { code, text } => MessageRef::Error { code: *code, text },
+            Message::StreamAttach(a) => MessageRef::StreamAttach(*a),
+            Message::StreamFrame(f) => MessageRef::StreamFrame(*f),
+            Message::StreamRelease(r) => MessageRef::StreamRelease(*r),
+            Message::StreamRetire(i) => MessageRef::StreamRetire(*i),
+            Message::StreamEnd => MessageRef::StreamEnd,
         }
     }
 }
@@ -584,6 +691,39 @@ pub fn decode_header(msg: &[u8], nfds: usize) -> Result<Header, WireError> {
     })
 }
 
+/// A stream message's buffer index (below [`MAX_STREAM_BUFFERS`]) and flags word, whose
+/// [`STREAM_FLAG_FENCE`] must say what the fd count says.
+fn stream_index_flags(r: &mut Reader<'_>, nfds: usize) -> Result<(u32, bool), WireError> {
+    let at = r.pos;
+    let index = r.u32("stream buffer index")?;
+    if index >= MAX_STREAM_BUFFERS {
+        return Err(WireError::Invalid {
+            field: "stream buffer index",
+            value: index.into(),
+            at,
+        });
+    }
+    let at = r.pos;
+    let flags = r.u32("stream flags")?;
+    if flags & !STREAM_FLAG_FENCE != 0 {
+        return Err(WireError::Invalid {
+            field: "stream flags",
+            value: flags.into(),
+            at,
+        });
+    }
+    let fence = flags & STREAM_FLAG_FENCE != 0;
+    if usize::from(fence) != nfds {
+        return Err(WireError::FdCount {
+            detail: format!(
+                "the stream message's fence flag is {}, {nfds} fds arrived",
+                u8::from(fence)
+            ),
+        });
+    }
+    Ok((index, fence))
+}
+
 /// Decodes a whole message that arrived with `nfds` fds.
 pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
     let h = decode_header(msg, nfds)?;
@@ -615,6 +755,66 @@ pub fn decode(msg: &[u8], nfds: usize) -> Result<Message, WireError> {
                 .to_owned();
             Message::Error { code, text }
         }
+        Kind::StreamAttach => {
+            let first = r.u32("stream first index")?;
+            let count = r.u32("stream buffer count")?;
+            let at = r.pos;
+            let policy = match r.u8("stream policy")? {
+                1 => StreamPolicy::Fifo,
+                2 => StreamPolicy::Mailbox,
+                v => {
+                    return Err(WireError::Invalid {
+                        field: "stream policy",
+                        value: v.into(),
+                        at,
+                    })
+                }
+            };
+            let at = r.pos;
+            let reserved = r.take(3, "stream reserved")?;
+            if reserved != [0, 0, 0] {
+                return Err(WireError::Invalid {
+                    field: "stream reserved",
+                    value: 1,
+                    at,
+                });
+            }
+            let end = u64::from(first) + u64::from(count);
+            if end > u64::from(MAX_STREAM_BUFFERS) {
+                return Err(WireError::Limit {
+                    what: "stream buffer index",
+                    value: end,
+                    limit: MAX_STREAM_BUFFERS.into(),
+                });
+            }
+            Message::StreamAttach(StreamAttach {
+                first,
+                count,
+                policy,
+            })
+        }
+        Kind::StreamFrame => {
+            let (index, fence) = stream_index_flags(&mut r, nfds)?;
+            Message::StreamFrame(StreamFrame {
+                index,
+                fence,
+                seq: r.u64("frame sequence")?,
+                timestamp_ns: r.u64("frame timestamp")?,
+            })
+        }
+        Kind::StreamRelease => {
+            let (index, fence) = stream_index_flags(&mut r, nfds)?;
+            Message::StreamRelease(StreamRelease {
+                index,
+                fence,
+                seq: r.u64("release sequence")?,
+            })
+        }
+        Kind::StreamRetire => {
+            let (index, _) = stream_index_flags(&mut r, 0)?;
+            Message::StreamRetire(index)
+        }
+        Kind::StreamEnd => Message::StreamEnd,
     };
     r.end("message body")?;
     Ok(m)
@@ -922,8 +1122,30 @@ impl Encoder {
                 }
                 self.buf.extend_from_slice(&text.as_bytes()[..end]);
             }
+            MessageRef::StreamAttach(a) => {
+                self.buf.extend_from_slice(&a.first.to_le_bytes());
+                self.buf.extend_from_slice(&a.count.to_le_bytes());
+                self.buf.extend_from_slice(&[a.policy as u8, 0, 0, 0]);
+            }
+            MessageRef::StreamFrame(f) => {
+                self.stream_index_flags(f.index, f.fence);
+                self.buf.extend_from_slice(&f.seq.to_le_bytes());
+                self.buf.extend_from_slice(&f.timestamp_ns.to_le_bytes());
+            }
+            MessageRef::StreamRelease(rel) => {
+                self.stream_index_flags(rel.index, rel.fence);
+                self.buf.extend_from_slice(&rel.seq.to_le_bytes());
+            }
+            MessageRef::StreamRetire(i) => self.stream_index_flags(i, false),
+            MessageRef::StreamEnd => {}
         }
         self.finish()
+    }
+
+    fn stream_index_flags(&mut self, index: u32, fence: bool) {
+        self.buf.extend_from_slice(&index.to_le_bytes());
+        let flags = if fence { STREAM_FLAG_FENCE } else { 0 };
+        self.buf.extend_from_slice(&flags.to_le_bytes());
     }
 
     fn start(&mut self, kind: Kind, nfds: usize) {
@@ -1188,7 +1410,73 @@ mod tests {
                 code: ErrorCode::Conflict as u16,
                 text: "key X".into(),
             },
+            Message::StreamAttach(StreamAttach {
+                first: 2,
+                count: 3,
+                policy: StreamPolicy::Mailbox,
+            }),
+            Message::StreamFrame(StreamFrame {
+                index: 4,
+                fence: true,
+                seq: 7,
+                timestamp_ns: 123_456_789,
+            }),
+            Message::StreamFrame(StreamFrame {
+                index: 0,
+                fence: false,
+                seq: 1,
+                timestamp_ns: 0,
+            }),
+            Message::StreamRelease(StreamRelease {
+                index: 255,
+                fence: true,
+                seq: u64::MAX,
+            }),
+            Message::StreamRetire(9),
+            Message::StreamEnd,
         ]
+    }
+
+    #[test]
+    fn stream_messages_are_checked() {
+        let f = |index: u32, fence: bool| {
+            Message::StreamFrame(StreamFrame {
+                index,
+                fence,
+                seq: 1,
+                timestamp_ns: 2,
+            })
+        };
+        let with = encode(&f(1, true)).unwrap();
+        assert_eq!(with.len(), HEADER_LEN + 24);
+        assert_eq!(decode(&with, 1).unwrap(), f(1, true));
+        // The fence flag and the fd count must agree (the header's count says 1 here).
+        let mut no_fd = with.clone();
+        no_fd[12] = 0;
+        assert!(matches!(decode(&no_fd, 0), Err(WireError::FdCount { .. })));
+        // Index bound, unknown flags, unknown policy, attach past the bound.
+        let mut big = encode(&f(0, false)).unwrap();
+        big[16..20].copy_from_slice(&MAX_STREAM_BUFFERS.to_le_bytes());
+        assert!(matches!(decode(&big, 0), Err(WireError::Invalid { .. })));
+        let mut flags = encode(&f(0, false)).unwrap();
+        flags[20] = 2;
+        assert!(matches!(decode(&flags, 0), Err(WireError::Invalid { .. })));
+        let a = |first, count| {
+            encode(&Message::StreamAttach(StreamAttach {
+                first,
+                count,
+                policy: StreamPolicy::Fifo,
+            }))
+            .unwrap()
+        };
+        let mut pol = a(0, 1);
+        pol[24] = 3;
+        assert!(matches!(decode(&pol, 0), Err(WireError::Invalid { .. })));
+        assert!(matches!(
+            decode(&a(200, 57), 0),
+            Err(WireError::Limit { .. })
+        ));
+        assert!(decode(&a(200, 56), 0).is_ok());
     }
 
     /// Writes one valid message of each kind (fd-count byte first) as seeds for the fuzzer

@@ -24,9 +24,11 @@ pub mod drm;
 pub mod iommufd;
 pub mod mm;
 pub mod socket;
+pub mod sync_file;
 pub mod udmabuf;
 pub mod v4l2;
 pub mod vfio;
+pub mod vgem;
 
 use rustix::fd::{FromRawFd, OwnedFd, RawFd};
 use rustix::io::{Errno, Result};

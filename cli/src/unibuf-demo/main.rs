@@ -136,8 +136,8 @@ fn run(cli: &Cli, opts: &Opts) -> Result<()> {
                 .socket
                 .as_deref()
                 .ok_or_else(|| anyhow!("consumer: --socket is required"))?;
-            let mut ep = connect(s)?;
-            roles::consume(&mut ep, opts).map(|_| ())
+            let ep = connect(s)?;
+            roles::consume(ep, opts).map(|_| ())
         }
     }
 }
@@ -164,7 +164,7 @@ fn produce_on(l: &Listener, s: &str, opts: &Opts) -> Result<()> {
     );
     // A peer outside the allowlist (anyone can reach an abstract socket) is refused and
     // logged, and the producer keeps waiting for its consumer.
-    let mut ep = loop {
+    let ep = loop {
         match l.accept() {
             Ok(ep) => break ep,
             Err(unibuf::Error::PermissionDenied(why)) => {
@@ -176,7 +176,7 @@ fn produce_on(l: &Listener, s: &str, opts: &Opts) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
-    let r = roles::produce(&mut ep, opts)?;
+    let r = roles::produce(ep, opts)?;
     println!(
         "unibuf-demo: ok: {} buffers from {} ({}); consumer: {}",
         opts.buffers,

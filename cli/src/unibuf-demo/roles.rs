@@ -6,10 +6,10 @@ use rustix::fd::AsRawFd;
 use std::time::Duration;
 use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
 use unibuf::backend::{self, Backends};
-use unibuf::ipc::{Endpoint, ErrorCode, Requested};
+use unibuf::ipc::{Endpoint, ErrorCode};
 use unibuf::layout::PixelFormat;
-use unibuf::object::Object;
 use unibuf::reconcile::dump::reconciled_to_text;
+use unibuf::stream::{Consumer, Pool, Producer, StreamPolicy};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub fn fnv1a(b: &[u8]) -> u64 {
 }
 
 /// The producer's side, on a connected endpoint.
-pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
+pub fn produce(mut ep: Endpoint, o: &Opts) -> Result<ProducerReport> {
     let p = format!("[producer pid {}]", std::process::id());
     ep.set_recv_timeout(Some(Duration::from_secs(30)))?;
     let peer = ep.peer();
@@ -126,18 +126,21 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         println!("{p}     {line}");
     }
 
-    // 3. Allocation.
-    let mut objects = match Object::allocator(&reconciled).allocate_n(o.buffers) {
-        Ok(v) => v,
+    // 3. Allocation: a pool of the reconciled list (buffers named `<list name>-<index>`).
+    let pool = match Pool::new(&reconciled, o.buffers, o.buffers) {
+        Ok(p) => p,
         Err(e) => {
             let _ = ep.send_error(ErrorCode::Allocation, &e.to_string());
             return Err(e).context("allocating");
         }
     };
-    if let Some(c) = objects.first().and_then(|o| o.choice()) {
+    let first = pool.get(0).ok_or_else(|| anyhow!("an empty pool"))?;
+    let (backend, dma_buf) = (first.backend(), first.is_dma_buf());
+    if let Some(c) = first.choice() {
         println!("{p} backend: {c}");
     }
-    for (i, obj) in objects.iter().enumerate() {
+    for i in pool.indices() {
+        let obj = pool.get(i).ok_or_else(|| anyhow!("no buffer {i}"))?;
         println!(
             "{p} buffer {i}: {} bytes, {}, name {:?}",
             obj.size(),
@@ -146,69 +149,63 @@ pub fn produce(ep: &mut Endpoint, o: &Opts) -> Result<ProducerReport> {
         );
     }
 
-    // 4. Export, read-only.
-    ep.send_data(format!("buffers {}", objects.len()).as_bytes())?;
-    for obj in &objects {
-        ep.export_object(obj, Permission::ReadOnly)?;
-    }
-    println!("{p} exported {} buffers read-only", objects.len());
+    // 4. The stream: the consumer is attached with the lists it sent (validated again) and
+    // gets every buffer once, with the permission its lists require (read-only).
+    let mut producer = Producer::new(pool, StreamPolicy::Fifo)?;
+    let id = producer
+        .attach_with_lists(ep, &theirs)
+        .context("attaching the consumer")?;
+    let granted = producer
+        .consumer_permission(id)
+        .unwrap_or(Permission::ReadOnly);
+    println!(
+        "{p} exported {} buffers {granted} (stream attach)",
+        o.buffers
+    );
 
-    // 5. Frames.
-    let mut maps = Vec::new();
-    for obj in objects.iter_mut() {
-        maps.push(obj.map_write().context("mapping a buffer for writing")?);
-    }
-    let mut free: Vec<bool> = vec![true; maps.len()];
+    // 5. Frames: acquire a free buffer (waiting for the consumer's releases), write, post.
     for f in 0..o.frames {
-        let b = (f as usize) % maps.len();
-        while !free[b] {
-            let d = ep
-                .recv_data()
-                .context("waiting for the consumer to release a buffer")?;
-            let s = String::from_utf8_lossy(&d).into_owned();
-            let i: usize = s
-                .strip_prefix("release ")
-                .and_then(|x| x.parse().ok())
-                .filter(|&i| i < free.len())
-                .ok_or_else(|| anyhow!("unexpected message from the consumer: {s:?}"))?;
-            free[i] = true;
-        }
+        let b = producer
+            .acquire(Duration::from_secs(30))
+            .context("waiting for the consumer to release a buffer")?;
         let sum = {
-            let mut g = maps[b].write().context("SYNC_START(WRITE)")?;
+            let obj = producer
+                .buffer_mut(b)
+                .ok_or_else(|| anyhow!("no buffer {b}"))?;
+            let mut map = obj.map_write().context("mapping a buffer for writing")?;
+            let mut g = map.write().context("SYNC_START(WRITE)")?;
             let frame: Vec<u8> = (0..g.len()).map(|i| pattern(f, i)).collect();
             g.copy_from_slice(0, &frame)?;
             let sum = fnv1a(&frame);
             g.end().context("SYNC_END(WRITE)")?;
             sum
         };
-        free[b] = false;
-        ep.send_data(format!("frame {f} buffer {b} fnv {sum:016x}").as_bytes())?;
-        println!("{p} frame {f}: wrote buffer {b} (fnv1a {sum:016x}), signalled");
+        let seq = producer.post(b, unibuf::stream::now_ns(), None)?;
+        println!("{p} frame {f}: wrote buffer {b} (fnv1a {sum:016x}), posted as frame {seq}");
     }
-    ep.send_data(b"end")?;
-    // Releases of the last frames may come before the summary.
-    let summary = loop {
-        let d = ep
-            .recv_data()
-            .context("waiting for the consumer's summary")?;
-        let s = String::from_utf8_lossy(&d).into_owned();
-        if !s.starts_with("release ") {
-            break s;
-        }
-    };
+    // The end of the stream: the last releases are taken, and the endpoint comes back.
+    let mut ep = producer
+        .end(id, Duration::from_secs(30))
+        .context("ending the stream")?;
+    let summary = String::from_utf8_lossy(
+        &ep.recv_data()
+            .context("waiting for the consumer's summary")?,
+    )
+    .into_owned();
     println!("{p} consumer says: {summary}");
-    drop(maps);
     if !summary.starts_with("ok") {
         bail!("consumer reported a failure: {summary}");
     }
+    let st = producer.stats();
     println!(
-        "{p} done: {} frames through {} buffers",
-        o.frames,
-        objects.len()
+        "{p} done: {} frames through {} buffers ({} dropped)",
+        st.posted,
+        producer.pool().len(),
+        st.dropped
     );
     Ok(ProducerReport {
-        backend: objects.first().and_then(|o| o.backend()),
-        dma_buf: objects.first().is_some_and(|o| o.is_dma_buf()),
+        backend,
+        dma_buf,
         summary,
     })
 }
@@ -241,7 +238,7 @@ pub fn producer_kind(k: ProducerKind, b: &Backends) -> (AccessorKind, String) {
 }
 
 /// The consumer's side, on a connected endpoint.
-pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
+pub fn consume(ep: Endpoint, o: &Opts) -> Result<u32> {
     let c = format!("[consumer pid {}]", std::process::id());
     ep.set_recv_timeout(Some(Duration::from_secs(30)))?;
     let peer = ep.peer();
@@ -251,37 +248,26 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
     );
     // 1. Our needs: read the image with the CPU, read-only.
     let mine = image_list(o, "consumer", AccessorKind::Cpu, Permission::ReadOnly)?;
-    ep.export_lists([&mine])?;
     println!(
         "{c} sent needs: NV12 {}x{}, CPU access, read-only",
         o.width, o.height
     );
 
-    // 2. The buffers.
-    let d = ep.recv_data().context("waiting for the buffer count")?;
-    let s = String::from_utf8_lossy(&d).into_owned();
-    let n: usize = s
-        .strip_prefix("buffers ")
-        .and_then(|x| x.parse().ok())
-        .filter(|&n| n > 0 && n <= 64)
-        .ok_or_else(|| anyhow!("unexpected message from the producer: {s:?}"))?;
-    let own = [mine];
-    let mut objects = Vec::new();
+    // 2. The buffers: attached to the producer's stream, each validated against our needs and
+    // held with the permission our list requires (Auto: read-only).
+    let mut consumer = Consumer::attach(ep, vec![mine]).context("attaching to the stream")?;
+    let n = consumer.buffers() as u32;
     for i in 0..n {
-        // Auto: the highest permission our own list requires (read-only).
-        let obj = ep
-            .import_object(Requested::Auto, Some(&own))
-            .with_context(|| format!("importing buffer {i}"))?;
-        objects.push(obj);
-    }
-    for (i, obj) in objects.iter_mut().enumerate() {
+        let obj = consumer.buffer(i).ok_or_else(|| anyhow!("no buffer {i}"))?;
         let fl = rustix::fs::fcntl_getfl(obj.fd())?;
         let mode = if fl & rustix::fs::OFlags::RWMODE == rustix::fs::OFlags::RDONLY {
             "O_RDONLY"
         } else {
             "O_RDWR"
         };
-        let refused = match obj.map_write() {
+        // A handle of our own to try a writable map on (the stream keeps its buffers shared).
+        let mut dup = obj.dup()?;
+        let refused = match dup.map_write() {
             Ok(_) => bail!("buffer {i}: a read-only handle could be mapped for writing"),
             Err(e) => e.to_string(),
         };
@@ -303,7 +289,11 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
             }
         }
     }
-    let r = objects[0].list().clone();
+    let r = consumer
+        .buffer(0)
+        .ok_or_else(|| anyhow!("the stream has no buffer"))?
+        .list()
+        .clone();
     println!(
         "{c} reconciled list (validated against our needs): {} bytes, permission {}, {} planes",
         r.size(),
@@ -311,39 +301,20 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
         r.image().map_or(0, |i| i.planes.len())
     );
 
-    // 3. Frames.
-    let maps: Vec<_> = objects
-        .iter()
-        .map(|o| o.map_read())
-        .collect::<unibuf::Result<_>>()?;
+    // 3. Frames, until the producer ends the stream.
     let mut seen = 0u32;
     let mut bad = 0u32;
-    loop {
-        let d = ep.recv_data().context("waiting for a frame")?;
-        let s = String::from_utf8_lossy(&d).into_owned();
-        if s == "end" {
-            break;
-        }
-        let mut it = s.split_whitespace();
-        let (f, b, sum) = match (
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-        ) {
-            (Some("frame"), Some(f), Some("buffer"), Some(b), Some("fnv"), Some(sum)) => (
-                f.parse::<u32>()?,
-                b.parse::<usize>()?,
-                u64::from_str_radix(sum, 16)?,
-            ),
-            _ => bail!("unexpected message from the producer: {s:?}"),
-        };
-        let map = maps
-            .get(b)
-            .ok_or_else(|| anyhow!("frame {f}: no buffer {b}"))?;
+    while let Some(frame) = consumer
+        .next(Some(Duration::from_secs(30)))
+        .context("waiting for a frame")?
+    {
+        frame.wait(Duration::from_secs(5))?;
+        let (f, b) = ((frame.seq - 1) as u32, frame.index);
         let (ok, got) = {
+            let obj = consumer
+                .buffer(b)
+                .ok_or_else(|| anyhow!("frame {f}: no buffer {b}"))?;
+            let map = obj.map_read()?;
             let g = map.read().context("SYNC_START(READ)")?;
             let bytes = g.to_vec();
             let ok = bytes.iter().enumerate().all(|(i, &x)| x == pattern(f, i));
@@ -352,18 +323,17 @@ pub fn consume(ep: &mut Endpoint, o: &Opts) -> Result<u32> {
             (ok, got)
         };
         seen += 1;
-        if ok && got == sum {
+        if ok {
             println!(
                 "{c} frame {f}: buffer {b} read-only, every byte as expected (fnv1a {got:016x})"
             );
         } else {
             bad += 1;
-            println!(
-                "{c} frame {f}: buffer {b} MISMATCH (fnv1a {got:016x}, producer said {sum:016x})"
-            );
+            println!("{c} frame {f}: buffer {b} MISMATCH (fnv1a {got:016x})");
         }
-        ep.send_data(format!("release {b}").as_bytes())?;
+        consumer.release(&frame, None)?;
     }
+    let mut ep = consumer.into_endpoint();
     let summary = if bad == 0 {
         format!("ok: {seen} frames checked")
     } else {

@@ -123,7 +123,7 @@ fn cpu_image_list(perm: Permission) -> anyhow::Result<AttrList> {
 }
 
 /// The ADDFB2 layout of a reconciled image list.
-fn fb_layout(r: &Reconciled) -> anyhow::Result<FbLayout> {
+pub(super) fn fb_layout(r: &Reconciled) -> anyhow::Result<FbLayout> {
     Ok((&r
         .image()
         .context("no image layout")?
@@ -133,7 +133,7 @@ fn fb_layout(r: &Reconciled) -> anyhow::Result<FbLayout> {
 }
 
 /// The writeback target: written by the display's writeback connector, read back by the CPU.
-fn writeback_target(
+pub(super) fn writeback_target(
     disp: &DrmConstraints,
     fourcc: u32,
     w: u32,
@@ -367,7 +367,7 @@ fn base64(data: &[u8]) -> String {
 
 /// Commits; on failure turns on DRM's atomic debug messages, retries once, and fails with what
 /// the kernel said.
-fn commit_debug(
+pub(super) fn commit_debug(
     out: &mut Output,
     card: &Card,
     fb: &unibuf::interop::drm::ImportedFb<'_>,
@@ -635,7 +635,7 @@ fn display_side(ep: &mut Endpoint) -> anyhow::Result<()> {
 }
 
 /// Closes every fd of this process except `keep`.
-fn close_other_fds(keep: &[i32]) {
+pub(super) fn close_other_fds(keep: &[i32]) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|rd| {
             rd.flatten()

@@ -246,11 +246,11 @@ fn demo_on_dma_buf() -> anyhow::Result<Outcome> {
 }
 
 fn run_demo(backend: Option<BackendKind>) -> anyhow::Result<Outcome> {
-    let (mut a, b) = Endpoint::pair()?;
+    let (a, b) = Endpoint::pair()?;
     let o = opts(roles::ProducerKind::Camera, backend);
     let co = o.clone();
-    let pid = fork_peer(b, move |mut ep| roles::consume(&mut ep, &co).map(|_| ()))?;
-    let r = roles::produce(&mut a, &o);
+    let pid = fork_peer(b, move |ep| roles::consume(ep, &co).map(|_| ()))?;
+    let r = roles::produce(a, &o);
     wait(pid)?;
     let r = r?;
     ensure!(r.dma_buf, "the demo's buffers are not dma-bufs");

@@ -10,6 +10,7 @@ mod env;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod ipc;
+mod stream;
 mod udev;
 mod v4l2;
 mod vfio;
@@ -23,6 +24,8 @@ pub fn all() -> Vec<Test> {
     v.extend(ipc::tests());
     v.extend(v4l2::tests());
     v.extend(drm::tests());
+    v.extend(stream::tests());
+    v.extend(stream::pipeline_tests());
     v.extend(vfio::tests());
     #[cfg(feature = "gpu")]
     v.extend(gpu::tests());
