@@ -17,6 +17,7 @@ use crate::sys::{dma_buf, sync_file};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Which access a fence is about.
@@ -114,6 +115,9 @@ pub struct FenceInfo {
 #[derive(Debug)]
 pub struct Fence {
     fd: OwnedFd,
+    /// Seen signalled (a sync_file that signalled stays signalled): waits after that need no
+    /// syscall.
+    done: AtomicBool,
 }
 
 impl AsFd for Fence {
@@ -123,12 +127,27 @@ impl AsFd for Fence {
 }
 
 impl Fence {
+    /// A sync_file from the kernel, state not yet looked at.
+    fn pending(fd: OwnedFd) -> Fence {
+        Fence {
+            fd,
+            done: AtomicBool::new(false),
+        }
+    }
+
     /// Takes `fd` as a fence after checking that it is a sync_file (`SYNC_IOC_FILE_INFO`
     /// answers; anything else is refused with [`Error::InvalidArgument`]): the way to accept a
     /// fence from a peer or from a driver's out-fence.
+    ///
+    /// The same call answers the state: a fence that arrives signalled is waited for without
+    /// another syscall.
     pub fn from_sync_file(fd: OwnedFd) -> Result<Fence> {
         match sync_file::file_info(fd.as_fd(), &mut []) {
-            Ok(_) => Ok(Fence { fd }),
+            // status: 1 signalled, < 0 signalled with an error, 0 pending.
+            Ok(info) => Ok(Fence {
+                fd,
+                done: AtomicBool::new(info.status != 0),
+            }),
             Err(e) => Err(Error::InvalidArgument(format!(
                 "not a sync_file (SYNC_IOC_FILE_INFO answered {})",
                 crate::Errno(e)
@@ -141,7 +160,7 @@ impl Fence {
     /// Before Linux 6.0 this fails with `ENOTTY` ([`Error::Sys`]); use [`wait_dma_buf`] there.
     pub fn export(buf: BorrowedFd<'_>, access: Access) -> Result<Fence> {
         dma_buf::export_sync_file(buf, access.flags())
-            .map(|fd| Fence { fd })
+            .map(Fence::pending)
             .map_err(|e| Error::sys("DMA_BUF_IOCTL_EXPORT_SYNC_FILE", "dma-buf", e))
     }
 
@@ -156,14 +175,17 @@ impl Fence {
     /// A new fence named `name` signalled when both this one and `other` are (`SYNC_IOC_MERGE`).
     pub fn merge(&self, other: &Fence, name: &str) -> Result<Fence> {
         sync_file::merge(self.fd.as_fd(), other.fd.as_fd(), name)
-            .map(|fd| Fence { fd })
+            .map(Fence::pending)
             .map_err(|e| Error::sys("SYNC_IOC_MERGE", "sync_file", e))
     }
 
     /// Another fd for the same fences (`dup`; no heap allocation).
     pub fn try_clone(&self) -> Result<Fence> {
         rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
-            .map(|fd| Fence { fd })
+            .map(|fd| Fence {
+                fd,
+                done: AtomicBool::new(self.done.load(Ordering::Relaxed)),
+            })
             .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", "sync_file", e))
     }
 
@@ -197,18 +219,26 @@ impl Fence {
 
     /// Whether every fence has signalled, without waiting (a poll with a zero timeout).
     pub fn is_signalled(&self) -> Result<bool> {
-        poll_ready(
+        if self.done.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let ready = poll_ready(
             self.fd.as_fd(),
             PollFlags::IN,
             Some(Duration::ZERO),
             "sync_file",
-        )
+        )?;
+        self.done.store(ready, Ordering::Relaxed);
+        Ok(ready)
     }
 
     /// Waits until every fence has signalled, at most `timeout` (`poll`, `POLLIN`); past it,
     /// [`Error::Timeout`] (the fence stays usable: wait again).
     pub fn wait(&self, timeout: Duration) -> Result<()> {
-        if poll_ready(self.fd.as_fd(), PollFlags::IN, Some(timeout), "sync_file")? {
+        if self.done.load(Ordering::Relaxed)
+            || poll_ready(self.fd.as_fd(), PollFlags::IN, Some(timeout), "sync_file")?
+        {
+            self.done.store(true, Ordering::Relaxed);
             return Ok(());
         }
         Err(Error::Timeout {
@@ -232,9 +262,10 @@ pub(crate) fn poll_ready(
     timeout: Option<Duration>,
     what: &str,
 ) -> Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // One clock read per wait (none for a zero or no timeout); after EINTR, the time left.
+    let deadline = timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t);
+    let mut left = timeout;
     loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = left.map(|l| Timespec {
             tv_sec: l.as_secs() as _,
             tv_nsec: l.subsec_nanos() as _,
@@ -243,7 +274,11 @@ pub(crate) fn poll_ready(
         match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(true),
-            Err(Errno::INTR) => continue,
+            Err(Errno::INTR) => {
+                if let Some(d) = deadline {
+                    left = Some(d.saturating_duration_since(Instant::now()));
+                }
+            }
             Err(e) => return Err(Error::sys("poll", what.to_owned(), e)),
         }
     }

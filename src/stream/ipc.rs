@@ -289,13 +289,20 @@ impl Producer {
     /// `timeout` for consumers' releases and fences; [`Error::Timeout`] past it. Buffers the pool
     /// grows on the way are sent to every consumer first.
     pub fn acquire(&mut self, timeout: Duration) -> Result<u32> {
-        let deadline = Instant::now() + timeout;
+        // The clock is read once a wait begins, and again only when one wait did not suffice.
+        let mut deadline = None;
         loop {
             if let Some(i) = self.pool.try_acquire()? {
                 self.announce_added()?;
                 return Ok(i);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = match deadline {
+                None => {
+                    deadline = Some(Instant::now() + timeout);
+                    timeout
+                }
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
             if left.is_zero() {
                 return Err(Error::Timeout {
                     what: "stream producer: a free buffer".into(),
@@ -630,8 +637,8 @@ impl Consumer {
     /// ([`Producer::end`]); [`Consumer::into_endpoint`] then gives the connection back.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut left = timeout;
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // Without a timeout the receive itself blocks: no poll needed.
             if left.is_some()
                 && !poll_ready(self.ep.as_fd(), PollFlags::IN, left, "stream consumer")?
@@ -672,6 +679,7 @@ impl Consumer {
                 }
                 _ => return Err(crate::ipc::ops::unexpected(&self.ep, Kind::StreamFrame, r)),
             }
+            left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         }
     }
 

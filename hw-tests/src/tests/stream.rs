@@ -26,6 +26,11 @@ pub fn tests() -> Vec<Test> {
             run: exported_fence,
         },
         Test {
+            name: "stream::vgem_implicit_fence_wait",
+            needs: "a vgem card (any kernel: before 6.0 the wait polls the dma-buf)",
+            run: implicit_fence_wait,
+        },
+        Test {
             name: "stream::vgem_imported_fence_seen_by_others",
             needs: "a vgem card, DMA_BUF_IOCTL_IMPORT_SYNC_FILE (6.0+)",
             run: imported_fence,
@@ -161,6 +166,44 @@ fn exported_fence() -> anyhow::Result<Outcome> {
         .join(",");
     pass(format!(
         "pending, timed out, signalled after {waited:?}; fences {names}; wait by {m}"
+    ))
+}
+
+/// `wait_dma_buf` on every kernel: by an exported sync_file from 6.0, by polling the dma-buf fd
+/// before (5.10's implicit-sync wait). Times out while vgem's write fence pends, returns once it
+/// is signalled from another thread, and says which wait it used.
+fn implicit_fence_wait() -> anyhow::Result<Outcome> {
+    let v = vgem_or_skip!();
+    let expect = wait_method(v.dmabuf.as_fd());
+    let m = wait_dma_buf(v.dmabuf.as_fd(), Access::Read, Duration::from_millis(10))?;
+    ensure!(
+        m == expect,
+        "idle buffer waited by {m}, wait_method says {expect}"
+    );
+    let id = v.attach_write()?;
+    let t0 = Instant::now();
+    let e = wait_dma_buf(v.dmabuf.as_fd(), Access::Read, Duration::from_millis(30)).unwrap_err();
+    ensure!(
+        matches!(e, unibuf::Error::Timeout { .. }) && t0.elapsed() >= Duration::from_millis(29),
+        "expected a timeout after 30 ms, got {e} after {:?}",
+        t0.elapsed()
+    );
+    let t0 = Instant::now();
+    let m = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            v.signal(id)
+        });
+        wait_dma_buf(v.dmabuf.as_fd(), Access::Read, Duration::from_secs(3))
+    })?;
+    let waited = t0.elapsed();
+    ensure!(
+        waited >= Duration::from_millis(90),
+        "returned before the signal ({waited:?})"
+    );
+    ensure!(m == expect, "waited by {m}, wait_method says {expect}");
+    pass(format!(
+        "timed out while pending, returned {waited:?} after, once signalled; wait by {m}"
     ))
 }
 
@@ -314,11 +357,78 @@ const CHECKER_JOIN: u32 = 30;
 const CHECKER_KILL: u32 = 80;
 
 pub fn pipeline_tests() -> Vec<Test> {
-    vec![Test {
-        name: "stream::pipeline_camera_display_120",
-        needs: "vivid, vkms with writeback, a dma-buf backend",
-        run: pipeline,
-    }]
+    vec![
+        Test {
+            name: "stream::pipeline_camera_display_120",
+            needs: "vivid, vkms with writeback, a dma-buf backend",
+            run: pipeline,
+        },
+        Test {
+            name: "stream::pipeline_example_program",
+            needs: "vivid, vkms, /bin/camera_display_stream (scripts/hw-test stages it)",
+            run: example_program,
+        },
+    ]
+}
+
+/// The library example `examples/camera_display_stream.rs`, as a user runs it: 120 frames from
+/// vivid's single-planar node through a stream to a read-only vkms display process.
+fn example_program() -> anyhow::Result<Outcome> {
+    use super::v4l2::{vivid_colorbar, vivid_node};
+    use std::process::{Command, Stdio};
+    use unibuf::interop::drm::Card;
+    const BIN: &str = "/bin/camera_display_stream";
+    const FRAMES: u32 = 120;
+    if Card::find("vkms").is_none() {
+        return env::missing(Feature::VkmsWriteback, "no vkms card");
+    }
+    let Some(node) = vivid_node() else {
+        return env::missing(Feature::Vivid, "no vivid capture node");
+    };
+    if !std::path::Path::new(BIN).exists() {
+        return skip(format!(
+            "{BIN} is not in the initramfs (scripts/hw-test builds and stages it)"
+        ));
+    }
+    vivid_colorbar(&node)?;
+    let path = node.path().to_owned();
+    drop(node);
+    let mut child = Command::new(BIN)
+        .args([&FRAMES.to_string(), &path, "vkms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {BIN}"))?;
+    let t0 = Instant::now();
+    while child.try_wait()?.is_none() {
+        if t0.elapsed() > Duration::from_secs(200) {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{BIN} {FRAMES} {path} vkms: still running after 200 s, killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success(),
+        "{BIN} {FRAMES} {path} vkms: {}: {text}",
+        out.status
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("[camera]"))
+        .with_context(|| format!("{BIN}: no [camera] summary line in: {text}"))?;
+    ensure!(
+        line.starts_with(&format!("[camera] {FRAMES} frames at "))
+            && line.contains(&format!("display: {FRAMES} frames scanned out")),
+        "{BIN}: expected {FRAMES} frames captured and scanned out: {line}"
+    );
+    pass(format!("{BIN} {FRAMES} {path} vkms: {line}"))
 }
 
 fn fork_with(
