@@ -252,3 +252,39 @@ fn buffers_the_pool_grows_and_frees_reach_attached_consumers() {
     assert_eq!(c.buffers(), 1);
     c.release(&f3, None).unwrap();
 }
+
+#[test]
+fn a_consumer_that_releases_what_it_does_not_hold_is_dropped_and_the_stream_goes_on() {
+    let _s = ipc_util::serial();
+    let mut p = Producer::new(pool(2, 2), StreamPolicy::Fifo).unwrap();
+    let mut good = attach(&mut p, Permission::ReadOnly, "good");
+    let mut bad = attach(&mut p, Permission::ReadOnly, "bad");
+    let i = p.acquire(Duration::from_secs(1)).unwrap();
+    let seq = p.post(i, 0, None).unwrap();
+    let fg = good.next_frame(Some(Duration::from_secs(1))).unwrap();
+    let fb = bad.next_frame(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!((fb.index, fb.seq), (i, seq));
+    // A release of a sequence number it was never sent, then of a buffer it never got: the
+    // first breaks the protocol, and the producer drops the peer with everything it held.
+    bad.release_index(i, seq + 7, None).unwrap();
+    good.release(&fg, None).unwrap();
+    let mut served = 0;
+    while p.consumers() > 1 && served < 10 {
+        served += p.service(Some(Duration::from_millis(200))).unwrap();
+    }
+    assert_eq!(p.consumers(), 1, "the lying consumer is detached");
+    assert_eq!(p.stats().lost, 1);
+    // Its hold on buffer i went with it: i is free again, and the good consumer goes on.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(p.acquire(Duration::from_secs(1)).unwrap());
+    }
+    assert!(got.contains(&i), "buffer {i} came back: {got:?}");
+    let seq2 = p.post(got[0], 0, None).unwrap();
+    let f = good.next_frame(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(f.seq, seq2);
+    good.release(&f, None).unwrap();
+    // The dropped consumer sees the end of the connection.
+    let e = bad.next_frame(Some(Duration::from_secs(1))).unwrap_err();
+    assert!(matches!(e, unibuf::Error::Disconnected), "{e}");
+}
