@@ -66,6 +66,17 @@ impl AccessorKind {
     pub fn maps_host_memory(self) -> bool {
         matches!(self, AccessorKind::Vfio | AccessorKind::Gpu)
     }
+
+    /// [`Self::maps_host_memory`] for a buffer that is (`in_vidmem`: the lists set
+    /// `vidmem_gpu`) or is not GPU video memory: a GPU reaches video memory through its own
+    /// mapping (the cuda-vidmem backend), not by registering host memory; VFIO pins host memory
+    /// either way (and GPU video memory cannot be pinned: the backend refuses it).
+    pub fn needs_host_memory(self, in_vidmem: bool) -> bool {
+        match self {
+            AccessorKind::Gpu => !in_vidmem,
+            k => k.maps_host_memory(),
+        }
+    }
 }
 
 wire_enum!(
