@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// Memoized [`Choice`]s of one [`Backends`], one slot per distinct [`MemoryRequirement`]
-/// (2 × 2 × 2 flags × 6 hints): allocation looks its choice up instead of walking the rules and
+/// (2 × 2 × 2 flags × one slot per hint and one for none): allocation looks its choice up instead of walking the rules and
 /// cloning a device path every time. Only successful choices are kept; a refusal is recomputed
 /// (and its reason rebuilt) each time it is asked for.
 pub(crate) struct ChoiceCache([OnceLock<Arc<Choice>>; CACHE_SLOTS]);
