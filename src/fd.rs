@@ -24,8 +24,16 @@
 //!   `MAP_SHARED`, and a holder that could `ftruncate` it would turn every later access past the
 //!   new end into `SIGBUS`. FIFOs, sockets and devices fail `F_GET_SEALS` (or `fstatfs`).
 //!
+//! - **cuda-vidmem handle**: `fstat` reports a character device whose major the kernel lists in
+//!   `/proc/devices` under the NVIDIA driver's names (`nvidiactl`, `nvidia`, `nvidia-frontend`:
+//!   major 195). That is all the kernel can tell: such an fd is some open file of the NVIDIA
+//!   driver, and whether it is a `cuMemCreate` allocation's shareable handle only
+//!   `cuMemImportFromShareableHandle` finds out (it fails for any other). It has no size: an
+//!   object of it takes the size of its reconciled list (over IPC bounded by the endpoint's
+//!   allocation limit), and CUDA refuses a mapping larger than the allocation.
+//!
 //! A memfd costs `F_GETFL`, `fstat` and `F_GET_SEALS`; a dma-buf `F_GETFL`, `fstat` and
-//! `fstatfs`. What is only informational (a dma-buf's exporter and name in
+//! `fstatfs`; a cuda-vidmem handle `F_GETFL`, `fstat` and a read of `/proc/devices`. What is only informational (a dma-buf's exporter and name in
 //! `/proc/self/fdinfo`, a memfd's name) is read on demand by [`exporter_and_name`] and
 //! [`memfd_name`].
 
@@ -40,6 +48,10 @@ pub enum FdKind {
     DmaBuf,
     /// A plain memfd (CPU-only objects).
     Memfd,
+    /// A CUDA POSIX-fd shareable handle of GPU video memory (the `cuda-vidmem` backend): a
+    /// character device fd of the NVIDIA driver (`/dev/nvidiactl`). It has no size and no CPU
+    /// mapping; only CUDA can use it.
+    CudaVidmem,
 }
 
 impl std::fmt::Display for FdKind {
@@ -47,6 +59,7 @@ impl std::fmt::Display for FdKind {
         f.write_str(match self {
             FdKind::DmaBuf => "dma-buf",
             FdKind::Memfd => "memfd",
+            FdKind::CudaVidmem => "cuda-vidmem handle",
         })
     }
 }
@@ -69,7 +82,8 @@ pub const ANON_DMA_BUF_LINK: &str = "anon_inode:dmabuf";
 pub struct Facts {
     /// dma-buf or memfd.
     pub kind: FdKind,
-    /// The buffer's size in bytes.
+    /// The buffer's size in bytes (0 for a cuda-vidmem handle, which has none: its object takes
+    /// the size from its list).
     pub size: u64,
     /// Whether the fd allows writing the buffer: opened `O_RDWR` (or `O_WRONLY`), and for a memfd
     /// not sealed `F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`.
@@ -100,6 +114,13 @@ impl Identified {
     /// Gives the fd back.
     pub fn into_fd(self) -> OwnedFd {
         self.fd
+    }
+
+    /// An fd taken to be what `facts` say, unchecked: for unit tests of what is built on an
+    /// identification that this machine cannot make (no dma-buf provider, no NVIDIA driver).
+    #[cfg(test)]
+    pub(crate) fn assumed(fd: OwnedFd, facts: Facts) -> Identified {
+        Identified { fd, facts }
     }
 
     /// This fd, or (for a writable memfd) an `O_RDONLY` reopen of it in its place, so that a
@@ -167,8 +188,12 @@ pub fn facts(fd: BorrowedFd<'_>, expect: Option<FdKind>) -> Result<Facts> {
     let writable = fl & OFlags::RWMODE != OFlags::RDONLY;
     let st = rustix::fs::fstat(fd).map_err(|e| Error::sys("fstat", proc_fd(fd), e))?;
     let size = st.st_size.max(0) as u64;
+    let is_chr = FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice;
     let kind = match expect {
         Some(k) => k,
+        // A device node: of the NVIDIA driver, or nothing unibuf takes (before fstatfs, which
+        // would report devtmpfs).
+        None if is_chr => FdKind::CudaVidmem,
         None => {
             let magic = fs_magic(fd)?;
             if magic == DMA_BUF_MAGIC {
@@ -187,6 +212,7 @@ pub fn facts(fd: BorrowedFd<'_>, expect: Option<FdKind>) -> Result<Facts> {
         }
     };
     match kind {
+        FdKind::CudaVidmem => cuda_vidmem_facts(fd, is_chr, st.st_rdev, writable),
         FdKind::Memfd => {
             if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 return Err(refused(
@@ -229,6 +255,80 @@ pub fn facts(fd: BorrowedFd<'_>, expect: Option<FdKind>) -> Result<Facts> {
             ))
         }
     }
+}
+
+/// `/proc/devices`, where the kernel lists the majors of its character and block drivers.
+pub const PROC_DEVICES: &str = "/proc/devices";
+
+/// The names under which the NVIDIA driver registers its character devices' major (195): the
+/// control device `nvidiactl` and the GPUs (`nvidia`; `nvidia-frontend` in older drivers).
+const NVIDIA_CHR_NAMES: [&str; 3] = ["nvidiactl", "nvidia", "nvidia-frontend"];
+
+/// The character-device majors that `/proc/devices` (its text given) lists under the NVIDIA
+/// driver's names.
+pub fn nvidia_majors(proc_devices: &str) -> Vec<u32> {
+    let mut chr = false;
+    let mut out = Vec::new();
+    for line in proc_devices.lines() {
+        let line = line.trim();
+        if line.ends_with(':') {
+            chr = line == "Character devices:";
+            continue;
+        }
+        if !chr {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        if let (Some(major), Some(name)) = (it.next(), it.next()) {
+            if NVIDIA_CHR_NAMES.contains(&name) {
+                if let Ok(m) = major.parse() {
+                    if !out.contains(&m) {
+                        out.push(m);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The facts of a cuda-vidmem handle (see the [module docs](self)).
+fn cuda_vidmem_facts(fd: BorrowedFd<'_>, is_chr: bool, rdev: u64, writable: bool) -> Result<Facts> {
+    let what = || {
+        format!(
+            "is not a CUDA shareable handle (a character device of the NVIDIA driver): it is {}",
+            describe(fd)
+        )
+    };
+    if !is_chr {
+        return Err(refused(fd, what()));
+    }
+    let text = std::fs::read_to_string(PROC_DEVICES).map_err(|e| {
+        let errno = rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
+        Error::sys("read", PROC_DEVICES, errno)
+    })?;
+    let major = rustix::fs::major(rdev);
+    let majors = nvidia_majors(&text);
+    if !majors.contains(&major) {
+        return Err(refused(
+            fd,
+            format!(
+                "{} (major {major}; {PROC_DEVICES} lists the NVIDIA driver at {})",
+                what(),
+                if majors.is_empty() {
+                    "no major: the driver is not loaded".to_string()
+                } else {
+                    format!("{majors:?}")
+                }
+            ),
+        ));
+    }
+    Ok(Facts {
+        kind: FdKind::CudaVidmem,
+        size: 0,
+        writable,
+        seals: SealFlags::empty(),
+    })
 }
 
 fn dma_buf_facts(size: u64, writable: bool) -> Facts {
@@ -360,4 +460,48 @@ pub fn count_open_fds() -> Result<usize> {
     })?;
     // The directory handle itself is one of the entries; do not count it.
     Ok(dir.count().saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/devices` as the NVIDIA driver 580 leaves it (the block section has no NVIDIA).
+    const PROC_DEVICES_NV: &str = "Character devices:\n  1 mem\n  4 /dev/vc/0\n195 nvidia\n\
+        195 nvidiactl\n235 nvidia-uvm\n236 nvidia-caps\n\nBlock devices:\n  7 loop\n195 nvidia\n";
+
+    #[test]
+    fn nvidia_majors_are_read_from_the_character_section() {
+        assert_eq!(nvidia_majors(PROC_DEVICES_NV), vec![195]);
+        assert_eq!(
+            nvidia_majors("Character devices:\n  1 mem\n"),
+            Vec::<u32>::new()
+        );
+        assert_eq!(
+            nvidia_majors("Character devices:\n195 nvidia-frontend\n"),
+            vec![195]
+        );
+        // A block major under the name counts for nothing.
+        assert_eq!(
+            nvidia_majors("Block devices:\n195 nvidia\n"),
+            Vec::<u32>::new()
+        );
+    }
+
+    /// A character device of another driver is no CUDA handle, whichever way it is asked for,
+    /// and the refusal says what it is; a memfd announced as one is refused too.
+    #[test]
+    fn only_nvidia_device_fds_are_cuda_handles() {
+        let null = || rustix::fs::open("/dev/null", OFlags::RDWR, Mode::empty()).unwrap();
+        for expect in [None, Some(FdKind::CudaVidmem)] {
+            let e = identify(null(), expect).unwrap_err().to_string();
+            assert!(e.contains("not a CUDA shareable handle"), "{e}");
+            assert!(e.contains("\"/dev/null\"") && e.contains("major 1"), "{e}");
+        }
+        let m = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let e = identify(m, Some(FdKind::CudaVidmem))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a CUDA shareable handle"), "{e}");
+    }
 }

@@ -565,7 +565,10 @@ count:\t1\nexp_name:\tsystem\nname:\tcam-frame-0\n";
 
     fn fake_proc() -> Fake {
         use std::os::unix::fs::symlink;
-        let root = std::env::temp_dir().join(format!("unibuf-proc-{}", std::process::id()));
+        // One tree per call: the tests run in parallel threads of one process.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("unibuf-proc-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let proc_ = |pid: u32, comm: &str, fds: &[(i32, &str, &str)], maps: &str| {
             let d = root.join(pid.to_string());

@@ -92,10 +92,18 @@ impl<T> Fact<T> {
 
 use Fact::Known as known;
 
+/// Why a cuda-vidmem object has no CPU mapping.
+const VIDMEM_NO_CPU: &str = "GPU video memory (cuda-vidmem): its fd is a CUDA shareable handle of \
+     the NVIDIA driver, not a dma-buf or memfd, and cannot be mmapped; reach it through CUDA \
+     (interop::cuda::CudaBuffer)";
+
 /// An allocated or imported buffer: its fd, its reconciled list and this handle's permission.
 pub struct Object {
     fd: OwnedFd,
     memfd: Option<OwnedFd>,
+    /// What the allocation keeps alive besides the fds (`cuda-vidmem`: the CUDA allocation
+    /// handle), shared by every handle of this process.
+    keep: Option<backend::Keep>,
     list: Arc<Reconciled>,
     permission: Permission,
     /// This handle may be CPU-mapped: a list of its holder asked for CPU access (NvSciBuf
@@ -212,6 +220,14 @@ impl<'a> Allocator<'a> {
         let list = self.list;
         let backends = self.backends.unwrap_or_else(|| backend::global());
         let choice = backends.choose_shared(list.memory())?;
+        if choice.backend == BackendKind::CudaVidmem && list_cpu_access(list) {
+            return Err(Error::Unavailable {
+                what: "CPU access (need_cpu_access) to GPU video memory (vidmem_gpu)".into(),
+                why: format!(
+                    "{VIDMEM_NO_CPU}; a list that needs the CPU cannot share a vidmem_gpu buffer"
+                ),
+            });
+        }
         let len = match backend::placement(choice.backend, list.size(), list.alignment())? {
             Ok(len) => len,
             Err(guaranteed) => {
@@ -290,16 +306,17 @@ impl Object {
                 list_size(list)
             )));
         }
-        let kind = if a.choice.backend == BackendKind::Memfd {
-            FdKind::Memfd
-        } else {
-            FdKind::DmaBuf
+        let kind = match a.choice.backend {
+            BackendKind::Memfd => FdKind::Memfd,
+            BackendKind::CudaVidmem => FdKind::CudaVidmem,
+            _ => FdKind::DmaBuf,
         };
         // NvSciBufObjAlloc: the allocating process holds read-write whatever the list's
         // permission (it fills the buffer); `dup_with` gives read-only handles.
         Ok(Object {
             fd: a.fd,
             memfd: a.memfd,
+            keep: a.keep,
             list: list.clone(),
             permission: Permission::ReadWrite,
             cpu_access: list.local_cpu_access(),
@@ -307,7 +324,11 @@ impl Object {
                 kind,
                 backend: known(Some(a.choice.backend)),
                 // Heaps, udmabuf, DRM dumb buffers and memfds all map; no probe needed.
-                cpu_mappable: known(Ok(())),
+                cpu_mappable: known(if kind == FdKind::CudaVidmem {
+                    Err(VIDMEM_NO_CPU.into())
+                } else {
+                    Ok(())
+                }),
                 choice: Some(a.choice),
                 size: a.size,
                 name: known(a.name.into_shared()),
@@ -363,7 +384,15 @@ impl Object {
         permission: Permission,
     ) -> Result<Object> {
         let facts = fd.facts();
-        if facts.kind != FdKind::DmaBuf && list_device_access(list) {
+        let vidmem = facts.kind == FdKind::CudaVidmem;
+        if vidmem && list.vidmem_gpu().is_none() {
+            return Err(Error::InvalidArgument(
+                "the imported fd is a CUDA shareable handle (GPU video memory), but the list \
+                 does not set vidmem_gpu"
+                    .into(),
+            ));
+        }
+        if facts.kind == FdKind::Memfd && list_device_access(list) {
             return Err(Error::InvalidArgument(
                 "the imported fd is a memfd, but the list has a device accessor that needs a \
                  dma-buf"
@@ -371,7 +400,9 @@ impl Object {
             ));
         }
         let what = format!("imported {}", facts.kind);
-        let size = facts.size;
+        // A CUDA handle has no size: the list's is what the exporter allocated (at least), and
+        // CUDA refuses to map more than the allocation.
+        let size = if vidmem { list_size(list) } else { facts.size };
         if size < list_size(list) {
             return Err(Error::InvalidArgument(format!(
                 "{what} has {size} bytes, the list requires {}",
@@ -379,7 +410,9 @@ impl Object {
             )));
         }
         let rw = permission == Permission::ReadWrite;
-        if rw && !facts.writable {
+        // A CUDA handle's access mode grants nothing: the importing process sets its own access
+        // (cuMemSetAccess), so read-only there is that process's choice (interop::cuda).
+        if rw && !facts.writable && !vidmem {
             return Err(Error::PermissionDenied(format!(
                 "{what} was opened read-only (or sealed against writes) and cannot back a \
                  read-write handle"
@@ -418,6 +451,7 @@ impl Object {
         let mappable_known = facts.kind == FdKind::Memfd || memfd.is_some();
         let backend = match (facts.kind, backend) {
             (FdKind::Memfd, _) => known(Some(BackendKind::Memfd)),
+            (FdKind::CudaVidmem, _) => known(Some(BackendKind::CudaVidmem)),
             // A dma-buf is never the memfd backend, whatever the sender said.
             (FdKind::DmaBuf, Some(BackendKind::Memfd)) | (FdKind::DmaBuf, None) => Fact::later(),
             (FdKind::DmaBuf, Some(b)) => known(Some(b)),
@@ -425,6 +459,7 @@ impl Object {
         Ok(Object {
             fd,
             memfd,
+            keep: None,
             list: list.clone(),
             permission,
             cpu_access: list.local_cpu_access(),
@@ -433,13 +468,19 @@ impl Object {
                 backend,
                 choice: None,
                 size,
-                name: Fact::later(),
-                exporter: if facts.kind == FdKind::Memfd {
-                    known(None)
+                name: if vidmem {
+                    known("".into())
                 } else {
                     Fact::later()
                 },
-                cpu_mappable: if mappable_known {
+                exporter: if facts.kind == FdKind::DmaBuf {
+                    Fact::later()
+                } else {
+                    known(None)
+                },
+                cpu_mappable: if vidmem {
+                    known(Err(VIDMEM_NO_CPU.into()))
+                } else if mappable_known {
                     known(Ok(()))
                 } else {
                     Fact::later()
@@ -456,6 +497,7 @@ impl Object {
                 Some(m) => Some(dup_fd(m.as_fd(), "memfd")?),
                 None => None,
             },
+            keep: self.keep.clone(),
             list: self.list.clone(),
             permission: self.permission,
             cpu_access: self.cpu_access,
@@ -496,6 +538,7 @@ impl Object {
         let kind = match self.info.kind {
             FdKind::DmaBuf => "dma-buf",
             FdKind::Memfd => "memfd",
+            FdKind::CudaVidmem => "cuda-vidmem",
         };
         match self.info.name.get() {
             Some(n) if !n.is_empty() => format!("{kind} {n:?}"),
@@ -516,13 +559,20 @@ impl Object {
         match (&self.memfd, self.info.kind) {
             (Some(m), _) => Some(m.as_fd()),
             (None, FdKind::Memfd) => Some(self.fd.as_fd()),
-            (None, FdKind::DmaBuf) => None,
+            (None, FdKind::DmaBuf | FdKind::CudaVidmem) => None,
         }
     }
 
-    /// Whether the fd is a dma-buf (false for a CPU-only memfd object).
+    /// Whether the fd is a dma-buf (false for a CPU-only memfd object and for a cuda-vidmem
+    /// handle).
     pub fn is_dma_buf(&self) -> bool {
         self.info.kind == FdKind::DmaBuf
+    }
+
+    /// What kind of file the object's fd is: a dma-buf, a memfd, or a cuda-vidmem handle (GPU
+    /// video memory, which only CUDA can reach: `interop::cuda::CudaBuffer::import`).
+    pub fn fd_kind(&self) -> FdKind {
+        self.info.kind
     }
 
     /// The reconciled list the object was allocated or imported for.
@@ -585,6 +635,7 @@ impl Object {
             match self.info.kind {
                 FdKind::DmaBuf => fd::exporter_and_name(self.fd.as_fd()).1,
                 FdKind::Memfd => fd::memfd_name(self.fd.as_fd()),
+                FdKind::CudaVidmem => None,
             }
             .unwrap_or_default()
             .into()
@@ -691,5 +742,92 @@ impl Object {
             self.info.size as usize,
             || self.what(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::{AccessorKind, AttrList, GpuId};
+    use crate::fd::Facts;
+    use rustix::fs::SealFlags;
+
+    fn list(size: u64, vidmem: Option<GpuId>) -> Arc<Reconciled> {
+        let mut l = AttrList::raw(size).unwrap();
+        l.set_accessor_kind(AccessorKind::Cpu)
+            .unwrap()
+            .set_required_perm(Permission::ReadWrite)
+            .unwrap();
+        match vidmem {
+            None => {
+                l.set_need_cpu_access(true).unwrap();
+            }
+            Some(g) => {
+                l.set_gpu_ids(&[g]).unwrap().set_vidmem_gpu(g).unwrap();
+            }
+        }
+        Arc::new(crate::reconcile::reconcile([&l]).unwrap())
+    }
+
+    fn facts(kind: FdKind, size: u64, writable: bool) -> Facts {
+        Facts {
+            kind,
+            size,
+            writable,
+            seals: SealFlags::empty(),
+        }
+    }
+
+    /// A dma-buf that cannot be mmapped (GPU memory: `ENOTSUPP` on the H200; here a pipe taken
+    /// for one, whose mmap fails with `ENODEV`) imports as an object without CPU access, not an
+    /// error; `cpu_mappable` and `map_read` say why, naming the errno.
+    #[test]
+    fn an_unmappable_dma_buf_imports_without_cpu_access() {
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let id = crate::fd::Identified::assumed(r, facts(FdKind::DmaBuf, 8192, true));
+        let obj = Object::from_identified(id, None, None, &list(8192, None), Permission::ReadWrite)
+            .unwrap();
+        assert!(obj.cpu_access(), "the holder's own list asked for the CPU");
+        assert_eq!(obj.size(), 8192);
+        let why = obj.cpu_mappable().unwrap_err().to_string();
+        assert!(why.contains("mmap") && why.contains("ENODEV"), "{why}");
+        match obj.map_read() {
+            Err(Error::Unavailable { what, why: w }) => {
+                assert!(what.contains("CPU mapping"), "{what}");
+                assert_eq!(w, why);
+            }
+            other => panic!("map_read of an unmappable dma-buf: {other:?}"),
+        }
+    }
+
+    /// A cuda-vidmem handle has no size: its object takes the list's, needs a list that sets
+    /// vidmem_gpu, is never CPU-mapped, and holds read-write whatever the fd's access mode (the
+    /// importing process sets the GPU access itself).
+    #[test]
+    fn a_cuda_handle_takes_the_list_size_and_no_cpu_access() {
+        let fd = || rustix::fs::memfd_create("h", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let h = |f| crate::fd::Identified::assumed(f, facts(FdKind::CudaVidmem, 0, false));
+        let e = Object::from_identified(
+            h(fd()),
+            None,
+            None,
+            &list(1 << 21, None),
+            Permission::ReadWrite,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("vidmem_gpu"), "{e}");
+        let l = list(1 << 21, Some(GpuId([7; 16])));
+        let obj = Object::from_identified(h(fd()), None, None, &l, Permission::ReadWrite).unwrap();
+        assert_eq!(obj.size(), 1 << 21);
+        assert_eq!(obj.fd_kind(), FdKind::CudaVidmem);
+        assert_eq!(obj.backend(), Some(BackendKind::CudaVidmem));
+        assert!(!obj.is_dma_buf() && obj.memfd().is_none());
+        let why = obj.cpu_mappable().unwrap_err();
+        assert!(why.contains("cuda-vidmem"), "{why}");
+        assert!(obj.map_read().is_err());
+        let ro = obj.dup_with(Permission::ReadOnly).unwrap();
+        assert_eq!(ro.fd_kind(), FdKind::CudaVidmem);
+        assert_eq!(ro.permission(), Permission::ReadOnly);
     }
 }

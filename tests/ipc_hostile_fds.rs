@@ -5,7 +5,7 @@
 mod ipc_util;
 
 use ipc_util::*;
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::sync::Arc;
 use unibuf::attr::{AccessorKind, AttrList, BackendKind, Permission};
@@ -191,11 +191,93 @@ fn sealed_memfds_import_and_other_files_do_not() {
         let (parts, object) = refused_both_ways(&f);
         assert!(parts.contains("not a memfd"), "{parts}");
         assert!(object.contains("not a memfd"), "{object}");
-        // A pipe or socket is on neither filesystem; /dev/null is on devtmpfs, a tmpfs.
+        // A pipe or socket is on neither filesystem; /dev/null is a character device, which
+        // only an NVIDIA driver's (a CUDA handle) could be.
         let e = import_parts_error(f);
         assert!(
-            e.contains("not a dma-buf or a memfd") || e.contains("not a memfd"),
+            e.contains("not a dma-buf or a memfd")
+                || e.contains("not a memfd")
+                || e.contains("not a CUDA shareable handle"),
             "{e}"
         );
     }
+}
+
+/// A GPU list asking for video memory (the GPU need not exist: nothing is allocated here).
+fn vidmem_list(size: u64) -> Arc<Reconciled> {
+    let g = unibuf::attr::GpuId([0x42; 16]);
+    let mut l = AttrList::raw(size).unwrap();
+    l.set_accessor_kind(AccessorKind::Gpu)
+        .unwrap()
+        .set_required_perm(Permission::ReadWrite)
+        .unwrap()
+        .set_gpu_ids(&[g])
+        .unwrap()
+        .set_vidmem_gpu(g)
+        .unwrap();
+    Arc::new(reconcile([&l]).unwrap())
+}
+
+/// Exports `fd` as a read-write cuda-vidmem object of `rec`.
+fn export_vidmem(a: &mut Endpoint, fd: BorrowedFd<'_>, rec: &Arc<Reconciled>) {
+    a.export_object_parts(
+        fd,
+        None,
+        Some(BackendKind::CudaVidmem),
+        rec,
+        Permission::ReadWrite,
+        Permission::ReadWrite,
+    )
+    .unwrap()
+}
+
+/// A peer that announces a cuda-vidmem handle must send a character device of the NVIDIA
+/// driver: `/dev/null` (a character device of another driver) and a memfd are refused with what
+/// they are; a handle larger than the endpoint's allocation limit is refused before anything is
+/// mapped. (No NVIDIA driver here: the genuine handle is the GPU tests' `gpu::cuda_vidmem_*`.)
+#[test]
+fn a_cuda_vidmem_announcement_needs_an_nvidia_device_fd() {
+    let _g = serial();
+    let rec = vidmem_list(SIZE);
+    let null: OwnedFd = rustix::fs::open("/dev/null", OFlags::RDWR, Mode::empty()).unwrap();
+    let memfd = unibuf::object::Object::allocator(&cpu_list())
+        .backends(&unibuf::backend::Backends::memfd_only())
+        .allocate()
+        .unwrap();
+    for (fd, is) in [(null.as_fd(), "\"/dev/null\""), (memfd.fd(), "/memfd:")] {
+        let (mut a, mut b) = Endpoint::pair().unwrap();
+        let before = unibuf::fd::count_open_fds().unwrap();
+        export_vidmem(&mut a, fd, &rec);
+        let e = b
+            .import_object(Requested::ReadWrite, None)
+            .expect_err("accepted as a CUDA handle")
+            .to_string();
+        assert!(e.contains("announces a cuda-vidmem handle"), "{e}");
+        assert!(e.contains("not a CUDA shareable handle"), "{e}");
+        assert!(e.contains(is), "{e}");
+        // The refused fd was closed, not leaked.
+        assert_eq!(unibuf::fd::count_open_fds().unwrap(), before);
+    }
+    // Object::import of /dev/null: identified as a device node, refused the same way.
+    let fd: OwnedFd = rustix::fs::open("/dev/null", OFlags::RDWR, Mode::empty()).unwrap();
+    let e = Object::import(fd, &rec, Permission::ReadWrite)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a CUDA shareable handle") && e.contains("major 1"),
+        "{e}"
+    );
+    // Over the endpoint's allocation limit: refused by the size it announces (the list's),
+    // before the fd is looked at.
+    let big = vidmem_list(1 << 31);
+    let (mut a, mut b) = Endpoint::pair().unwrap();
+    b.set_alloc_limit(1 << 30);
+    export_vidmem(&mut a, null.as_fd(), &big);
+    let e = b.import_object(Requested::ReadWrite, None).unwrap_err();
+    assert!(
+        matches!(&e, unibuf::Error::LimitExceeded { asked, limit, .. }
+            if *asked == 1 << 31 && *limit == 1 << 30),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cuda-vidmem"), "{e}");
 }

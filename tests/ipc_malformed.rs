@@ -35,10 +35,14 @@ fn plain() -> WireList {
 }
 
 fn object_header(size: u64) -> ObjectHeader {
+    header_of(FdKind::Memfd, Some(BackendKind::Memfd), size)
+}
+
+fn header_of(fd_kind: FdKind, backend: Option<BackendKind>, size: u64) -> ObjectHeader {
     ObjectHeader {
         permission: Permission::ReadWrite,
-        fd_kind: FdKind::Memfd,
-        backend: Some(BackendKind::Memfd),
+        fd_kind,
+        backend,
         size,
         with_memfd: false,
     }
@@ -143,10 +147,20 @@ fn memfd_flag_disagreeing_with_the_fds() {
     b[12] = 2;
     refuse(&b, &[a.as_fd(), c.as_fd()], "does not announce");
     // The flag on a memfd object is refused outright.
-    let mut b = object_bytes(object_header(4096));
-    b[wire::HEADER_LEN + 3] = wire::OBJECT_WITH_MEMFD;
-    b[12] = 2;
-    refuse(&b, &[a.as_fd(), c.as_fd()], "memfd beside a memfd");
+    refuse_memfd_flag(object_bytes(object_header(4096)));
+}
+
+/// `object` (an encoded object message whose fd is not a dma-buf) with the memfd flag set and
+/// two fds: refused, the memfd has nothing to stand beside.
+fn refuse_memfd_flag(mut object: Vec<u8>) {
+    let (a, c) = (memfd(4096, 0), memfd(4096, 0));
+    object[wire::HEADER_LEN + 3] = wire::OBJECT_WITH_MEMFD;
+    object[12] = 2;
+    refuse(
+        &object,
+        &[a.as_fd(), c.as_fd()],
+        "memfd beside an fd that is not a dma-buf",
+    );
 }
 
 #[test]
@@ -312,4 +326,35 @@ fn peer_killed_while_we_wait() {
         );
         assert_eq!(wait_child(pid), 128 + libc::SIGKILL);
     });
+}
+
+/// The cuda-vidmem fd kind (wire 1.2) comes only with the cuda-vidmem backend and back: a header
+/// that pairs it with another backend, or that backend with another kind, is refused on both
+/// sides; a memfd beside it too. The right pairing encodes and decodes.
+#[test]
+fn cuda_vidmem_kind_and_backend_go_together() {
+    let _g = serial();
+    let h = header_of(FdKind::CudaVidmem, Some(BackendKind::CudaVidmem), 4096);
+    let good = wire::encode(&Message::Object(h, list())).unwrap();
+    let m = wire::decode(&good, 1).unwrap();
+    assert!(matches!(&m, Message::Object(d, _) if *d == h), "{m:?}");
+    for (kind, backend) in [
+        (FdKind::CudaVidmem, Some(BackendKind::SystemHeap)),
+        (FdKind::CudaVidmem, None),
+        (FdKind::DmaBuf, Some(BackendKind::CudaVidmem)),
+        (FdKind::Memfd, Some(BackendKind::CudaVidmem)),
+    ] {
+        let bad = header_of(kind, backend, 4096);
+        assert!(
+            wire::encode(&Message::Object(bad, list())).is_err(),
+            "{kind} from {backend:?} encoded"
+        );
+    }
+    // Raw bytes: the kind byte changed to dma-buf under the cuda-vidmem backend.
+    let a = memfd(4096, 0);
+    let mut b = good.clone();
+    b[wire::HEADER_LEN + 1] = 1;
+    refuse(&b, &[a.as_fd()], "fd kind for the backend");
+    // A memfd announced beside a CUDA handle.
+    refuse_memfd_flag(good);
 }

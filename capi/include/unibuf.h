@@ -298,6 +298,8 @@ enum ub_backend
   UB_BACKEND_DRM_DUMB = 4,
   // A plain memfd (CPU only).
   UB_BACKEND_MEMFD = 5,
+  // GPU video memory from CUDA (lists that set `vidmem_gpu`; feature `cuda`).
+  UB_BACKEND_CUDA_VIDMEM = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -62,6 +62,8 @@ pub enum ub_backend {
     UB_BACKEND_DRM_DUMB = 4,
     /// A plain memfd (CPU only).
     UB_BACKEND_MEMFD = 5,
+    /// GPU video memory from CUDA (lists that set `vidmem_gpu`; feature `cuda`).
+    UB_BACKEND_CUDA_VIDMEM = 6,
 }
 
 /// Element data type (`tensor.data_type`, `array.data_type`, a `uint32_t`).
@@ -217,6 +219,7 @@ mod tests {
             (UB_BACKEND_UDMABUF, BackendKind::Udmabuf),
             (UB_BACKEND_DRM_DUMB, BackendKind::DrmDumb),
             (UB_BACKEND_MEMFD, BackendKind::Memfd),
+            (UB_BACKEND_CUDA_VIDMEM, BackendKind::CudaVidmem),
         ];
         assert_eq!(be.len(), BackendKind::ALL.len());
         for (c, k) in be {

@@ -2,6 +2,10 @@
 //!
 //! The rules, in order:
 //!
+//! 0. `vidmem_gpu` set → the `cuda-vidmem` backend on the CUDA device with that UUID (feature
+//!    `cuda`); without the feature, without CUDA or without that GPU, an error naming what is
+//!    missing: GPU memory never falls back to host memory. Contiguous or pinnable memory, or a
+//!    preferred backend other than `cuda-vidmem`, is refused beside it;
 //! 1. contiguous and pinnable at once → refused (no backend gives both);
 //! 2. a preferred-backend hint is honored when it is compatible with the requirement and usable
 //!    here; an incompatible hint is refused with the reason (an error); a compatible hint that
@@ -14,7 +18,7 @@
 
 use super::discover::{Backends, HeapClass};
 use super::request::MemoryRequirement;
-use crate::attr::BackendKind;
+use crate::attr::{BackendKind, GpuId};
 use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// Memoized [`Choice`]s of one [`Backends`], one slot per distinct [`MemoryRequirement`]
-/// (2 × 2 × 2 flags × 6 hints): allocation looks its choice up instead of walking the rules and
+/// (2 × 2 × 2 flags × one slot per hint and one for none): allocation looks its choice up instead of walking the rules and
 /// cloning a device path every time. Only successful choices are kept; a refusal is recomputed
 /// (and its reason rebuilt) each time it is asked for.
 pub(crate) struct ChoiceCache([OnceLock<Arc<Choice>>; CACHE_SLOTS]);
@@ -69,8 +73,11 @@ fn slot(m: &MemoryRequirement) -> usize {
 pub struct Choice {
     /// The backend.
     pub backend: BackendKind,
-    /// The device node allocated from (heap, `/dev/udmabuf`, DRM card); `None` for memfd.
+    /// The device node allocated from (heap, `/dev/udmabuf`, DRM card); `None` for memfd and
+    /// `cuda-vidmem`.
     pub device: Option<PathBuf>,
+    /// The GPU whose memory is allocated (`cuda-vidmem`: the list's `vidmem_gpu`).
+    pub gpu: Option<GpuId>,
     /// Why this backend (and why not a preferred one, if a hint was not honored).
     pub reason: Cow<'static, str>,
 }
@@ -81,17 +88,38 @@ impl fmt::Display for Choice {
         if let Some(d) = &self.device {
             write!(f, " ({})", d.display())?;
         }
+        if let Some(g) = &self.gpu {
+            write!(f, " (GPU {g})")?;
+        }
         write!(f, ": {}", self.reason)
     }
 }
 
 /// Why `kind` cannot satisfy `m` (whatever this machine has), or `None` when it can.
 pub fn incompatibility(kind: BackendKind, m: &MemoryRequirement) -> Option<&'static str> {
-    if m.vidmem.is_some() {
-        return Some(
-            "the lists ask for GPU video memory (vidmem_gpu), which only the cuda-vidmem \
-             backend gives",
-        );
+    match (m.vidmem.is_some(), kind == BackendKind::CudaVidmem) {
+        (true, false) => {
+            return Some(
+                "the lists ask for GPU video memory (vidmem_gpu), which only the cuda-vidmem \
+                 backend gives",
+            )
+        }
+        (false, true) => {
+            return Some(
+                "cuda-vidmem allocates the video memory of the GPU a list names in vidmem_gpu, \
+                 and no list sets it",
+            )
+        }
+        (true, true) if m.contiguous => {
+            return Some("GPU video memory is not physically contiguous host memory")
+        }
+        (true, true) if m.pinnable => {
+            return Some(
+                "a VFIO accessor pins host memory, and GPU video memory is not host memory",
+            )
+        }
+        (true, true) => return None,
+        (false, false) => {}
     }
     if m.contiguous && kind != BackendKind::CmaHeap {
         return Some("an accessor needs physically contiguous memory and only a CMA heap gives it");
@@ -117,7 +145,7 @@ impl Backends {
             BackendKind::CmaHeap => self.heap(HeapClass::Contiguous).map(|h| h.path.clone()),
             BackendKind::Udmabuf => Some(self.udmabuf.path.clone()),
             BackendKind::DrmDumb => self.drm_dumb().map(|d| d.path.clone()),
-            BackendKind::Memfd => None,
+            BackendKind::Memfd | BackendKind::CudaVidmem => None,
         }
     }
 
@@ -125,6 +153,7 @@ impl Backends {
         Choice {
             backend,
             device: self.device_of(backend),
+            gpu: None,
             reason,
         }
     }
@@ -155,13 +184,7 @@ impl Backends {
     /// Chooses the backend for `m` (see the module documentation for the rules).
     pub fn choose(&self, m: &MemoryRequirement) -> Result<Choice> {
         if let Some(g) = m.vidmem {
-            return Err(Error::Unavailable {
-                what: "cuda-vidmem backend (feature cuda)".into(),
-                why: format!(
-                    "the lists ask for the video memory of GPU {g} (vidmem_gpu); this build \
-                     allocates host memory only"
-                ),
-            });
+            return choose_vidmem(g, m);
         }
         if m.contiguous && m.pinnable {
             return Err(Error::Unavailable {
@@ -287,6 +310,51 @@ impl Backends {
             })
         }
     }
+}
+
+/// What [`Backends::why_not`] says of `cuda-vidmem`, which no list gets as a hint of its own.
+pub(crate) fn vidmem_note() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "chosen only for lists that set vidmem_gpu, on the CUDA device with that UUID"
+    } else {
+        "this build has no cuda-vidmem backend (feature cuda); it is chosen only for lists that \
+         set vidmem_gpu"
+    }
+}
+
+/// Rule 0: the `cuda-vidmem` backend for the video memory of GPU `g`, or why not.
+fn choose_vidmem(g: GpuId, m: &MemoryRequirement) -> Result<Choice> {
+    if let Some(why) = m
+        .preferred
+        .and_then(|p| incompatibility(p, m))
+        .or_else(|| incompatibility(BackendKind::CudaVidmem, m))
+    {
+        return Err(Error::Unavailable {
+            what: format!("the video memory of GPU {g} (vidmem_gpu)"),
+            why: format!("refused: {why}"),
+        });
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let (_, label) = super::cuda::find_device(g)?;
+        Ok(Choice {
+            backend: BackendKind::CudaVidmem,
+            device: None,
+            gpu: Some(g),
+            reason: Cow::Owned(format!(
+                "the lists ask for the video memory of GPU {g} (vidmem_gpu): {label}, \
+                 cuMemCreate with a POSIX-fd shareable handle"
+            )),
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    Err(Error::Unavailable {
+        what: "cuda-vidmem backend (feature cuda)".into(),
+        why: format!(
+            "the lists ask for the video memory of GPU {g} (vidmem_gpu); this build has no CUDA \
+             support and allocates host memory only (build unibuf with feature cuda)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -472,18 +540,44 @@ mod tests {
         assert!(c.reason.contains("heaps found: system"), "{}", c.reason);
     }
 
-    /// vidmem_gpu is a reconciled output the backends cannot serve yet: refused, naming the
-    /// backend that will.
+    /// vidmem_gpu: never host memory. Without feature cuda the refusal names the backend and
+    /// the feature; with it (and no such GPU here: no machine has this UUID) it names the GPU
+    /// and why it is not here. Hints and needs that GPU memory cannot meet are refused first.
     #[test]
-    fn vidmem_is_refused_until_the_cuda_backend() {
+    fn vidmem_needs_the_cuda_backend_and_that_gpu() {
         let mut m = req(false, false, true);
         m.vidmem = Some(crate::model::GpuId([3; 16]));
         let b = with(&BackendKind::ALL);
         for e in [b.choose(&m).unwrap_err(), b.choose_shared(&m).unwrap_err()] {
             let t = e.to_string();
-            assert!(t.contains("cuda-vidmem backend (feature cuda)"), "{t}");
             assert!(t.contains("03030303-0303"), "{t}");
+            if cfg!(feature = "cuda") {
+                assert!(t.contains("cuda-vidmem backend"), "{t}");
+                assert!(
+                    t.contains("no CUDA device here has that UUID") || t.contains("libcuda"),
+                    "{t}"
+                );
+            } else {
+                assert!(t.contains("cuda-vidmem backend (feature cuda)"), "{t}");
+            }
         }
+        let mut hinted = m.clone();
+        hinted.preferred = Some(SystemHeap);
+        let t = b.choose(&hinted).unwrap_err().to_string();
+        assert!(
+            t.contains("refused") && t.contains("only the cuda-vidmem"),
+            "{t}"
+        );
+        let mut pinned = m.clone();
+        pinned.pinnable = true;
+        let t = b.choose(&pinned).unwrap_err().to_string();
+        assert!(t.contains("refused") && t.contains("VFIO"), "{t}");
+        // A cuda-vidmem hint without vidmem_gpu is refused, naming the key.
+        let mut m = req(false, false, true);
+        m.preferred = Some(CudaVidmem);
+        let t = b.choose(&m).unwrap_err().to_string();
+        assert!(t.contains("vidmem_gpu"), "{t}");
+        assert!(!b.has(CudaVidmem));
     }
 
     use proptest::prelude::*;

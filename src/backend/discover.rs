@@ -324,6 +324,8 @@ impl Backends {
             BackendKind::Udmabuf => self.udmabuf.access.is_usable() && self.memfd.is_usable(),
             BackendKind::DrmDumb => self.drm_dumb().is_some(),
             BackendKind::Memfd => self.memfd.is_usable(),
+            // Chosen per GPU for lists that set vidmem_gpu (`choose`), never as a hint of its own.
+            BackendKind::CudaVidmem => false,
         }
     }
 
@@ -381,6 +383,7 @@ impl Backends {
                 }
             }
             BackendKind::Memfd => format!("memfd_create: {}", self.memfd),
+            BackendKind::CudaVidmem => super::choose::vidmem_note().into(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Memory backends: DMA-BUF heaps (system, CMA), udmabuf, DRM dumb buffers, memfd.
+//! Memory backends: DMA-BUF heaps (system, CMA), udmabuf, DRM dumb buffers, memfd, and GPU video
+//! memory from CUDA (`cuda-vidmem`, feature `cuda`, whose driver calls are in `backend::cuda`).
 //!
 //! - [`Backends::discover`] finds what this machine has and what this process can open (and why
 //!   not: `EACCES` names the udev rules); its `Display` is a readable report.
@@ -32,6 +33,8 @@
 
 mod alloc;
 pub mod choose;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod discover;
 pub mod plan;
 mod request;
@@ -68,7 +71,13 @@ pub(crate) struct Allocation {
     /// Which backend and why; one `Choice` is shared by every allocation for the same
     /// requirement from the same [`Backends`] ([`Backends::choose_shared`]).
     pub(crate) choice: Arc<Choice>,
+    /// What must live as long as the buffer besides its fds (`cuda-vidmem`: the allocation's
+    /// CUDA handle); shared by every handle of the object.
+    pub(crate) keep: Option<Keep>,
 }
+
+/// Something an allocation keeps alive for as long as any handle of its object lives.
+pub(crate) type Keep = Arc<dyn std::fmt::Debug + Send + Sync>;
 
 static GLOBAL: OnceLock<Backends> = OnceLock::new();
 
@@ -189,6 +198,8 @@ impl Backends {
             what: what.to_string(),
             why: self.why_not(choice.backend),
         };
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+        let mut keep: Option<Keep> = None;
         let (fd, memfd, size) = match choice.backend {
             BackendKind::SystemHeap | BackendKind::CmaHeap => {
                 let class = if choice.backend == BackendKind::SystemHeap {
@@ -241,6 +252,19 @@ impl Backends {
                 let memfd = alloc::memfd_alloc(len, &name)?;
                 (memfd, None, len)
             }
+            #[cfg(feature = "cuda")]
+            BackendKind::CudaVidmem => {
+                let gpu = choice
+                    .gpu
+                    .ok_or_else(|| missing("the GPU of a cuda-vidmem choice"))?;
+                let (fd, size, alloc) = cuda::allocate(gpu, len)?;
+                keep = Some(Arc::new(alloc));
+                (fd, None, size)
+            }
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::CudaVidmem => {
+                return Err(missing("the cuda-vidmem backend (feature cuda)"))
+            }
         };
         if choice.backend.is_dma_buf() {
             alloc::set_name(fd.as_fd(), &name)?;
@@ -251,6 +275,7 @@ impl Backends {
             size,
             name,
             choice,
+            keep,
         })
     }
 }

@@ -132,7 +132,7 @@ pub const VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT: u32 = 0x0000_0200;
 pub struct VkSubresourceLayout {
     /// `offset`.
     pub offset: u64,
-    /// `size`.
+    /// `size`: 0 in an explicit create info (the Vulkan spec requires it).
     pub size: u64,
     /// `rowPitch`.
     pub row_pitch: u64,
@@ -246,7 +246,9 @@ impl ImportDescriptor<'_> {
                 .iter()
                 .map(|p| VkSubresourceLayout {
                     offset: p.offset,
-                    size: p.size,
+                    // VUID-VkImageDrmFormatModifierExplicitCreateInfoEXT-size-02267: the
+                    // application's plane layouts must leave `size` 0 (the driver computes it).
+                    size: 0,
                     row_pitch: p.pitch as u64,
                     array_pitch: 0,
                     depth_pitch: 0,
@@ -303,6 +305,10 @@ mod tests {
         assert_eq!(v.vk_format, Some(1_000_156_003));
         assert_eq!(v.plane_layouts.len(), 2);
         assert_eq!(v.plane_layouts[1].offset, 1920 * 1088);
+        assert!(
+            v.plane_layouts.iter().all(|p| p.size == 0),
+            "VUID-...-size-02267"
+        );
         assert_eq!(v.handle_type, 0x200);
         let mut bad = d.clone();
         bad.planes[1].size = u64::MAX;

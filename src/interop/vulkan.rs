@@ -875,8 +875,64 @@ impl Vulkan {
             }
             let need = self.linear_image_size(f, w, h)?;
             list.set_min_size(need)?;
+            // The modifiers this GPU can take an image of this size in, from the memory unibuf
+            // can give it (host memory always; dma-bufs where the extension is), in the
+            // driver's order: reconciliation intersects them with the other accessors' sets.
+            if list.get(Key::ImageModifiers).is_none() && list.get(Key::ImageModifier).is_none() {
+                let set = self.importable_modifiers(f, w, h)?;
+                list.set_image_modifiers(set)?;
+            }
         }
         Ok(())
+    }
+
+    /// The modifiers of `format` (in the driver's order) whose `width × height` images can be
+    /// imported from every kind of memory unibuf may hand this device: host memory
+    /// (`VK_EXT_external_memory_host`) and, where the device has `VK_EXT_external_memory_dma_buf`,
+    /// dma-bufs. [`Error::Unavailable`] when there is none.
+    pub fn importable_modifiers(
+        &self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<u64>> {
+        self.need_modifiers("modifier sets")?;
+        let vf = self.vk_format(format)?;
+        let mut layout =
+            ImageLayout::compute(&crate::layout::ImageParams::new(format, width, height))
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let usage = vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST;
+        let mut handles = Vec::new();
+        if self.caps.host_memory {
+            handles.push(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT);
+        }
+        if self.caps.dma_buf {
+            handles.push(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+        }
+        let mut set = Vec::new();
+        let mut refused = Vec::new();
+        for m in self.modifiers(format)? {
+            layout.modifier = m.modifier;
+            match handles
+                .iter()
+                .try_for_each(|&h| self.check_importable(vf, &layout, usage, h))
+            {
+                Ok(()) if !handles.is_empty() => set.push(m.modifier),
+                Ok(()) => refused.push(format!("{:#018x}: no import extension", m.modifier)),
+                Err(e) => refused.push(format!("{:#018x}: {e}", m.modifier)),
+            }
+        }
+        if set.is_empty() {
+            return Err(Error::Unavailable {
+                what: format!(
+                    "{width}x{height} {} images over imported memory on {}",
+                    format.name(),
+                    self.label
+                ),
+                why: refused.join("; "),
+            });
+        }
+        Ok(set)
     }
 
     /// The memory size the driver requires for a `width × height` `format` image with the

@@ -466,11 +466,7 @@ impl Endpoint {
         }
         let header = ObjectHeader {
             permission: granted,
-            fd_kind: if backend == Some(BackendKind::Memfd) {
-                FdKind::Memfd
-            } else {
-                FdKind::DmaBuf
-            },
+            fd_kind: FdKind::of_backend(backend),
             backend,
             size: reconciled.size(),
             with_memfd: memfd.is_some(),

@@ -247,19 +247,35 @@ impl Endpoint {
     }
 
     /// Identifies an fd from the peer as the `kind` its message announced, of at least `size`
-    /// bytes.
+    /// bytes. A cuda-vidmem handle has no size to measure: `size` (which the importer will map)
+    /// is held to the endpoint's allocation limit instead, and CUDA refuses a mapping larger
+    /// than the allocation behind the handle.
     fn identify_peer_fd(&self, fd: OwnedFd, kind: FdKind, size: u64) -> Result<Identified> {
         let from = || format!("{} (peer pid {})", self.name(), self.peer().pid);
         let want = match kind {
             FdKind::DmaBuf => fdid::FdKind::DmaBuf,
             FdKind::Memfd => fdid::FdKind::Memfd,
+            FdKind::CudaVidmem => fdid::FdKind::CudaVidmem,
         };
+        if kind == FdKind::CudaVidmem {
+            let limit = self.alloc_limit();
+            if size > limit {
+                return Err(Error::LimitExceeded {
+                    what: format!("{}: a {kind} of {size} bytes", from()),
+                    asked: size,
+                    limit,
+                });
+            }
+        }
         let id = fdid::identify(fd, Some(want)).map_err(|e| {
             Error::Ipc(format!(
                 "{}: the message announces a {kind}, refused: {e}",
                 from()
             ))
         })?;
+        if kind == FdKind::CudaVidmem {
+            return Ok(id);
+        }
         let actual = id.facts().size;
         if actual < size {
             return Err(Error::Ipc(format!(

@@ -16,7 +16,7 @@ pub const MAGIC: [u8; 4] = *b"UBUF";
 pub const VERSION_MAJOR: u8 = 1;
 /// Minor version of the wire format this build writes. Messages of any minor of the same major are
 /// accepted; a newer minor may only add keys, value tags and message kinds (see the docs).
-pub const VERSION_MINOR: u8 = 1;
+pub const VERSION_MINOR: u8 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Largest message (header + body) either side sends or accepts, in bytes.
@@ -281,6 +281,9 @@ pub enum FdKind {
     DmaBuf,
     /// A memfd (the CPU-only backend). Wire code 2.
     Memfd,
+    /// A CUDA POSIX-fd shareable handle of GPU video memory (the `cuda-vidmem` backend): an fd
+    /// of the NVIDIA driver, with no size of its own. Wire code 3 (wire 1.2).
+    CudaVidmem,
 }
 
 impl fmt::Display for FdKind {
@@ -288,7 +291,28 @@ impl fmt::Display for FdKind {
         f.write_str(match self {
             FdKind::DmaBuf => "dma-buf",
             FdKind::Memfd => "memfd",
+            FdKind::CudaVidmem => "cuda-vidmem handle",
         })
+    }
+}
+
+impl FdKind {
+    /// The fd kind that the backend `b` (`None`: a foreign dma-buf) gives: a memfd for
+    /// [`BackendKind::Memfd`], a CUDA handle for [`BackendKind::CudaVidmem`], else a dma-buf.
+    /// The decoder refuses a header whose fd kind and backend disagree.
+    pub fn of_backend(b: Option<BackendKind>) -> FdKind {
+        match b {
+            Some(BackendKind::Memfd) => FdKind::Memfd,
+            Some(BackendKind::CudaVidmem) => FdKind::CudaVidmem,
+            _ => FdKind::DmaBuf,
+        }
+    }
+
+    /// Whether an object of `backend` may travel as this fd kind: the memfd and cuda-vidmem
+    /// backends give only their own kind, and those kinds come only from them (a dma-buf may
+    /// come from any other backend, or none).
+    fn fits(self, backend: Option<BackendKind>) -> bool {
+        self == FdKind::of_backend(backend)
     }
 }
 
@@ -317,6 +341,7 @@ fn fd_kind_code(k: FdKind) -> u8 {
     match k {
         FdKind::DmaBuf => 1,
         FdKind::Memfd => 2,
+        FdKind::CudaVidmem => 3,
     }
 }
 
@@ -324,6 +349,7 @@ fn fd_kind_from_code(c: u8) -> Option<FdKind> {
     match c {
         1 => Some(FdKind::DmaBuf),
         2 => Some(FdKind::Memfd),
+        3 => Some(FdKind::CudaVidmem),
         _ => None,
     }
 }
@@ -855,7 +881,7 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
     let with_memfd = flags & OBJECT_WITH_MEMFD != 0;
     if with_memfd && fd_kind != FdKind::DmaBuf {
         return Err(WireError::Invalid {
-            field: "object flags (a memfd beside a memfd)",
+            field: "object flags (a memfd beside an fd that is not a dma-buf)",
             value: flags.into(),
             at: at + 3,
         });
@@ -873,7 +899,7 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
             ),
         });
     }
-    if (backend == Some(BackendKind::Memfd)) != (fd_kind == FdKind::Memfd) {
+    if !fd_kind.fits(backend) {
         return Err(WireError::Invalid {
             field: "fd kind for the backend",
             value: k.into(),
@@ -1240,9 +1266,9 @@ impl Encoder {
             return Err(WireError::Encode(format!("object size {}", h.size)));
         }
         if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
-            return Err(WireError::Encode("a memfd beside a memfd".into()));
+            return Err(WireError::Encode(format!("a memfd beside a {}", h.fd_kind)));
         }
-        if (h.backend == Some(BackendKind::Memfd)) != (h.fd_kind == FdKind::Memfd) {
+        if !h.fd_kind.fits(h.backend) {
             return Err(WireError::Encode(format!(
                 "a {} fd cannot come from the {:?} backend",
                 h.fd_kind, h.backend

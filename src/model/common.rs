@@ -66,6 +66,17 @@ impl AccessorKind {
     pub fn maps_host_memory(self) -> bool {
         matches!(self, AccessorKind::Vfio | AccessorKind::Gpu)
     }
+
+    /// [`Self::maps_host_memory`] for a buffer that is (`in_vidmem`: the lists set
+    /// `vidmem_gpu`) or is not GPU video memory: a GPU reaches video memory through its own
+    /// mapping (the cuda-vidmem backend), not by registering host memory; VFIO pins host memory
+    /// either way (and GPU video memory cannot be pinned: the backend refuses it).
+    pub fn needs_host_memory(self, in_vidmem: bool) -> bool {
+        match self {
+            AccessorKind::Gpu => !in_vidmem,
+            k => k.maps_host_memory(),
+        }
+    }
 }
 
 wire_enum!(
@@ -82,13 +93,16 @@ wire_enum!(
         DrmDumb = 4, "drm-dumb";
         /// A plain memfd: CPU only, not a dma-buf.
         Memfd = 5, "memfd";
+        /// GPU video memory from CUDA's `cuMemCreate` (feature `cuda`), for lists that set
+        /// `vidmem_gpu`: the fd is the allocation's POSIX-fd shareable handle, not a dma-buf.
+        CudaVidmem = 6, "cuda-vidmem";
     }
 );
 
 impl BackendKind {
-    /// Whether buffers from this backend are dma-bufs.
+    /// Whether buffers from this backend are dma-bufs (not a memfd, not a CUDA handle).
     pub fn is_dma_buf(self) -> bool {
-        self != BackendKind::Memfd
+        !matches!(self, BackendKind::Memfd | BackendKind::CudaVidmem)
     }
 }
 
@@ -105,6 +119,7 @@ mod tests {
         assert_eq!(AccessorKind::Device.code(), 6);
         assert_eq!(BackendKind::SystemHeap.code(), 1);
         assert_eq!(BackendKind::Memfd.code(), 5);
+        assert_eq!(BackendKind::CudaVidmem.code(), 6);
         for p in Permission::ALL {
             assert_eq!(Permission::from_code(p.code()), Some(p));
             assert_eq!(Permission::from_name(p.name()), Some(p));
@@ -118,7 +133,7 @@ mod tests {
             assert_eq!(BackendKind::from_name(&b.to_string()), Some(b));
         }
         assert_eq!(Permission::from_code(0), None);
-        assert_eq!(BackendKind::from_code(6), None);
+        assert_eq!(BackendKind::from_code(7), None);
         assert_eq!(
             Permission::from_name("read_only"),
             Some(Permission::ReadOnly)

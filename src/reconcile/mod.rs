@@ -426,7 +426,7 @@ impl Reconciled {
                 }
             }
             let kind = l.accessor_kind();
-            if let Some(k) = kind.filter(|k| k.maps_host_memory()) {
+            if let Some(k) = kind.filter(|k| k.needs_host_memory(memory.vidmem.is_some())) {
                 if !memory.pinnable {
                     items.push(ConflictItem {
                         key: Key::OutPinnable,

@@ -366,7 +366,7 @@ pub(super) fn compute(
         contiguous: flag(Key::PhysContiguous, false),
         pinnable: ls.iter().any(|(_, l)| {
             l.accessor_kind()
-                .is_some_and(AccessorKind::maps_host_memory)
+                .is_some_and(|k| k.needs_host_memory(gpus.vidmem.is_some()))
         }),
         device_access: ls
             .iter()

@@ -853,6 +853,10 @@ fn nvscibuf_vidmem_gpu_is_a_reconciled_memory_requirement() {
     let r = reconcile([&a, &gpu_list("b", &[1])]).unwrap();
     assert_eq!(r.vidmem_gpu(), Some(gpu(2)));
     assert_eq!(r.memory().vidmem, Some(gpu(2)));
+    // GPU accessors of video memory map it themselves: no host memory to pin or register, and
+    // a GPU importer's own list is satisfied by the buffer without it.
+    assert!(!r.memory().pinnable);
+    r.validate(&[gpu_list("importer", &[1])]).unwrap();
     // In its own video memory a dGPU caches by default.
     assert_eq!(r.gpu_cache(), &[(gpu(1), false), (gpu(2), true)]);
     let mut stranger = gpu_list("stranger", &[1]);

@@ -4,22 +4,22 @@
 //! 1. GPU read bandwidth of the same kernel over an imported unibuf host buffer and over
 //!    `cuMemHostAlloc` memory (interleaved repetitions, medians, the ratio).
 //! 2. Import (registration) time of 64 MiB and 1 GiB objects, pages touched and untouched.
-//! 3. Cross-process read-only import of a GPU-resident 64 MiB buffer: from the exporter's send
-//!    of the handle to a mapped device pointer in the importer (whose context is already open).
+//! 3. Cross-process read-only import of a GPU-resident 64 MiB buffer (a cuda-vidmem object):
+//!    from `export_object` to a mapped device pointer in the importer (whose context is already
+//!    open), through `import_object` and `CudaBuffer::import`.
 
 // The bench uses part of what the tests share.
 #[allow(dead_code)]
 #[path = "../tests/gpu/support.rs"]
 mod support;
 
-use support::{recv_fd, send_fd};
-
 use anyhow::{bail, Context, Result};
 use cudarc::driver::sys as cu;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use unibuf::attr::{AccessorKind, AttrList, Permission};
-use unibuf::interop::cuda::{Cuda, CudaBuffer, Vidmem, VidmemMapping};
+use unibuf::interop::cuda::{Cuda, CudaBuffer, ImportPath};
+use unibuf::ipc::{Endpoint, Requested};
 use unibuf::object::Object;
 use unibuf::reconcile::reconcile;
 
@@ -162,13 +162,21 @@ fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+const VIDMEM_RUNS: usize = 5;
+
+/// Figure 3 through the unibuf path: `Object::allocator` on a `vidmem_gpu` list (the cuda-vidmem
+/// backend), `export_object` read-only over a socket to a forked importer whose CUDA context is
+/// already open, `import_object` + `CudaBuffer::import` there. Timed from just before
+/// `export_object` to the importer holding the mapped device pointer; each run a new object.
 fn cross_process_vidmem() -> Result<()> {
-    let size = 64 * MIB as usize;
-    let (tx, rx) = support::fd_channel()?;
+    let size = 64 * MIB;
+    let (mut ep, child_ep) = Endpoint::pair()?;
+    child_ep.set_recv_timeout(Some(Duration::from_secs(60)))?;
     // SAFETY: single-threaded here; the child opens CUDA itself after the fork and `_exit`s.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code = match importer(&rx, size) {
+        drop(ep);
+        let code = match importer(child_ep, size) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("importer: {e:#}");
@@ -178,43 +186,59 @@ fn cross_process_vidmem() -> Result<()> {
         // SAFETY: no preconditions.
         unsafe { libc::_exit(code) };
     }
+    drop(child_ep);
+    ep.set_recv_timeout(Some(Duration::from_secs(60)))?;
     let cuda = Cuda::open(0)?;
-    let v = Vidmem::allocate(&cuda, size as u64)?;
-    // Wait for the importer's context to be open, so the figure is the import alone.
-    let mut b = [0u8; 8];
-    rustix::io::read(&tx, &mut b)?;
-    let t0 = monotonic_ns();
-    send_fd(&tx, v.fd(), &t0.to_ne_bytes())?;
-    rustix::io::read(&tx, &mut b)?;
-    let t1 = u64::from_ne_bytes(b);
+    let mut l = AttrList::raw(size)?;
+    l.set_accessor_name("cuda-vidmem")?
+        .set_required_perm(Permission::ReadWrite)?;
+    cuda.fill(&mut l)?;
+    l.set_vidmem_gpu(cuda.gpu_id())?;
+    let r = Arc::new(reconcile([&l]).map_err(|c| anyhow::anyhow!("{c}"))?);
+    let mut us = Vec::new();
+    for _ in 0..VIDMEM_RUNS {
+        let obj = Object::allocator(&r).allocate()?;
+        ep.recv_data().context("importer ready")?;
+        let t0 = monotonic_ns();
+        ep.export_object(&obj, Permission::ReadOnly)?;
+        let t1 = u64::from_ne_bytes(ep.recv_data()?.as_slice().try_into()?);
+        us.push(Duration::from_nanos(t1.saturating_sub(t0)).as_secs_f64() * 1e6);
+    }
     let mut st = 0;
     // SAFETY: waits for our own child.
     unsafe { libc::waitpid(pid, &mut st, 0) };
     if !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
         bail!("importer failed ({st:#x})");
     }
+    let all = us.iter().map(|u| format!("{u:.1}")).collect::<Vec<_>>();
     println!(
-        "BENCH vidmem 64 MiB cross-process read-only import: {:.1} us from the exporter's send to \
-         a PROT_READ device mapping in the importer (SCM_RIGHTS + cuMemImportFromShareableHandle \
-         + cuMemAddressReserve + cuMemMap + cuMemSetAccess)",
-        Duration::from_nanos(t1.saturating_sub(t0)).as_secs_f64() * 1e6
+        "BENCH vidmem 64 MiB cross-process read-only import: median {:.1} us (runs: {} us) from \
+         export_object to a PROT_READ device pointer in the importer (cuda-vidmem object; \
+         SCM_RIGHTS + import_object + CudaBuffer::import: cuMemImportFromShareableHandle + \
+         cuMemAddressReserve + cuMemMap + cuMemSetAccess)",
+        median(&mut us),
+        all.join(", ")
     );
     Ok(())
 }
 
-fn importer(sock: &rustix::fd::OwnedFd, size: usize) -> Result<()> {
+fn importer(mut ep: Endpoint, size: u64) -> Result<()> {
     let cuda = Cuda::open(0)?;
-    rustix::io::write(sock, &[1u8; 8])?;
-    let fd = recv_fd(sock)?;
-    let m = VidmemMapping::import(
-        &cuda,
-        rustix::fd::AsFd::as_fd(&fd),
-        size,
-        Permission::ReadOnly,
-    )?;
-    let t1 = monotonic_ns();
-    let _ = m.device_ptr();
-    rustix::io::write(sock, &t1.to_ne_bytes())?;
+    let mut own = AttrList::raw(size)?;
+    own.set_accessor_name("cuda-importer")?
+        .set_accessor_kind(AccessorKind::Gpu)?
+        .set_required_perm(Permission::ReadOnly)?;
+    let own = [own];
+    for _ in 0..VIDMEM_RUNS {
+        ep.send_data(b"ready")?;
+        let obj = ep.import_object(Requested::ReadOnly, Some(&own))?;
+        let g = CudaBuffer::import(&cuda, &obj)?;
+        let t1 = monotonic_ns();
+        if g.path() != (ImportPath::Vidmem { read_only: true }) {
+            bail!("imported as {:?}", g.path());
+        }
+        ep.send_data(&t1.to_ne_bytes())?;
+    }
     Ok(())
 }
 

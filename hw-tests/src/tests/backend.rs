@@ -250,6 +250,9 @@ fn missing(kind: BackendKind) -> Option<String> {
         BackendKind::Udmabuf => "CONFIG_UDMABUF (Debian 6.1 has none)",
         BackendKind::DrmDumb => "a DRM driver with dumb buffers (modprobe vgem)",
         BackendKind::Memfd => "memfd_create",
+        BackendKind::CudaVidmem => {
+            "feature cuda, an NVIDIA GPU and a vidmem_gpu list (gpu:: tests)"
+        }
     };
     Some(format!("no {kind}: {} (needs {hint})", b.why_not(kind)))
 }

@@ -1,5 +1,5 @@
 //! CUDA tests: unibuf objects imported into CUDA, read-only enforced by the GPU's MMU, GPU-resident
-//! memory across processes, and its dma-buf view.
+//! objects (the cuda-vidmem backend) across processes over unibuf IPC, and their dma-buf view.
 //!
 //! Processes: CUDA must not be initialised before a `fork` (the child could not use it), so every
 //! test forks its peers first and each process opens CUDA for itself.
@@ -8,12 +8,15 @@ use super::support::{self, fd_channel, recv_fd, send_fd, Kernels};
 use crate::harness::{pass, skip, Outcome, Test};
 use crate::tests::ipc::{fork_peer, wait};
 use anyhow::{bail, ensure, Context};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
+use rustix::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
+use unibuf::attr::BackendKind;
 use unibuf::attr::{AccessorKind, AttrList, Permission};
-use unibuf::interop::cuda::{Cuda, CudaBuffer, ImportPath, Vidmem, VidmemMapping};
+use unibuf::interop::cuda::{Cuda, CudaBuffer, ImportPath};
 use unibuf::ipc::{Endpoint, Requested};
+use unibuf::object::FdKind;
 use unibuf::object::Object;
 use unibuf::reconcile::{reconcile, Reconciled};
 
@@ -39,6 +42,11 @@ pub fn tests() -> Vec<Test> {
             name: "gpu::cuda_vidmem_across_processes",
             needs: "an NVIDIA GPU with VMM and POSIX-fd handles",
             run: vidmem_across_processes,
+        },
+        Test {
+            name: "gpu::cuda_vidmem_choice_errors",
+            needs: "an NVIDIA GPU",
+            run: vidmem_choice_errors,
         },
         Test {
             name: "gpu::cuda_vidmem_dma_buf",
@@ -302,96 +310,242 @@ fn ipc_read_only_consumer() -> anyhow::Result<Outcome> {
     ))
 }
 
-/// Build item 2 / test 4: GPU-resident memory shared by its POSIX-fd handle with one read-only
-/// and one read-write importer process.
+/// The list of a GPU that wants its own video memory (`vidmem_gpu` = its UUID, filled by the
+/// CUDA provider), read-write: what makes `Object::allocator` pick the cuda-vidmem backend.
+pub(super) fn vidmem_list(cuda: &Cuda, size: u64) -> anyhow::Result<AttrList> {
+    let mut l = AttrList::raw(size)?;
+    l.set_accessor_name("cuda-vidmem")?
+        .set_required_perm(Permission::ReadWrite)?;
+    cuda.fill(&mut l)?;
+    l.set_vidmem_gpu(cuda.gpu_id())?;
+    Ok(l)
+}
+
+/// A GPU importer's own list (built without CUDA): a raw buffer it accesses with `perm`.
+fn gpu_importer_list(size: u64, perm: Permission) -> anyhow::Result<Vec<AttrList>> {
+    let mut l = AttrList::raw(size)?;
+    l.set_accessor_name("cuda-importer")?
+        .set_accessor_kind(AccessorKind::Gpu)?
+        .set_required_perm(perm)?;
+    Ok(vec![l])
+}
+
+/// What the kernel says the object's fd is: its `/proc/self/fd` link and `major:minor`.
+fn fd_identity(obj: &Object) -> String {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", obj.fd().as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("readlink: {e}"));
+    match rustix::fs::fstat(obj.fd()) {
+        Ok(st) => format!(
+            "{link} ({}:{})",
+            rustix::fs::major(st.st_rdev),
+            rustix::fs::minor(st.st_rdev)
+        ),
+        Err(e) => format!("{link} (fstat: {e})"),
+    }
+}
+
+/// Checks what a cuda-vidmem object is on either side: its kind, backend, no CPU access.
+fn check_vidmem_object(obj: &Object) -> anyhow::Result<()> {
+    ensure!(
+        obj.fd_kind() == FdKind::CudaVidmem,
+        "fd kind {:?}",
+        obj.fd_kind()
+    );
+    ensure!(
+        obj.backend() == Some(BackendKind::CudaVidmem),
+        "backend {:?}",
+        obj.backend()
+    );
+    ensure!(
+        obj.cpu_mappable().is_err() && obj.map_read().is_err(),
+        "a cuda-vidmem object offered a CPU mapping"
+    );
+    Ok(())
+}
+
+/// A child importer of test 4: imports the object over `ep` holding `perm`, into CUDA; its
+/// kernel reads it (xor sent back); then the read-only one writes (must fault, here only) and
+/// the read-write one negates every word in place (the exporter must see it).
+fn vidmem_importer(mut ep: Endpoint, size: u64, perm: Permission) -> anyhow::Result<()> {
+    let own = gpu_importer_list(size, perm)?;
+    let obj = ep.import_object(Requested::from(perm), Some(&own))?;
+    ensure!(
+        obj.permission() == perm,
+        "importer holds {}",
+        obj.permission()
+    );
+    check_vidmem_object(&obj)?;
+    let cuda = open().map_err(anyhow::Error::msg)?;
+    let k = Kernels::load(&cuda)?;
+    let g = CudaBuffer::import(&cuda, &obj)?;
+    ensure!(
+        g.path()
+            == ImportPath::Vidmem {
+                read_only: perm == Permission::ReadOnly
+            },
+        "imported as {:?}",
+        g.path()
+    );
+    let words = g.len() as u64 / 4;
+    let x = k.xor_u32(g.device_ptr(), words)?;
+    ep.send_data(&x.to_ne_bytes())?;
+    match perm {
+        Permission::ReadOnly => {
+            k.fill_u32(g.device_ptr(), words, 0xdead_beef)?;
+            match cuda.synchronize() {
+                Ok(()) => bail!("a kernel's write through a PROT_READ mapping did not fault"),
+                Err(e) => ep.send_data(format!("faulted: {e}").as_bytes())?,
+            }
+        }
+        Permission::ReadWrite => {
+            k.not_u32(g.device_ptr(), g.device_ptr(), words)?;
+            cuda.synchronize().context("read-write importer's write")?;
+            ep.send_data(format!("wrote; {}", g.applied()).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Build item 2 / test 4: a cuda-vidmem object (Object::allocator on a `vidmem_gpu` list)
+/// exported over unibuf IPC to a read-only and a read-write importer process, each importing it
+/// with `import_object` and `CudaBuffer::import`.
 fn vidmem_across_processes() -> anyhow::Result<Outcome> {
     if let Err(why) = probe() {
         return skip(why);
     }
-    let size = 64 * MIB as usize;
-    let (ro_tx, ro_rx) = fd_channel()?;
-    let (rw_tx, rw_rx) = fd_channel()?;
-    let child = |perm: Permission, rx: OwnedFd| {
-        move |mut ep: Endpoint| -> anyhow::Result<()> {
-            let fd = recv_fd(&rx)?;
-            let cuda = open().map_err(anyhow::Error::msg)?;
-            let k = Kernels::load(&cuda)?;
-            let m = VidmemMapping::import(&cuda, fd.as_fd(), size, perm)?;
-            let x = k.xor_u32(m.device_ptr(), (size / 4) as u64)?;
-            ep.send_data(&x.to_ne_bytes())?;
-            k.fill_u32(m.device_ptr(), (size / 4) as u64, 0x5a5a_5a5a)?;
-            let r = cuda.synchronize();
-            match (perm, r) {
-                (Permission::ReadOnly, Ok(())) => bail!("a write through PROT_READ did not fault"),
-                (Permission::ReadOnly, Err(_)) => ep.send_data(b"faulted")?,
-                (Permission::ReadWrite, Ok(())) => ep.send_data(b"wrote")?,
-                (Permission::ReadWrite, Err(e)) => bail!("read-write importer: {e}"),
-            }
-            Ok(())
-        }
-    };
+    let size = 64 * MIB;
     let (mut ro, ro_b) = Endpoint::pair()?;
     let (mut rw, rw_b) = Endpoint::pair()?;
     ro_b.set_recv_timeout(Some(Duration::from_secs(60)))?;
     rw_b.set_recv_timeout(Some(Duration::from_secs(60)))?;
-    let ro_pid = fork_peer(ro_b, child(Permission::ReadOnly, ro_rx))?;
-    let rw_pid = fork_peer(rw_b, child(Permission::ReadWrite, rw_rx))?;
+    let ro_pid = fork_peer(ro_b, move |ep| {
+        vidmem_importer(ep, size, Permission::ReadOnly)
+    })?;
+    let rw_pid = fork_peer(rw_b, move |ep| {
+        vidmem_importer(ep, size, Permission::ReadWrite)
+    })?;
     let cuda = cuda_or_skip!();
     let k = Kernels::load(&cuda)?;
-    let v = Vidmem::allocate(&cuda, size as u64)?;
-    ensure!(v.size() == size, "allocated {} bytes", v.size());
-    k.fill_u32(v.device_ptr(), (size / 4) as u64, 0x0102_0304)?;
+    let r = Arc::new(reconcile([&vidmem_list(&cuda, size)?]).map_err(|c| anyhow::anyhow!("{c}"))?);
+    let obj = Object::allocator(&r).allocate()?;
+    check_vidmem_object(&obj)?;
+    let reason = obj.choice().map(|c| c.to_string()).unwrap_or_default();
+    let identity = fd_identity(&obj);
+    eprintln!("cuda-vidmem object fd: {identity}");
+    let mine = CudaBuffer::import(&cuda, &obj)?;
+    ensure!(
+        mine.path() == ImportPath::Vidmem { read_only: false },
+        "{:?}",
+        mine.path()
+    );
+    // Fill the GPU memory with a pattern: a host object's words, negated by a kernel.
+    let (_hr, mut host) = allocate(&cpu_gpu_lists(&cuda, size, Permission::ReadOnly)?)?;
+    let words = pattern((size / 4) as usize, 11);
+    write_words(&mut host, &words)?;
+    let h = CudaBuffer::import(&cuda, &host)?;
+    k.not_u32(mine.device_ptr(), h.device_ptr(), size / 4)?;
     cuda.synchronize()?;
-    let expect = if (size / 4).is_multiple_of(2) {
-        0
-    } else {
-        0x0102_0304
-    };
+    let negated: Vec<u32> = words.iter().map(|w| !w).collect();
+    let expect = xor_all(&negated);
+    ensure!(
+        k.xor_u32(mine.device_ptr(), size / 4)? == expect,
+        "the exporter's own kernel reads wrong"
+    );
     for ep in [&mut ro, &mut rw] {
         ep.set_recv_timeout(Some(Duration::from_secs(60)))?;
     }
-    send_fd(&ro_tx, v.fd(), b"fd")?;
+    ro.export_object(&obj, Permission::ReadOnly)?;
     let x = u32::from_ne_bytes(ro.recv_data()?.as_slice().try_into()?);
-    ensure!(x == expect, "read-only importer read {x:#x}");
-    ensure!(ro.recv_data()? == b"faulted", "read-only importer");
-    wait(ro_pid)?;
-    // The exporter is unaffected by the importer's fault: its kernel still runs.
-    let x = k.xor_u32(v.device_ptr(), (size / 4) as u64)?;
     ensure!(
         x == expect,
-        "exporter read {x:#x} after the importer's fault"
+        "read-only importer read xor {x:#x}, expected {expect:#x}"
     );
-    send_fd(&rw_tx, v.fd(), b"fd")?;
-    let x = u32::from_ne_bytes(rw.recv_data()?.as_slice().try_into()?);
-    ensure!(x == expect, "read-write importer read {x:#x}");
-    ensure!(rw.recv_data()? == b"wrote", "read-write importer");
-    wait(rw_pid)?;
-    let x = k.xor_u32(v.device_ptr(), (size / 4) as u64)?;
-    let expect_rw = if (size / 4).is_multiple_of(2) {
-        0
-    } else {
-        0x5a5a_5a5a
-    };
+    let ro_note = String::from_utf8_lossy(&ro.recv_data()?).into_owned();
     ensure!(
-        x == expect_rw,
-        "exporter read {x:#x} after the read-write importer's write"
+        ro_note.starts_with("faulted"),
+        "read-only importer: {ro_note}"
+    );
+    wait(ro_pid)?;
+    // The exporter is unaffected by the importer's fault: its context runs, its data is intact.
+    let x = k.xor_u32(mine.device_ptr(), size / 4)?;
+    cuda.synchronize()
+        .context("the exporter's context after the importer's fault")?;
+    ensure!(
+        x == expect,
+        "exporter read xor {x:#x} after the importer's fault"
     );
     let mut first = [0u8; 4];
-    support::copy_dtoh(&cuda, &mut first, v.device_ptr())?;
+    support::copy_dtoh(&cuda, &mut first, mine.device_ptr())?;
     ensure!(
-        u32::from_ne_bytes(first) == 0x5a5a_5a5a,
-        "the read-write importer's write is not visible"
+        u32::from_ne_bytes(first) == negated[0],
+        "the exporter's data changed"
+    );
+    rw.export_object(&obj, Permission::ReadWrite)?;
+    let x = u32::from_ne_bytes(rw.recv_data()?.as_slice().try_into()?);
+    ensure!(
+        x == expect,
+        "read-write importer read xor {x:#x}, expected {expect:#x}"
+    );
+    let rw_note = String::from_utf8_lossy(&rw.recv_data()?).into_owned();
+    ensure!(
+        rw_note.starts_with("wrote"),
+        "read-write importer: {rw_note}"
+    );
+    wait(rw_pid)?;
+    // The read-write importer negated every word: the exporter sees the pattern itself.
+    let x = k.xor_u32(mine.device_ptr(), size / 4)?;
+    ensure!(
+        x == xor_all(&words),
+        "exporter read xor {x:#x} after the read-write importer's write"
+    );
+    support::copy_dtoh(&cuda, &mut first, mine.device_ptr())?;
+    ensure!(
+        u32::from_ne_bytes(first) == words[0],
+        "the read-write importer's write is not visible to the exporter"
     );
     pass(format!(
-        "{} MiB cuMemCreate memory: read-only importer read it and faulted on write (exporter \
-         unaffected); read-write importer's write seen by the exporter",
-        size as u64 / MIB
+        "{} MiB object from {reason}; fd {identity}; read-only importer (import_object + \
+         CudaBuffer::import) read it right and {ro_note}, exporter's data and context intact; \
+         read-write importer's in-place write seen by the exporter ({rw_note})",
+        size / MIB
     ))
+}
+
+/// The refusals of the cuda-vidmem backend where a GPU is: a `vidmem_gpu` no device here has
+/// names the GPU and the devices there are; CPU access to video memory is refused.
+fn vidmem_choice_errors() -> anyhow::Result<Outcome> {
+    let cuda = cuda_or_skip!();
+    let mut l = vidmem_list(&cuda, MIB)?;
+    let mut other = AttrList::raw(MIB)?;
+    let stranger = unibuf::attr::GpuId([0xee; 16]);
+    other
+        .set_accessor_name("stranger")?
+        .set_gpu_ids(&[stranger])?
+        .set_vidmem_gpu(stranger)?;
+    let r = Arc::new(reconcile([&other]).map_err(|c| anyhow::anyhow!("{c}"))?);
+    let e = match Object::allocate(&r) {
+        Ok(o) => bail!("allocated {o:?} in the memory of a GPU that is not here"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(
+        e.contains(&stranger.to_string()) && e.contains(&cuda.gpu_id().to_string()),
+        "{e}"
+    );
+    l.set_need_cpu_access(true)?;
+    let r = Arc::new(reconcile([&l]).map_err(|c| anyhow::anyhow!("{c}"))?);
+    let e2 = match Object::allocate(&r) {
+        Ok(o) => bail!("allocated video memory for a list that needs the CPU: {o:?}"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(e2.contains("need_cpu_access"), "{e2}");
+    pass(format!("unknown GPU: {e}; with need_cpu_access: {e2}"))
 }
 
 /// Test 5: the vidmem dma-buf: a real dma-buf (statfs magic, `exp_name`, size), SYNC and
 /// SET_NAME work, it outlives the exporting process, and a process without CUDA imports it as an
-/// object without CPU access (with the reason).
+/// object without CPU access (with the reason). The child allocates a cuda-vidmem object through
+/// `Object::allocator` and exports the dma-buf view of its CUDA import.
 fn vidmem_dma_buf() -> anyhow::Result<Outcome> {
     if let Err(why) = probe() {
         return skip(why);
@@ -402,8 +556,13 @@ fn vidmem_dma_buf() -> anyhow::Result<Outcome> {
     // The child exports and exits; the parent never opens CUDA.
     let pid = fork_peer(b, move |_ep| {
         let cuda = open().map_err(anyhow::Error::msg)?;
-        let v = Vidmem::allocate(&cuda, size as u64)?;
-        let d = v.dma_buf()?;
+        let r = Arc::new(
+            reconcile([&vidmem_list(&cuda, size as u64)?]).map_err(|c| anyhow::anyhow!("{c}"))?,
+        );
+        let obj = Object::allocator(&r).allocate()?;
+        check_vidmem_object(&obj)?;
+        let g = CudaBuffer::import(&cuda, &obj)?;
+        let d = g.dma_buf()?;
         send_fd(&tx, d.as_fd(), b"fd")?;
         Ok(())
     })?;

@@ -158,8 +158,14 @@ fn provider() -> anyhow::Result<Outcome> {
         }
         let pa = vk.linear_pitch_alignment(f);
         let gc = vk.constraints(Some(f));
+        let set = vk.importable_modifiers(f, 640, 480)?;
+        ensure!(
+            set.iter().all(|m| mods.iter().any(|d| d.modifier == *m)),
+            "{}: the importable set {set:x?} has modifiers the driver does not list",
+            f.name()
+        );
         note += &format!(
-            "; {} modifiers {mods:?}; images over {}; ",
+            "; {} modifiers {mods:?}; images over {}; modifier set for a list: {set:#x?}; ",
             f.name(),
             import.join(", ")
         );
