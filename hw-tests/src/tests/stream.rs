@@ -643,10 +643,23 @@ fn display_process(mut ep: Endpoint) -> anyhow::Result<()> {
     let wm = wbobj.map_read()?;
     let mut lat = Vec::with_capacity(256);
     let mut checked = 0u32;
+    // The kernel's messages since the start, for a writeback that never completes.
+    let kmsg = super::vfio::kmsg_open();
     while let Some(f) = c.next(Some(Duration::from_secs(30)))? {
         let fb = fbs.get(f.index as usize).context("no framebuffer")?;
         let fence = super::drm::commit_debug(&mut out, &card, fb, &wb)?;
-        fence.wait(Duration::from_secs(10))?;
+        let t = Instant::now();
+        if let Err(e) = fence.wait(Duration::from_secs(10)) {
+            let log = kmsg.as_ref().map(super::vfio::kmsg_lines).unwrap_or_default();
+            anyhow::bail!(
+                "frame {} (buffer {}, {} checked before): {e} after {:?}; kernel: {}",
+                f.seq,
+                f.index,
+                checked,
+                t.elapsed(),
+                log[log.len().saturating_sub(12)..].join(" | ")
+            );
+        }
         lat.push(unibuf::stream::now_ns().saturating_sub(f.timestamp_ns));
         let g = wm.read()?;
         let r = check_colorbar(&g.to_vec(), w, h, wbl.pitches[0] as usize);
