@@ -108,3 +108,89 @@ fn set_once_and_value_forms() {
     assert_eq!(ub_attr_list_free(l), UB_SUCCESS);
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
+
+/// Sets `raw` lists: types, size, CPU accessor.
+unsafe fn set_raw(l: *mut ub_attr_list, size: u64) -> ub_status {
+    let (types, kind) = (1u8, crate::consts::ub_accessor_kind::UB_ACCESSOR_CPU as u32);
+    let pairs = [
+        ub_attr_kv {
+            key: ub_key::UB_KEY_TYPES as u32,
+            value: (&types as *const u8).cast(),
+            len: 1,
+        },
+        ub_attr_kv {
+            key: ub_key::UB_KEY_RAW_SIZE as u32,
+            value: (&size as *const u64).cast(),
+            len: 8,
+        },
+        ub_attr_kv {
+            key: ub_key::UB_KEY_ACCESSOR_KIND as u32,
+            value: (&kind as *const u32).cast(),
+            len: 4,
+        },
+    ];
+    // SAFETY: the pairs point to live values.
+    unsafe { ub_attr_list_set_attrs(l, pairs.as_ptr(), 3) }
+}
+
+fn out_size(r: *const ub_attr_list) -> u64 {
+    let mut v = 0u64;
+    let mut len = 8usize;
+    // SAFETY: `v` has `len` bytes.
+    let st = unsafe {
+        ub_attr_list_get_value(
+            r,
+            ub_key::UB_KEY_OUT_SIZE as u32,
+            (&mut v as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!((st, len), (UB_SUCCESS, 8));
+    v
+}
+
+#[test]
+fn contents_are_snapshots_in_the_registry() {
+    let (m, a) = list();
+    let mut b = null_mut();
+    let mut r = null_mut();
+    // SAFETY: valid handles and out-pointers.
+    unsafe {
+        // A clone shares the contents until one of them changes.
+        assert_eq!(ub_attr_list_clone(a, &mut b), UB_SUCCESS);
+        assert_eq!(set_raw(a, 4096), UB_SUCCESS);
+        let mut n = 0usize;
+        let mut kv = [ub_attr_kv {
+            key: ub_key::UB_KEY_RAW_SIZE as u32,
+            value: std::ptr::null(),
+            len: 0,
+        }];
+        assert_eq!(ub_attr_list_get_attrs(b, kv.as_mut_ptr(), 1), UB_SUCCESS);
+        assert!(kv[0].value.is_null(), "the clone saw the original's set");
+        assert_eq!(set_raw(b, 8192), UB_SUCCESS);
+        // The same handle twice is two inputs (and no lock is taken twice).
+        let ins = [a.cast_const(), a.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), 2, &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert!(out_size(r) >= 4096);
+        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+        // A refused set changes nothing; a reconciled list keeps what its inputs were.
+        assert_eq!(set_raw(b, 1), UB_ERR_BAD_PARAMETER);
+        let ins = [b.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), 1, &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert_eq!(out_size(r), 8192);
+        assert_eq!(ub_attr_list_get_slot_count(b, &mut n), UB_SUCCESS);
+        assert_eq!(n, 1);
+        // A reconciled list cannot be changed.
+        assert_eq!(set_raw(r, 4096), UB_ERR_BAD_PARAMETER);
+        for h in [r, a, b] {
+            assert_eq!(ub_attr_list_free(h), UB_SUCCESS);
+        }
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
