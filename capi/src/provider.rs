@@ -93,6 +93,20 @@ pub unsafe extern "C" fn ub_drm_plane_fill_attr_list(
         let path = unsafe { ffi::string(card, what, "card") }?;
         let query = || -> R<AttrList> {
             let c = drm::Card::open(path)?;
+            // Without DRM_CLIENT_CAP_UNIVERSAL_PLANES the kernel lists overlay planes only, and
+            // plane 0 (the first primary) would never be found.
+            ::drm::Device::set_client_capability(
+                &c,
+                ::drm::ClientCapability::UniversalPlanes,
+                true,
+            )
+            .map_err(|e| {
+                unibuf_rs::Error::sys(
+                    "DRM_CLIENT_CAP_UNIVERSAL_PLANES",
+                    path,
+                    rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                )
+            })?;
             let planes = c.planes()?;
             let plane = planes
                 .iter()
