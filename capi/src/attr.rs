@@ -379,6 +379,53 @@ pub extern "C" fn ub_module_close(module: *mut ub_module) -> ub_status {
     guard(|| handle::remove::<ModuleH, _>(module, "ub_module_close").map(drop))
 }
 
+/// The major version of the C API this header describes: a library of another major version
+/// is incompatible.
+pub const UB_VERSION_MAJOR: u32 = 0;
+/// The minor version of the C API this header describes: a library of the same major version
+/// and at least this minor version has every call of this header.
+pub const UB_VERSION_MINOR: u32 = 1;
+
+/// The C API version of the library that is loaded (it may be newer than the header the
+/// program was compiled with). (`NvSciBufGetVersion`.) Thread-safe.
+///
+/// # Safety
+/// `major` and `minor` point to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn ub_get_version(major: *mut u32, minor: *mut u32) -> ub_status {
+    guard(|| {
+        ffi::out(major, "ub_get_version", "major")?;
+        ffi::out(minor, "ub_get_version", "minor")?;
+        // SAFETY: checked by `ffi::out`.
+        unsafe {
+            ffi::put(major, UB_VERSION_MAJOR);
+            ffi::put(minor, UB_VERSION_MINOR);
+        }
+        Ok(())
+    })
+}
+
+/// Whether the loaded library serves a program compiled against version `major`.`minor` (pass
+/// `UB_VERSION_MAJOR`, `UB_VERSION_MINOR`): the same major version and a minor version no newer
+/// than the library's. (`NvSciBufCheckVersionCompatibility`.) Thread-safe.
+///
+/// # Safety
+/// `compatible` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn ub_check_version_compatibility(
+    major: u32,
+    minor: u32,
+    compatible: *mut bool,
+) -> ub_status {
+    guard(|| {
+        ffi::out(compatible, "ub_check_version_compatibility", "compatible")?;
+        let ok = major == UB_VERSION_MAJOR && minor <= UB_VERSION_MINOR;
+        // SAFETY: checked by `ffi::out`.
+        unsafe { ffi::put(compatible, ok) };
+        Ok(())
+    })
+}
+
 /// Creates an empty unreconciled list. (`NvSciBufAttrListCreate`.) Thread-safe.
 ///
 /// # Safety

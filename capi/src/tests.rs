@@ -109,6 +109,33 @@ fn set_once_and_value_forms() {
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
 
+#[test]
+fn version() {
+    let (mut major, mut minor) = (99, 99);
+    let mut ok = false;
+    // SAFETY: valid out-pointers.
+    unsafe {
+        assert_eq!(ub_get_version(&mut major, &mut minor), UB_SUCCESS);
+        assert_eq!((major, minor), (UB_VERSION_MAJOR, UB_VERSION_MINOR));
+        assert_eq!(
+            ub_check_version_compatibility(major, minor, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(ok);
+        assert_eq!(
+            ub_check_version_compatibility(major, minor + 1, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(!ok, "a newer minor version than the library's");
+        assert_eq!(
+            ub_check_version_compatibility(major + 1, 0, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(!ok, "another major version");
+        assert_eq!(ub_get_version(null_mut(), &mut minor), UB_ERR_BAD_PARAMETER);
+    }
+}
+
 /// Sets `raw` lists: types, size, CPU accessor.
 unsafe fn set_raw(l: *mut ub_attr_list, size: u64) -> ub_status {
     let (types, kind) = (1u8, crate::consts::ub_accessor_kind::UB_ACCESSOR_CPU as u32);
