@@ -221,3 +221,96 @@ fn contents_are_snapshots_in_the_registry() {
     }
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
+
+/// Threads that create, set, clone, reconcile and free lists, some of them shared (and freed
+/// under the others' feet): every call answers a status it may answer (no panic, no deadlock),
+/// and the sets that succeed are seen whole by the reconciles.
+#[test]
+fn lists_under_concurrent_sets_reconciles_and_frees() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    const SHARED: usize = 8;
+    let (m, l0) = list();
+    assert_eq!(ub_attr_list_free(l0), UB_SUCCESS);
+    // Handles as integers: tokens, not addresses, and shared across threads on purpose.
+    let shared: Vec<AtomicUsize> = (0..SHARED).map(|_| AtomicUsize::new(0)).collect();
+    let fresh = |m: usize| {
+        let mut l = null_mut();
+        // SAFETY: a valid out-pointer.
+        let st = unsafe { ub_attr_list_create(m as *mut ub_module, &mut l) };
+        assert_eq!(st, UB_SUCCESS);
+        l as usize
+    };
+    for s in &shared {
+        s.store(fresh(m as usize), Relaxed);
+    }
+    let seen = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..4usize {
+            let (shared, seen) = (&shared, &seen);
+            let m = m as usize;
+            sc.spawn(move || {
+                for i in 0..2000usize {
+                    let k = (i * 7 + t * 3) % SHARED;
+                    let h = shared[k].load(Relaxed) as *mut ub_attr_list;
+                    // SAFETY: every pointer handed over is a token or an out-pointer to a local.
+                    unsafe {
+                        match (i + t) % 4 {
+                            // A set: the first wins, the others are refused (set once), or the
+                            // handle was freed meanwhile.
+                            0 => {
+                                let st = set_raw(h, 4096 * (k as u64 + 1));
+                                assert!(matches!(st, UB_SUCCESS | UB_ERR_BAD_PARAMETER), "{st:?}");
+                            }
+                            // A reconcile of two shared lists (possibly the same one, possibly
+                            // empty or freed): a result is whole.
+                            1 => {
+                                let j = (k + 1 + t) % SHARED;
+                                let ins = [h.cast_const(), shared[j].load(Relaxed) as *const _];
+                                let mut r = null_mut();
+                                match ub_attr_list_reconcile(ins.as_ptr(), 2, &mut r, null_mut()) {
+                                    UB_SUCCESS => {
+                                        assert!(out_size(r) >= 4096);
+                                        seen.fetch_add(1, Relaxed);
+                                        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+                                    }
+                                    st => assert!(
+                                        matches!(
+                                            st,
+                                            UB_ERR_BAD_PARAMETER | UB_ERR_RECONCILIATION_FAILED
+                                        ),
+                                        "{st:?}"
+                                    ),
+                                }
+                            }
+                            // A clone, dumped and freed.
+                            2 => {
+                                let mut c = null_mut();
+                                if ub_attr_list_clone(h, &mut c) == UB_SUCCESS {
+                                    let mut s = null_mut();
+                                    assert_eq!(ub_attr_list_dump(c, 0, &mut s), UB_SUCCESS);
+                                    crate::ffi::ub_string_free(s);
+                                    assert_eq!(ub_attr_list_free(c), UB_SUCCESS);
+                                }
+                            }
+                            // A shared list replaced: freed (maybe while another thread is in a
+                            // call on it) and a fresh one put in its place.
+                            _ => {
+                                let old = shared[k].swap(fresh(m), Relaxed);
+                                let st = ub_attr_list_free(old as *mut ub_attr_list);
+                                assert_eq!(st, UB_SUCCESS);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert!(seen.load(Relaxed) > 0, "no reconcile succeeded");
+    for s in &shared {
+        assert_eq!(
+            ub_attr_list_free(s.load(Relaxed) as *mut ub_attr_list),
+            UB_SUCCESS
+        );
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
