@@ -1,9 +1,11 @@
 //! What the C calls add to the Rust calls they wrap: reconcile of two NV12 1920x1080 lists, and
-//! an object export + import over a socketpair (memfd). Each pair of figures is printed by
-//! criterion; the report's ratios are C / Rust.
+//! an object export + import over a socketpair (memfd).
 //!
-//! Run: `cargo bench -p unibuf-capi` (short measurement times: the machines are shared). The C
-//! functions are compiled into this binary from the crate's sources and called as C would.
+//! Run: `cargo bench -p unibuf-capi`. It prints first, for each pair, the medians of interleaved
+//! batches of the Rust and the C call (the machine's load weighs on both alike), their ratio
+//! C / Rust, and the heap allocations per call of each (counted by this binary's allocator);
+//! then criterion's own measurements (short: the machines are shared). The C functions are
+//! compiled into this binary from the crate's sources and called as C would.
 
 #![allow(missing_docs, clippy::undocumented_unsafe_blocks)]
 
@@ -14,7 +16,9 @@ mod capi;
 use capi::{adapt, attr, consts, ffi, handle, ipc, keys, object, provider, status};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use unibuf_rs::attr::{AccessorKind, AttrList, Permission};
@@ -27,6 +31,74 @@ use attr::ub_attr_kv;
 use consts::*;
 use keys::ub_key::*;
 use status::UB_SUCCESS;
+
+include!("../../benches/support/interleaved.rs");
+
+/// The system allocator, counting allocations (and reallocations) for the report.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; the counter is a side effect only.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations per call of `f` (averaged over 1000 calls).
+fn allocs_per_call(f: &mut dyn FnMut()) -> f64 {
+    f();
+    let a = ALLOCS.load(Relaxed);
+    for _ in 0..1000 {
+        f();
+    }
+    (ALLOCS.load(Relaxed) - a) as f64 / 1000.0
+}
+
+/// `UB_BENCH_ONLY=NAME` (rust-reconcile, c-reconcile, rust-ipc, c-ipc): runs that call alone
+/// `UB_BENCH_N` times (default 10^6) and exits, for `perf` or `valgrind --tool=callgrind`
+/// (instruction counts are steadier than times on a loaded machine).
+fn run_only(calls: &mut [(&str, &mut dyn FnMut())]) {
+    let Ok(only) = std::env::var("UB_BENCH_ONLY") else {
+        return;
+    };
+    let n: u64 = std::env::var("UB_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    if let Some((_, f)) = calls.iter_mut().find(|(name, _)| *name == only) {
+        for _ in 0..n {
+            f();
+        }
+        std::process::exit(0);
+    }
+}
+
+/// Prints the Rust and C medians of interleaved batches, the ratio and the allocations.
+fn report(name: &str, rounds: usize, batch: usize, rust: &mut dyn FnMut(), c: &mut dyn FnMut()) {
+    let (ar, ac) = (allocs_per_call(rust), allocs_per_call(c));
+    let m = interleaved(rounds, batch, &mut [rust, c]);
+    println!(
+        "{name}: rust {:.3} us, c {:.3} us, C/Rust {:.3} (medians of {rounds} interleaved batches of {batch}); allocations per call: rust {ar}, c {ac}",
+        m[0],
+        m[1],
+        m[1] / m[0]
+    );
+}
 
 fn nv12(name: &str, kind: AccessorKind, pitch_align: u64, base_align: u64) -> AttrList {
     let mut l = AttrList::image(PixelFormat::Nv12, 1920, 1080).expect("list");
@@ -76,15 +148,19 @@ unsafe fn c_nv12(
 }
 
 fn bench(c: &mut Criterion) {
-    // Reconcile: Rust.
+    // Reconcile: Rust, and C (the result is a handle, freed each time as a C caller would).
     let two = [
         nv12("camera", AccessorKind::Camera, 64, 64),
         nv12("display", AccessorKind::Display, 256, 4096),
     ];
-    c.bench_function("rust: reconcile 2 NV12 1920x1080", |b| {
-        b.iter(|| reconcile(black_box(&two)).expect("reconciles"))
-    });
-    // Reconcile: C (the result is a handle, freed each time as a C caller would).
+    let mut rust_reconcile = || {
+        black_box(reconcile(black_box(&two)).expect("reconciles"));
+    };
+    // What the Rust flow to an object does with the result (`Object::allocate` takes an
+    // `Arc<Reconciled>`): a second, secondary baseline, since a C handle is shared too.
+    let mut rust_reconcile_arc = || {
+        black_box(Arc::new(reconcile(black_box(&two)).expect("reconciles")));
+    };
     let mut m = std::ptr::null_mut();
     assert_eq!(unsafe { attr::ub_module_open(&mut m) }, UB_SUCCESS);
     let cl = unsafe {
@@ -93,19 +169,20 @@ fn bench(c: &mut Criterion) {
             c_nv12(m, "display", UB_ACCESSOR_DISPLAY as u32, 256, 4096).cast_const(),
         ]
     };
-    c.bench_function("c: ub_attr_list_reconcile 2 NV12 1920x1080 + free", |b| {
-        b.iter(|| unsafe {
-            let mut r = std::ptr::null_mut();
-            let st = attr::ub_attr_list_reconcile(
-                black_box(cl.as_ptr()),
-                2,
-                &mut r,
-                std::ptr::null_mut(),
-            );
-            assert_eq!(st, UB_SUCCESS);
-            attr::ub_attr_list_free(r)
-        })
-    });
+    let mut c_reconcile = || unsafe {
+        let mut r = std::ptr::null_mut();
+        let st =
+            attr::ub_attr_list_reconcile(black_box(cl.as_ptr()), 2, &mut r, std::ptr::null_mut());
+        assert_eq!(st, UB_SUCCESS);
+        assert_eq!(attr::ub_attr_list_free(r), UB_SUCCESS);
+    };
+
+    // The reconcile calls alone (before any object exists: valgrind cannot run rustix's auxv
+    // reading, which the allocation does).
+    run_only(&mut [
+        ("rust-reconcile", &mut rust_reconcile),
+        ("c-reconcile", &mut c_reconcile),
+    ]);
 
     // Object export + import over a socketpair (memfd: a CPU accessor).
     let mut l = AttrList::raw(1 << 16).expect("list");
@@ -113,12 +190,10 @@ fn bench(c: &mut Criterion) {
     let r = Arc::new(reconcile([&l]).expect("reconciles"));
     let obj = Object::allocate(&r).expect("allocates");
     let (mut a, mut bb) = Endpoint::pair().expect("pair");
-    c.bench_function("rust: object export + import (memfd)", |b| {
-        b.iter(|| {
-            a.export_object(&obj, Permission::ReadOnly).expect("export");
-            bb.import_object(Requested::ReadOnly, None).expect("import")
-        })
-    });
+    let mut rust_ipc = || {
+        a.export_object(&obj, Permission::ReadOnly).expect("export");
+        black_box(bb.import_object(Requested::ReadOnly, None).expect("import"));
+    };
     let mut ea = std::ptr::null_mut();
     let mut eb = std::ptr::null_mut();
     assert_eq!(
@@ -162,27 +237,61 @@ fn bench(c: &mut Criterion) {
     };
     let mut cobj = std::ptr::null_mut();
     assert_eq!(unsafe { object::ub_obj_alloc(rl, &mut cobj) }, UB_SUCCESS);
+    let mut c_ipc = || unsafe {
+        assert_eq!(
+            ipc::ub_ipc_export_obj(ea, cobj, UB_PERM_READ_ONLY as u32),
+            UB_SUCCESS
+        );
+        let mut o = std::ptr::null_mut();
+        let st = ipc::ub_ipc_import_obj(
+            eb,
+            UB_PERM_READ_ONLY as u32,
+            std::ptr::null(),
+            0,
+            ipc::UB_TIMEOUT_INFINITE,
+            &mut o,
+        );
+        assert_eq!(st, UB_SUCCESS);
+        assert_eq!(object::ub_obj_free(o), UB_SUCCESS);
+    };
+
+    run_only(&mut [("rust-ipc", &mut rust_ipc), ("c-ipc", &mut c_ipc)]);
+
+    // The figures of the issue, from interleaved batches.
+    report(
+        "reconcile 2 NV12 1920x1080",
+        301,
+        200,
+        &mut rust_reconcile,
+        &mut c_reconcile,
+    );
+    report(
+        "reconcile 2 NV12 1920x1080, Rust result put in an Arc",
+        301,
+        200,
+        &mut rust_reconcile_arc,
+        &mut c_reconcile,
+    );
+    report(
+        "object export + import (memfd)",
+        201,
+        50,
+        &mut rust_ipc,
+        &mut c_ipc,
+    );
+
+    c.bench_function("rust: reconcile 2 NV12 1920x1080", |b| {
+        b.iter(&mut rust_reconcile)
+    });
+    c.bench_function("c: ub_attr_list_reconcile 2 NV12 1920x1080 + free", |b| {
+        b.iter(&mut c_reconcile)
+    });
+    c.bench_function("rust: object export + import (memfd)", |b| {
+        b.iter(&mut rust_ipc)
+    });
     c.bench_function(
         "c: ub_ipc_export_obj + ub_ipc_import_obj + ub_obj_free (memfd)",
-        |b| {
-            b.iter(|| unsafe {
-                assert_eq!(
-                    ipc::ub_ipc_export_obj(ea, cobj, UB_PERM_READ_ONLY as u32),
-                    UB_SUCCESS
-                );
-                let mut o = std::ptr::null_mut();
-                let st = ipc::ub_ipc_import_obj(
-                    eb,
-                    UB_PERM_READ_ONLY as u32,
-                    std::ptr::null(),
-                    0,
-                    ipc::UB_TIMEOUT_INFINITE,
-                    &mut o,
-                );
-                assert_eq!(st, UB_SUCCESS);
-                object::ub_obj_free(o)
-            })
-        },
+        |b| b.iter(&mut c_ipc),
     );
 }
 

@@ -5,21 +5,12 @@
  *
  * Usage: raw_buffer [--device]   (--device: a device accessor, so the buffer is a dma-buf
  * from a heap; default: a CPU accessor, which any machine can serve with a memfd) */
+#include "check.h"
 #include "unibuf.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(call)                                                                         \
-    do {                                                                                    \
-        ub_status st_ = (call);                                                             \
-        if (st_ != UB_SUCCESS) {                                                            \
-            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call,               \
-                    ub_status_name(st_), ub_last_error_message());                          \
-            exit(1);                                                                        \
-        }                                                                                   \
-    } while (0)
 
 #define EXPECT(call, want)                                                                  \
     do {                                                                                    \

@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The major version of the C API this header describes: a library of another major version
+// is incompatible.
+#define UB_VERSION_MAJOR 0
+
+// The minor version of the C API this header describes: a library of the same major version
+// and at least this minor version has every call of this header.
+#define UB_VERSION_MINOR 1
+
 // Wait forever (a `timeout_ms` value).
 #define UB_TIMEOUT_INFINITE -1
 
@@ -504,6 +512,21 @@ enum ub_status ub_module_open(struct ub_module **module);
 // Closes a module. Lists, objects and endpoints made through it stay usable (each holds what
 // it needs). (`NvSciBufModuleClose`.) Thread-safe; a second close is `UB_ERR_BAD_PARAMETER`.
 enum ub_status ub_module_close(struct ub_module *module);
+
+// The C API version of the library that is loaded (it may be newer than the header the
+// program was compiled with). (`NvSciBufGetVersion`.) Thread-safe.
+//
+// # Safety
+// `major` and `minor` point to writable storage.
+enum ub_status ub_get_version(uint32_t *major, uint32_t *minor);
+
+// Whether the loaded library serves a program compiled against version `major`.`minor` (pass
+// `UB_VERSION_MAJOR`, `UB_VERSION_MINOR`): the same major version and a minor version no newer
+// than the library's. (`NvSciBufCheckVersionCompatibility`.) Thread-safe.
+//
+// # Safety
+// `compatible` points to writable storage.
+enum ub_status ub_check_version_compatibility(uint32_t major, uint32_t minor, bool *compatible);
 
 // Creates an empty unreconciled list. (`NvSciBufAttrListCreate`.) Thread-safe.
 //

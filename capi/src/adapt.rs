@@ -13,8 +13,10 @@ use unibuf_rs::Result;
 
 /// Reconciles lists.
 #[inline]
-pub(crate) fn reconcile(lists: &[&AttrList]) -> std::result::Result<Reconciled, Conflict> {
-    unibuf_rs::reconcile::reconcile(lists.iter().copied())
+pub(crate) fn reconcile<'a>(
+    lists: impl IntoIterator<Item = &'a AttrList>,
+) -> std::result::Result<Reconciled, Conflict> {
+    unibuf_rs::reconcile::reconcile(lists)
 }
 
 /// Allocates one object for a reconciled list (the allocator holds the list's permission).
@@ -73,8 +75,11 @@ pub(crate) fn set_timeout(ep: &Endpoint, t: Option<Duration>) -> Result<()> {
 }
 
 /// Exports unreconciled lists.
-pub(crate) fn export_lists(ep: &mut Endpoint, lists: &[&AttrList]) -> Result<()> {
-    ep.export_lists(lists.iter().copied())
+pub(crate) fn export_lists<'a>(
+    ep: &mut Endpoint,
+    lists: impl IntoIterator<Item = &'a AttrList>,
+) -> Result<()> {
+    ep.export_lists(lists)
 }
 
 /// Imports unreconciled lists (one per slot).

@@ -44,9 +44,10 @@ pub struct ub_attr_kv {
 pub(crate) struct ModuleH;
 
 pub(crate) enum ListState {
-    /// One writable list. The `Arc` is copied on write, so readers (reconcile, export) take a
-    /// snapshot under the lock and work without it.
-    Unreconciled(Mutex<Arc<AttrList>>),
+    /// One writable list. Its contents live in the handle's registry slot (an `Arc` replaced
+    /// whole on each change: readers take a snapshot with one reference count, see `handle`);
+    /// the mutex serializes the writers of this list.
+    Unreconciled(Mutex<()>),
     Multi(Arc<MultiList>),
     Reconciled(Arc<Reconciled>),
     Conflict(Arc<Conflict>),
@@ -90,14 +91,6 @@ impl ListH {
         }
     }
 
-    /// A snapshot of an unreconciled list.
-    pub(crate) fn snapshot(&self) -> Option<Arc<AttrList>> {
-        match &self.state {
-            ListState::Unreconciled(m) => Some(lock(m).clone()),
-            _ => None,
-        }
-    }
-
     pub(crate) fn reconciled(&self, what: &str) -> R<Arc<Reconciled>> {
         match &self.state {
             ListState::Reconciled(r) => Ok(r.clone()),
@@ -125,73 +118,158 @@ pub(crate) fn new_list(state: ListState) -> R<*mut ub_attr_list> {
     handle::insert(Arc::new(ListH::new(state)))
 }
 
-/// The unreconciled lists behind several handles (unreconciled or appended), flattened in
-/// order: what reconcile, validate and export take.
-pub(crate) fn flatten(lists: &[Arc<ListH>], what: &str) -> R<Flat> {
-    let mut ones = Vec::with_capacity(lists.len());
-    let mut multis = Vec::new();
-    let mut order = Vec::with_capacity(lists.len());
-    for l in lists {
-        match &l.state {
-            ListState::Unreconciled(m) => {
-                order.push((false, ones.len()));
-                ones.push(lock(m).clone());
+/// A new unreconciled list handle with these contents.
+fn new_unreconciled(contents: Arc<AttrList>) -> R<*mut ub_attr_list> {
+    handle::insert_with(
+        Arc::new(ListH::new(ListState::Unreconciled(Mutex::new(())))),
+        Some(contents),
+    )
+}
+
+/// An unreconciled list's contents (they are in its slot whenever the handle is live).
+fn contents(c: Option<&Arc<AttrList>>, what: &str) -> R<Arc<AttrList>> {
+    c.cloned().ok_or_else(|| {
+        Fail::new(
+            crate::status::UB_ERR_UNKNOWN,
+            format!("{what}: an unreconciled list without contents (internal error)"),
+        )
+    })
+}
+
+/// Changes an unreconciled list: `f` works on a copy of its current contents, published only
+/// when `f` succeeds (all or none). The writers of one list are serialized by its lock; readers
+/// never wait for it.
+pub(crate) fn modify(
+    list: *const ub_attr_list,
+    what: &str,
+    f: impl FnOnce(&mut AttrList) -> R<()>,
+) -> R<()> {
+    let (l, _) = handle::get_list(list, what)?;
+    let ListState::Unreconciled(w) = &l.state else {
+        return Err(Fail::bad(format!(
+            "{what}: the list is {}; only unreconciled lists can be changed",
+            l.kind_name()
+        )));
+    };
+    let _writer = lock(w);
+    // The contents as the last writer published them (one may have come in between).
+    let (_, cur) = handle::get_list(list, what)?;
+    let mut next = (*contents(cur.as_ref(), what)?).clone();
+    f(&mut next)?;
+    handle::publish(list, what, Arc::new(next))
+}
+
+/// A snapshot of one input list: an unreconciled list as it was when the call took it (its
+/// `Arc`, cloned under the list's lock; a later set copies on write), or an appended list.
+pub(crate) enum Snap {
+    One(Arc<AttrList>),
+    Multi(Arc<MultiList>),
+}
+
+impl Snap {
+    fn lists(&self) -> &[AttrList] {
+        match self {
+            Snap::One(a) => std::slice::from_ref(&**a),
+            Snap::Multi(m) => m.slots(),
+        }
+    }
+}
+
+/// How many input lists [`Snaps`] holds without a heap allocation.
+const INLINE: usize = 4;
+/// How many lists (appended lists counted by their slots) [`Snaps::with_refs`] passes without a
+/// heap allocation.
+const REFS: usize = 8;
+
+/// Snapshots of the input lists of one call (reconcile, validate, export), in the caller's
+/// order: the first [`INLINE`] on the stack, so the common call (a few lists) allocates nothing
+/// here.
+pub(crate) struct Snaps {
+    inline: [Option<Snap>; INLINE],
+    more: Vec<Snap>,
+}
+
+impl Snaps {
+    fn new() -> Snaps {
+        Snaps {
+            inline: [const { None }; INLINE],
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, s: Snap) {
+        match self.inline.iter_mut().find(|x| x.is_none()) {
+            Some(x) => *x = Some(s),
+            None => self.more.push(s),
+        }
+    }
+
+    /// The unreconciled lists, appended lists flattened in place.
+    pub(crate) fn lists(&self) -> impl Iterator<Item = &AttrList> + Clone {
+        self.inline
+            .iter()
+            .flatten()
+            .chain(self.more.iter())
+            .flat_map(Snap::lists)
+    }
+
+    /// Calls `f` with the lists as a slice of references: on the stack for up to [`REFS`]
+    /// lists (the common call: the library's reconcile then iterates a plain slice).
+    pub(crate) fn with_refs<T>(&self, f: impl FnOnce(&[&AttrList]) -> T) -> T {
+        static EMPTY: OnceLock<AttrList> = OnceLock::new();
+        let mut it = self.lists();
+        let mut buf: [&AttrList; REFS] = [EMPTY.get_or_init(AttrList::new); REFS];
+        let mut n = 0;
+        for (slot, l) in buf.iter_mut().zip(&mut it) {
+            *slot = l;
+            n += 1;
+        }
+        match it.next() {
+            None => f(&buf[..n]),
+            Some(next) => {
+                let v: Vec<&AttrList> = buf.iter().copied().chain([next]).chain(it).collect();
+                f(&v)
             }
-            ListState::Multi(m) => {
-                order.push((true, multis.len()));
-                multis.push(m.clone());
-            }
+        }
+    }
+
+    pub(crate) fn owned(&self) -> Vec<AttrList> {
+        self.lists().cloned().collect()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inline[0].is_none()
+    }
+}
+
+/// Snapshots of the lists of a C array of handles (unreconciled or appended lists only): what
+/// reconcile, validate and export take. One read lock of the registry for all of them and one
+/// reference count each (the contents are in the registry's slots: no lock of the lists).
+///
+/// # Safety
+/// `lists` points to `n` handles (or is NULL with `n == 0`).
+pub(crate) unsafe fn snapshots(
+    lists: *const *const ub_attr_list,
+    n: usize,
+    what: &str,
+) -> R<Snaps> {
+    // SAFETY: the caller's contract.
+    let ps = unsafe { ffi::slice(lists, n, what, "the list array") }?;
+    let mut out = Snaps::new();
+    handle::with_each_list(ps, what, |l, c| {
+        out.push(match &l.state {
+            ListState::Unreconciled(_) => Snap::One(contents(c, what)?),
+            ListState::Multi(m) => Snap::Multi(m.clone()),
             _ => {
                 return Err(Fail::bad(format!(
                     "{what}: an input is {}; only unreconciled (or appended) lists are accepted",
                     l.kind_name()
                 )))
             }
-        }
-    }
-    Ok(Flat {
-        ones,
-        multis,
-        order,
-    })
-}
-
-/// Snapshots of unreconciled lists, in the caller's order.
-pub(crate) struct Flat {
-    ones: Vec<Arc<AttrList>>,
-    multis: Vec<Arc<MultiList>>,
-    order: Vec<(bool, usize)>,
-}
-
-impl Flat {
-    pub(crate) fn refs(&self) -> Vec<&AttrList> {
-        let mut v = Vec::with_capacity(self.ones.len() + self.multis.len());
-        for &(multi, i) in &self.order {
-            if multi {
-                v.extend(self.multis[i].slots().iter());
-            } else {
-                v.push(&*self.ones[i]);
-            }
-        }
-        v
-    }
-    pub(crate) fn owned(&self) -> Vec<AttrList> {
-        self.refs().into_iter().cloned().collect()
-    }
-}
-
-/// The lists of a C array of handles.
-///
-/// # Safety
-/// `lists` points to `n` handles (or is NULL with `n == 0`).
-pub(crate) unsafe fn lists_arg(
-    lists: *const *const ub_attr_list,
-    n: usize,
-    what: &str,
-) -> R<Vec<Arc<ListH>>> {
-    // SAFETY: the caller's contract.
-    let ps = unsafe { ffi::slice(lists, n, what, "the list array") }?;
-    handle::get_many(ps, what)
+        });
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 pub(crate) fn c_value_kind(k: ValueKind) -> ub_value_kind {
@@ -301,6 +379,53 @@ pub extern "C" fn ub_module_close(module: *mut ub_module) -> ub_status {
     guard(|| handle::remove::<ModuleH, _>(module, "ub_module_close").map(drop))
 }
 
+/// The major version of the C API this header describes: a library of another major version
+/// is incompatible.
+pub const UB_VERSION_MAJOR: u32 = 0;
+/// The minor version of the C API this header describes: a library of the same major version
+/// and at least this minor version has every call of this header.
+pub const UB_VERSION_MINOR: u32 = 1;
+
+/// The C API version of the library that is loaded (it may be newer than the header the
+/// program was compiled with). (`NvSciBufGetVersion`.) Thread-safe.
+///
+/// # Safety
+/// `major` and `minor` point to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn ub_get_version(major: *mut u32, minor: *mut u32) -> ub_status {
+    guard(|| {
+        ffi::out(major, "ub_get_version", "major")?;
+        ffi::out(minor, "ub_get_version", "minor")?;
+        // SAFETY: checked by `ffi::out`.
+        unsafe {
+            ffi::put(major, UB_VERSION_MAJOR);
+            ffi::put(minor, UB_VERSION_MINOR);
+        }
+        Ok(())
+    })
+}
+
+/// Whether the loaded library serves a program compiled against version `major`.`minor` (pass
+/// `UB_VERSION_MAJOR`, `UB_VERSION_MINOR`): the same major version and a minor version no newer
+/// than the library's. (`NvSciBufCheckVersionCompatibility`.) Thread-safe.
+///
+/// # Safety
+/// `compatible` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn ub_check_version_compatibility(
+    major: u32,
+    minor: u32,
+    compatible: *mut bool,
+) -> ub_status {
+    guard(|| {
+        ffi::out(compatible, "ub_check_version_compatibility", "compatible")?;
+        let ok = major == UB_VERSION_MAJOR && minor <= UB_VERSION_MINOR;
+        // SAFETY: checked by `ffi::out`.
+        unsafe { ffi::put(compatible, ok) };
+        Ok(())
+    })
+}
+
 /// Creates an empty unreconciled list. (`NvSciBufAttrListCreate`.) Thread-safe.
 ///
 /// # Safety
@@ -313,9 +438,7 @@ pub unsafe extern "C" fn ub_attr_list_create(
     guard(|| {
         handle::get::<ModuleH, _>(module, "ub_attr_list_create")?;
         ffi::out(list, "ub_attr_list_create", "list")?;
-        let h = new_list(ListState::Unreconciled(Mutex::new(Arc::new(
-            AttrList::new(),
-        ))))?;
+        let h = new_unreconciled(Arc::new(AttrList::new()))?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(list, h) };
         Ok(())
@@ -341,15 +464,16 @@ pub unsafe extern "C" fn ub_attr_list_clone(
     clone: *mut *mut ub_attr_list,
 ) -> ub_status {
     guard(|| {
-        let l = handle::get::<ListH, _>(list, "ub_attr_list_clone")?;
-        ffi::out(clone, "ub_attr_list_clone", "clone")?;
-        let state = match &l.state {
-            ListState::Unreconciled(m) => ListState::Unreconciled(Mutex::new(lock(m).clone())),
-            ListState::Multi(m) => ListState::Multi(m.clone()),
-            ListState::Reconciled(r) => ListState::Reconciled(r.clone()),
-            ListState::Conflict(c) => ListState::Conflict(c.clone()),
+        let what = "ub_attr_list_clone";
+        let (l, cur) = handle::get_list(list, what)?;
+        ffi::out(clone, what, "clone")?;
+        let h = match &l.state {
+            // The contents are shared until either list changes (a change copies).
+            ListState::Unreconciled(_) => new_unreconciled(contents(cur.as_ref(), what)?)?,
+            ListState::Multi(m) => new_list(ListState::Multi(m.clone()))?,
+            ListState::Reconciled(r) => new_list(ListState::Reconciled(r.clone()))?,
+            ListState::Conflict(c) => new_list(ListState::Conflict(c.clone()))?,
         };
-        let h = new_list(state)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(clone, h) };
         Ok(())
@@ -370,13 +494,12 @@ pub unsafe extern "C" fn ub_attr_list_append(
     guard(|| {
         let what = "ub_attr_list_append";
         // SAFETY: the caller's contract.
-        let ls = unsafe { lists_arg(lists, count, what) }?;
+        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(appended, what, "appended")?;
-        if ls.is_empty() {
+        if snaps.is_empty() {
             return Err(Fail::bad(format!("{what}: no lists")));
         }
-        let flat = flatten(&ls, what)?;
-        let m = AttrList::append(flat.refs());
+        let m = AttrList::append(snaps.lists());
         let h = new_list(ListState::Multi(Arc::new(m)))?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(appended, h) };
@@ -400,7 +523,6 @@ pub unsafe extern "C" fn ub_attr_list_set_attrs(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_set_attrs";
-        let l = handle::get::<ListH, _>(list, what)?;
         // SAFETY: the caller's contract.
         let pairs = unsafe { ffi::slice(pairs, count, what, "pairs") }?;
         let mut kv = Vec::with_capacity(pairs.len());
@@ -410,19 +532,17 @@ pub unsafe extern "C" fn ub_attr_list_set_attrs(
             let b = unsafe { ffi::bytes(p.value.cast(), p.len, what) }?;
             kv.push((key, value_from_c(key, b)?));
         }
-        let ListState::Unreconciled(m) = &l.state else {
-            return Err(Fail::bad(format!(
-                "{what}: the list is {}; only unreconciled lists can be set",
-                l.kind_name()
-            )));
-        };
-        let mut g = lock(m);
-        Arc::make_mut(&mut g).set_all(kv)?;
-        Ok(())
+        modify(list, what, |l| Ok(l.set_all(kv)?))
     })
 }
 
-fn get_into(l: &ListH, slot: usize, pairs: &mut [ub_attr_kv], what: &str) -> R<()> {
+fn get_into(
+    l: &ListH,
+    snap: Option<&Arc<AttrList>>,
+    slot: usize,
+    pairs: &mut [ub_attr_kv],
+    what: &str,
+) -> R<()> {
     let n = l.slot_count();
     if slot >= n {
         return Err(Fail::bad(format!(
@@ -433,10 +553,9 @@ fn get_into(l: &ListH, slot: usize, pairs: &mut [ub_attr_kv], what: &str) -> R<(
         .iter()
         .map(|p| key_of(p.key, what))
         .collect::<R<Vec<Key>>>()?;
-    let snap = l.snapshot();
     for (p, key) in pairs.iter_mut().zip(keys) {
         let v: Option<Value> = match &l.state {
-            ListState::Unreconciled(_) => snap.as_ref().and_then(|s| s.get(key).cloned()),
+            ListState::Unreconciled(_) => snap.and_then(|s| s.get(key).cloned()),
             ListState::Multi(m) => m.get(slot, key).cloned(),
             ListState::Reconciled(r) => r.get(key).cloned(),
             ListState::Conflict(_) => None,
@@ -475,7 +594,7 @@ pub unsafe extern "C" fn ub_attr_list_get_attrs(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_get_attrs";
-        let l = handle::get::<ListH, _>(list, what)?;
+        let (l, snap) = handle::get_list(list, what)?;
         if l.slot_count() != 1 {
             return Err(Fail::bad(format!(
                 "{what}: the list is {} with {} slots; use ub_attr_list_slot_get_attrs",
@@ -485,7 +604,7 @@ pub unsafe extern "C" fn ub_attr_list_get_attrs(
         }
         // SAFETY: the caller's contract.
         let pairs = unsafe { pairs_mut(pairs, count, what) }?;
-        get_into(&l, 0, pairs, what)
+        get_into(&l, snap.as_ref(), 0, pairs, what)
     })
 }
 
@@ -515,10 +634,10 @@ pub unsafe extern "C" fn ub_attr_list_slot_get_attrs(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_slot_get_attrs";
-        let l = handle::get::<ListH, _>(list, what)?;
+        let (l, snap) = handle::get_list(list, what)?;
         // SAFETY: the caller's contract.
         let pairs = unsafe { pairs_mut(pairs, count, what) }?;
-        get_into(&l, slot, pairs, what)
+        get_into(&l, snap.as_ref(), slot, pairs, what)
     })
 }
 
@@ -581,15 +700,14 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
     guard(|| {
         let what = "ub_attr_list_reconcile";
         // SAFETY: the caller's contract.
-        let ls = unsafe { lists_arg(lists, count, what) }?;
+        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(reconciled, what, "reconciled")?;
         if !conflict.is_null() {
             ffi::out(conflict, what, "conflict")?;
             // SAFETY: checked by `ffi::out`.
             unsafe { ffi::put(conflict, std::ptr::null_mut()) };
         }
-        let flat = flatten(&ls, what)?;
-        match adapt::reconcile(&flat.refs()) {
+        match snaps.with_refs(|ls| adapt::reconcile(ls.iter().copied())) {
             Ok(r) => {
                 let h = new_list(ListState::Reconciled(Arc::new(r)))?;
                 // SAFETY: checked by `ffi::out`.
@@ -631,19 +749,18 @@ pub unsafe extern "C" fn ub_attr_list_validate_reconciled(
         let what = "ub_attr_list_validate_reconciled";
         let r = handle::get::<ListH, _>(reconciled, what)?.reconciled(what)?;
         // SAFETY: the caller's contract.
-        let ls = unsafe { lists_arg(lists, count, what) }?;
+        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(is_valid, what, "is_valid")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(is_valid, false) };
-        let flat = flatten(&ls, what)?;
-        r.validate(flat.refs())?;
+        r.validate(snaps.lists())?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(is_valid, true) };
         Ok(())
     })
 }
 
-fn dump(l: &ListH, format: u32, what: &str) -> R<String> {
+fn dump(l: &ListH, snap: Option<&Arc<AttrList>>, format: u32, what: &str) -> R<String> {
     use unibuf_rs::attr::file::{list_to_json, list_to_text};
     use unibuf_rs::reconcile::dump as d;
     let json = match format {
@@ -653,8 +770,8 @@ fn dump(l: &ListH, format: u32, what: &str) -> R<String> {
     };
     let pretty = |j: serde_json::Value| serde_json::to_string_pretty(&j).unwrap_or_default();
     Ok(match (&l.state, json) {
-        (ListState::Unreconciled(m), false) => list_to_text(&lock(m).clone()),
-        (ListState::Unreconciled(m), true) => pretty(list_to_json(&lock(m).clone())),
+        (ListState::Unreconciled(_), false) => list_to_text(&*contents(snap, what)?),
+        (ListState::Unreconciled(_), true) => pretty(list_to_json(&*contents(snap, what)?)),
         (ListState::Multi(m), false) => m
             .slots()
             .iter()
@@ -685,9 +802,9 @@ pub unsafe extern "C" fn ub_attr_list_dump(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_dump";
-        let l = handle::get::<ListH, _>(list, what)?;
+        let (l, snap) = handle::get_list(list, what)?;
         ffi::out(out, what, "out")?;
-        let s = dump(&l, format, what)?;
+        let s = dump(&l, snap.as_ref(), format, what)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(out, ffi::c_string(s)) };
         Ok(())
@@ -782,7 +899,7 @@ pub unsafe extern "C" fn ub_attr_list_get_value(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_get_value";
-        let l = handle::get::<ListH, _>(list, what)?;
+        let (l, snap) = handle::get_list(list, what)?;
         ffi::out(len, what, "len")?;
         // SAFETY: checked by `ffi::out`.
         let cap = unsafe { *len };
@@ -791,7 +908,7 @@ pub unsafe extern "C" fn ub_attr_list_get_value(
             value: std::ptr::null(),
             len: 0,
         }];
-        get_into(&l, 0, &mut kv, what)?;
+        get_into(&l, snap.as_ref(), 0, &mut kv, what)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(len, kv[0].len) };
         if kv[0].len > cap {

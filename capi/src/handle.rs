@@ -11,9 +11,17 @@
 //! The registry holds one `Arc` per handle; a call clones the `Arc` under a read lock and works
 //! on it without the lock, so freeing a handle while another thread is inside a call on it is
 //! safe: the call finishes on its clone, and the memory goes when the last clone drops.
+//!
+//! The registry is read-mostly: lookups take its read lock, only a new handle, a free, and the
+//! publication of an unreconciled list's new contents take the write lock. An unreconciled
+//! list's contents live in its slot (an `Arc<AttrList>` replaced whole on each set), so the
+//! readers of lists (reconcile, validate, export: the hot calls) take every input under one read
+//! lock with one reference-count increment each, and no lock of the lists themselves.
 
+use crate::attr::ListH;
 use crate::status::{Fail, R};
 use std::sync::{Arc, RwLock};
+use unibuf_rs::attr::AttrList;
 
 /// What a slot holds.
 pub(crate) enum Entry {
@@ -29,6 +37,7 @@ pub(crate) trait Kind: Sized {
     const NAME: &'static str;
     fn wrap(a: Arc<Self>) -> Entry;
     fn unwrap(e: &Entry) -> Option<&Arc<Self>>;
+    fn take(e: Entry) -> Option<Arc<Self>>;
 }
 
 macro_rules! kind {
@@ -39,6 +48,12 @@ macro_rules! kind {
                 Entry::$v(a)
             }
             fn unwrap(e: &Entry) -> Option<&Arc<Self>> {
+                match e {
+                    Entry::$v(a) => Some(a),
+                    _ => None,
+                }
+            }
+            fn take(e: Entry) -> Option<Arc<Self>> {
                 match e {
                     Entry::$v(a) => Some(a),
                     _ => None,
@@ -56,6 +71,9 @@ kind!(crate::ipc::ListenerH, Listener, "ub_listener");
 struct Slot {
     generation: usize,
     entry: Option<Entry>,
+    /// An unreconciled list's current contents (see the module's documentation); `None` for
+    /// every other handle.
+    list: Option<Arc<AttrList>>,
 }
 
 struct Registry {
@@ -124,16 +142,53 @@ pub(crate) fn get<T: Kind, P>(p: *const P, what: &str) -> R<Arc<T>> {
     lookup(&r, p as usize, what).cloned()
 }
 
-/// The objects of several handles, looked up under one lock.
-pub(crate) fn get_many<T: Kind, P>(ps: &[*const P], what: &str) -> R<Vec<Arc<T>>> {
+/// A list handle's object and, for an unreconciled list, its current contents.
+pub(crate) fn get_list<P>(p: *const P, what: &str) -> R<(Arc<ListH>, Option<Arc<AttrList>>)> {
     let r = read();
-    ps.iter()
-        .map(|p| lookup(&r, *p as usize, what).cloned())
-        .collect()
+    let h = lookup::<ListH>(&r, p as usize, what)?.clone();
+    Ok((h, slot_list(&r, p as usize).cloned()))
+}
+
+fn slot_list(r: &Registry, t: usize) -> Option<&Arc<AttrList>> {
+    split(t).and_then(|(s, _)| r.slots.get(s)?.list.as_ref())
+}
+
+/// Runs `f` on each list handle, in order, with its current contents (unreconciled lists),
+/// under one read lock of the registry, without cloning the handles' `Arc`s (what `f` keeps,
+/// it clones). `f` must not call into the registry, nor wait for anything.
+pub(crate) fn with_each_list<P>(
+    ps: &[*const P],
+    what: &str,
+    mut f: impl FnMut(&ListH, Option<&Arc<AttrList>>) -> R<()>,
+) -> R<()> {
+    let r = read();
+    for p in ps {
+        let t = *p as usize;
+        f(lookup::<ListH>(&r, t, what)?, slot_list(&r, t))?;
+    }
+    Ok(())
+}
+
+/// Publishes an unreconciled list's new contents (the caller holds the list's writer lock).
+pub(crate) fn publish<P>(p: *const P, what: &str, list: Arc<AttrList>) -> R<()> {
+    let mut r = write();
+    lookup::<ListH>(&r, p as usize, what)?;
+    let old = match split(p as usize).and_then(|(s, _)| r.slots.get_mut(s)) {
+        Some(sl) => sl.list.replace(list),
+        None => None,
+    };
+    drop(r);
+    drop(old);
+    Ok(())
 }
 
 /// Registers a new handle.
 pub(crate) fn insert<T: Kind, P>(a: Arc<T>) -> R<*mut P> {
+    insert_with(a, None)
+}
+
+/// Registers a new handle, with an unreconciled list's contents.
+pub(crate) fn insert_with<T: Kind, P>(a: Arc<T>, list: Option<Arc<AttrList>>) -> R<*mut P> {
     let mut r = write();
     let slot = match r.free.pop() {
         Some(s) => s,
@@ -148,26 +203,34 @@ pub(crate) fn insert<T: Kind, P>(a: Arc<T>) -> R<*mut P> {
             r.slots.push(Slot {
                 generation: 0,
                 entry: None,
+                list: None,
             });
             s
         }
     };
     let sl = &mut r.slots[slot];
     sl.entry = Some(T::wrap(a));
+    sl.list = list;
     Ok(token(slot, sl.generation) as *mut P)
 }
 
-/// Unregisters a handle and returns its object (the caller drops it outside the lock).
+/// Unregisters a handle and returns its object (the caller drops it outside the lock). The
+/// registry's `Arc` is moved out, not cloned and dropped.
 pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<Arc<T>> {
     let mut r = write();
-    let a = lookup::<T>(&r, p as usize, what)?.clone();
-    if let Some((s, _)) = split(p as usize) {
-        let sl = &mut r.slots[s];
-        sl.entry = None;
-        sl.generation = (sl.generation + 1) & GEN_MASK;
-        r.free.push(s);
-    }
-    Ok(a)
+    lookup::<T>(&r, p as usize, what)?;
+    let Some((s, _)) = split(p as usize) else {
+        return Err(Fail::bad(format!("{what}: {p:p} is not a handle")));
+    };
+    let sl = &mut r.slots[s];
+    let e = sl.entry.take();
+    let list = sl.list.take();
+    sl.generation = (sl.generation + 1) & GEN_MASK;
+    r.free.push(s);
+    drop(r);
+    drop(list);
+    e.and_then(|e| T::take(e))
+        .ok_or_else(|| Fail::bad(format!("{what}: {p:p} changed kind")))
 }
 
 /// Number of live handles (for leak checks in tests and examples).

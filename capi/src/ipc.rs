@@ -5,7 +5,7 @@
 //! threads are serialized (a receive blocks the other calls on that endpoint until it returns).
 
 use crate::adapt;
-use crate::attr::{self, flatten, lists_arg, ub_attr_list, ListH, ListState};
+use crate::attr::{self, snapshots, ub_attr_list, ListH, ListState};
 use crate::ffi;
 use crate::handle;
 use crate::object::{new_obj, perm_arg, ub_obj, ObjH};
@@ -270,8 +270,7 @@ unsafe fn own_lists(
         return Ok(None);
     }
     // SAFETY: the caller's contract.
-    let ls = unsafe { lists_arg(own, count, what) }?;
-    Ok(Some(flatten(&ls, what)?.owned()))
+    Ok(Some(unsafe { snapshots(own, count, what) }?.owned()))
 }
 
 /// Exports unreconciled (or appended) lists to the peer, one slot per list.
@@ -288,10 +287,9 @@ pub unsafe extern "C" fn ub_ipc_export_attr_lists(
     guard(|| {
         let what = "ub_ipc_export_attr_lists";
         // SAFETY: the caller's contract.
-        let ls = unsafe { lists_arg(lists, count, what) }?;
-        let flat = flatten(&ls, what)?;
+        let snaps = unsafe { snapshots(lists, count, what) }?;
         with_ep(ep, None, what, |e| {
-            Ok(adapt::export_lists(e, &flat.refs())?)
+            Ok(adapt::export_lists(e, snaps.lists())?)
         })
     })
 }

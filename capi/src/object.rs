@@ -15,7 +15,7 @@
 //! `ub_obj_flush_cpu_cache_range` to publish writes while the access stays open.
 
 use crate::adapt;
-use crate::attr::{self, conflict_out, flatten, lists_arg, ListH, ListState};
+use crate::attr::{self, conflict_out, snapshots, ListH, ListState};
 use crate::consts::*;
 use crate::ffi;
 use crate::handle;
@@ -167,15 +167,16 @@ pub unsafe extern "C" fn ub_attr_list_reconcile_and_obj_alloc(
     guard(|| {
         let what = "ub_attr_list_reconcile_and_obj_alloc";
         // SAFETY: the caller's contract.
-        let ls = unsafe { lists_arg(lists, count, what) }?;
+        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(obj, what, "obj")?;
         if !conflict.is_null() {
             ffi::out(conflict, what, "conflict")?;
             // SAFETY: checked by `ffi::out`.
             unsafe { ffi::put(conflict, std::ptr::null_mut()) };
         }
-        let flat = flatten(&ls, what)?;
-        let r = adapt::reconcile(&flat.refs()).map_err(|c| conflict_out(c, conflict))?;
+        let r = snaps
+            .with_refs(|ls| adapt::reconcile(ls.iter().copied()))
+            .map_err(|c| conflict_out(c, conflict))?;
         obj_out(obj, adapt::allocate(&Arc::new(r))?, what)
     })
 }

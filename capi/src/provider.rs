@@ -3,29 +3,32 @@
 //! unreconciled list: all the keys, or (on a refusal, e.g. a key the caller already set to
 //! another value) none.
 
-use crate::attr::{lock, ub_attr_list, ListH, ListState};
+use crate::attr::{modify, ub_attr_list, ListState};
 use crate::ffi;
 use crate::handle;
 use crate::object::perm_arg;
 use crate::status::{guard, ub_status, Fail, R};
 use std::ffi::c_char;
-use std::sync::Arc;
 use unibuf_rs::attr::{AttrList, Permission};
 use unibuf_rs::interop::{drm, gpu, v4l2, vfio};
 
-/// Applies `f` to a copy of the list and stores the copy only when `f` succeeded.
-fn fill(list: *mut ub_attr_list, what: &str, f: impl FnOnce(&mut AttrList) -> R<()>) -> R<()> {
-    let l = handle::get::<ListH, _>(list, what)?;
-    let ListState::Unreconciled(m) = &l.state else {
+/// Asks the device (`query`, without holding the list's lock: device I/O can be slow, and
+/// reconcile or export of this list must not wait for it), then applies the answer to a copy of
+/// the list (`apply`, under the lock) and stores the copy only when `apply` succeeded.
+fn fill<Q>(
+    list: *mut ub_attr_list,
+    what: &str,
+    query: impl FnOnce() -> R<Q>,
+    apply: impl FnOnce(&mut AttrList, Q) -> R<()>,
+) -> R<()> {
+    let (l, _) = handle::get_list(list, what)?;
+    if !matches!(l.state, ListState::Unreconciled(_)) {
         return Err(Fail::bad(format!(
             "{what}: only an unreconciled list can be filled"
         )));
-    };
-    let mut g = lock(m);
-    let mut next: AttrList = (**g).clone();
-    f(&mut next)?;
-    *g = Arc::new(next);
-    Ok(())
+    }
+    let q = query()?;
+    modify(list, what, |l| apply(l, q))
 }
 
 /// Sets every key of `from` in `to`, skipping keys `to` already has with the same value.
@@ -56,10 +59,15 @@ pub unsafe extern "C" fn ub_v4l2_fill_attr_list(
         let what = "ub_v4l2_fill_attr_list";
         // SAFETY: the caller's contract.
         let node = unsafe { ffi::string(node, what, "node") }?;
-        fill(list, what, |l| {
-            let c = v4l2::VideoNode::open(node)?.try_format(v4l2_fourcc, width, height)?;
-            merge(l, &c.attr_list()?)
-        })
+        fill(
+            list,
+            what,
+            || {
+                let c = v4l2::VideoNode::open(node)?.try_format(v4l2_fourcc, width, height)?;
+                Ok(c.attr_list()?)
+            },
+            |l, c| merge(l, &c),
+        )
     })
 }
 
@@ -83,8 +91,22 @@ pub unsafe extern "C" fn ub_drm_plane_fill_attr_list(
         let what = "ub_drm_plane_fill_attr_list";
         // SAFETY: the caller's contract.
         let path = unsafe { ffi::string(card, what, "card") }?;
-        fill(list, what, |l| {
+        let query = || -> R<AttrList> {
             let c = drm::Card::open(path)?;
+            // Without DRM_CLIENT_CAP_UNIVERSAL_PLANES the kernel lists overlay planes only, and
+            // plane 0 (the first primary) would never be found.
+            ::drm::Device::set_client_capability(
+                &c,
+                ::drm::ClientCapability::UniversalPlanes,
+                true,
+            )
+            .map_err(|e| {
+                unibuf_rs::Error::sys(
+                    "DRM_CLIENT_CAP_UNIVERSAL_PLANES",
+                    path,
+                    rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                )
+            })?;
             let planes = c.planes()?;
             let plane = planes
                 .iter()
@@ -105,8 +127,9 @@ pub unsafe extern "C" fn ub_drm_plane_fill_attr_list(
                     )
                 })?;
             let cons = c.plane_constraints(plane)?;
-            merge(l, &cons.attr_list(drm_fourcc, width, height)?)
-        })
+            Ok(cons.attr_list(drm_fourcc, width, height)?)
+        };
+        fill(list, what, query, |l, c| merge(l, &c))
     })
 }
 
@@ -129,9 +152,12 @@ pub unsafe extern "C" fn ub_vfio_fill_attr_list(
         // SAFETY: the caller's contract.
         let bdf = unsafe { ffi::string(bdf, what, "bdf") }?;
         let perm = perm_arg(permission, what, false)?.unwrap_or(Permission::ReadOnly);
-        fill(list, what, |l| {
-            Ok(vfio::VfioConstraints::probe(bdf, dma_mask_bits)?.fill(l, perm)?)
-        })
+        fill(
+            list,
+            what,
+            || Ok(vfio::VfioConstraints::probe(bdf, dma_mask_bits)?),
+            |l, c| Ok(c.fill(l, perm)?),
+        )
     })
 }
 
@@ -152,13 +178,17 @@ pub unsafe extern "C" fn ub_gpu_fill_attr_list(
         let what = "ub_gpu_fill_attr_list";
         // SAFETY: the caller's contract.
         let id = unsafe { ffi::string(gpu_uuid, what, "gpu_uuid") }?;
-        fill(list, what, |l| {
-            let g = gpu::GpuConstraints::new(
-                gpu::GpuId::parse(id).map_err(unibuf_rs::Error::from)?,
-                alignment,
-                pitch_alignment,
-            )?;
-            Ok(g.fill(l)?)
-        })
+        fill(
+            list,
+            what,
+            || {
+                Ok(gpu::GpuConstraints::new(
+                    gpu::GpuId::parse(id).map_err(unibuf_rs::Error::from)?,
+                    alignment,
+                    pitch_alignment,
+                )?)
+            },
+            |l, g| Ok(g.fill(l)?),
+        )
     })
 }

@@ -108,3 +108,209 @@ fn set_once_and_value_forms() {
     assert_eq!(ub_attr_list_free(l), UB_SUCCESS);
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
+
+#[test]
+fn version() {
+    let (mut major, mut minor) = (99, 99);
+    let mut ok = false;
+    // SAFETY: valid out-pointers.
+    unsafe {
+        assert_eq!(ub_get_version(&mut major, &mut minor), UB_SUCCESS);
+        assert_eq!((major, minor), (UB_VERSION_MAJOR, UB_VERSION_MINOR));
+        assert_eq!(
+            ub_check_version_compatibility(major, minor, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(ok);
+        assert_eq!(
+            ub_check_version_compatibility(major, minor + 1, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(!ok, "a newer minor version than the library's");
+        assert_eq!(
+            ub_check_version_compatibility(major + 1, 0, &mut ok),
+            UB_SUCCESS
+        );
+        assert!(!ok, "another major version");
+        assert_eq!(ub_get_version(null_mut(), &mut minor), UB_ERR_BAD_PARAMETER);
+    }
+}
+
+/// Sets `raw` lists: types, size, CPU accessor.
+unsafe fn set_raw(l: *mut ub_attr_list, size: u64) -> ub_status {
+    let (types, kind) = (1u8, crate::consts::ub_accessor_kind::UB_ACCESSOR_CPU as u32);
+    let pairs = [
+        ub_attr_kv {
+            key: ub_key::UB_KEY_TYPES as u32,
+            value: (&types as *const u8).cast(),
+            len: 1,
+        },
+        ub_attr_kv {
+            key: ub_key::UB_KEY_RAW_SIZE as u32,
+            value: (&size as *const u64).cast(),
+            len: 8,
+        },
+        ub_attr_kv {
+            key: ub_key::UB_KEY_ACCESSOR_KIND as u32,
+            value: (&kind as *const u32).cast(),
+            len: 4,
+        },
+    ];
+    // SAFETY: the pairs point to live values.
+    unsafe { ub_attr_list_set_attrs(l, pairs.as_ptr(), 3) }
+}
+
+fn out_size(r: *const ub_attr_list) -> u64 {
+    let mut v = 0u64;
+    let mut len = 8usize;
+    // SAFETY: `v` has `len` bytes.
+    let st = unsafe {
+        ub_attr_list_get_value(
+            r,
+            ub_key::UB_KEY_OUT_SIZE as u32,
+            (&mut v as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!((st, len), (UB_SUCCESS, 8));
+    v
+}
+
+#[test]
+fn contents_are_snapshots_in_the_registry() {
+    let (m, a) = list();
+    let mut b = null_mut();
+    let mut r = null_mut();
+    // SAFETY: valid handles and out-pointers.
+    unsafe {
+        // A clone shares the contents until one of them changes.
+        assert_eq!(ub_attr_list_clone(a, &mut b), UB_SUCCESS);
+        assert_eq!(set_raw(a, 4096), UB_SUCCESS);
+        let mut n = 0usize;
+        let mut kv = [ub_attr_kv {
+            key: ub_key::UB_KEY_RAW_SIZE as u32,
+            value: std::ptr::null(),
+            len: 0,
+        }];
+        assert_eq!(ub_attr_list_get_attrs(b, kv.as_mut_ptr(), 1), UB_SUCCESS);
+        assert!(kv[0].value.is_null(), "the clone saw the original's set");
+        assert_eq!(set_raw(b, 8192), UB_SUCCESS);
+        // The same handle twice is two inputs (and no lock is taken twice).
+        let ins = [a.cast_const(), a.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), 2, &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert!(out_size(r) >= 4096);
+        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+        // A refused set changes nothing; a reconciled list keeps what its inputs were.
+        assert_eq!(set_raw(b, 1), UB_ERR_BAD_PARAMETER);
+        let ins = [b.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), 1, &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert_eq!(out_size(r), 8192);
+        assert_eq!(ub_attr_list_get_slot_count(b, &mut n), UB_SUCCESS);
+        assert_eq!(n, 1);
+        // A reconciled list cannot be changed.
+        assert_eq!(set_raw(r, 4096), UB_ERR_BAD_PARAMETER);
+        for h in [r, a, b] {
+            assert_eq!(ub_attr_list_free(h), UB_SUCCESS);
+        }
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
+
+/// Threads that create, set, clone, reconcile and free lists, some of them shared (and freed
+/// under the others' feet): every call answers a status it may answer (no panic, no deadlock),
+/// and the sets that succeed are seen whole by the reconciles.
+#[test]
+fn lists_under_concurrent_sets_reconciles_and_frees() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    const SHARED: usize = 8;
+    let (m, l0) = list();
+    assert_eq!(ub_attr_list_free(l0), UB_SUCCESS);
+    // Handles as integers: tokens, not addresses, and shared across threads on purpose.
+    let shared: Vec<AtomicUsize> = (0..SHARED).map(|_| AtomicUsize::new(0)).collect();
+    let fresh = |m: usize| {
+        let mut l = null_mut();
+        // SAFETY: a valid out-pointer.
+        let st = unsafe { ub_attr_list_create(m as *mut ub_module, &mut l) };
+        assert_eq!(st, UB_SUCCESS);
+        l as usize
+    };
+    for s in &shared {
+        s.store(fresh(m as usize), Relaxed);
+    }
+    let seen = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..4usize {
+            let (shared, seen) = (&shared, &seen);
+            let m = m as usize;
+            sc.spawn(move || {
+                for i in 0..2000usize {
+                    let k = (i * 7 + t * 3) % SHARED;
+                    let h = shared[k].load(Relaxed) as *mut ub_attr_list;
+                    // SAFETY: every pointer handed over is a token or an out-pointer to a local.
+                    unsafe {
+                        match (i + t) % 4 {
+                            // A set: the first wins, the others are refused (set once), or the
+                            // handle was freed meanwhile.
+                            0 => {
+                                let st = set_raw(h, 4096 * (k as u64 + 1));
+                                assert!(matches!(st, UB_SUCCESS | UB_ERR_BAD_PARAMETER), "{st:?}");
+                            }
+                            // A reconcile of two shared lists (possibly the same one, possibly
+                            // empty or freed): a result is whole.
+                            1 => {
+                                let j = (k + 1 + t) % SHARED;
+                                let ins = [h.cast_const(), shared[j].load(Relaxed) as *const _];
+                                let mut r = null_mut();
+                                match ub_attr_list_reconcile(ins.as_ptr(), 2, &mut r, null_mut()) {
+                                    UB_SUCCESS => {
+                                        assert!(out_size(r) >= 4096);
+                                        seen.fetch_add(1, Relaxed);
+                                        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+                                    }
+                                    st => assert!(
+                                        matches!(
+                                            st,
+                                            UB_ERR_BAD_PARAMETER | UB_ERR_RECONCILIATION_FAILED
+                                        ),
+                                        "{st:?}"
+                                    ),
+                                }
+                            }
+                            // A clone, dumped and freed.
+                            2 => {
+                                let mut c = null_mut();
+                                if ub_attr_list_clone(h, &mut c) == UB_SUCCESS {
+                                    let mut s = null_mut();
+                                    assert_eq!(ub_attr_list_dump(c, 0, &mut s), UB_SUCCESS);
+                                    crate::ffi::ub_string_free(s);
+                                    assert_eq!(ub_attr_list_free(c), UB_SUCCESS);
+                                }
+                            }
+                            // A shared list replaced: freed (maybe while another thread is in a
+                            // call on it) and a fresh one put in its place.
+                            _ => {
+                                let old = shared[k].swap(fresh(m), Relaxed);
+                                let st = ub_attr_list_free(old as *mut ub_attr_list);
+                                assert_eq!(st, UB_SUCCESS);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert!(seen.load(Relaxed) > 0, "no reconcile succeeded");
+    for s in &shared {
+        assert_eq!(
+            ub_attr_list_free(s.load(Relaxed) as *mut ub_attr_list),
+            UB_SUCCESS
+        );
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
