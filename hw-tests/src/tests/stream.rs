@@ -643,22 +643,43 @@ fn display_process(mut ep: Endpoint) -> anyhow::Result<()> {
     let wm = wbobj.map_read()?;
     let mut lat = Vec::with_capacity(256);
     let mut checked = 0u32;
-    // The kernel's messages since the start, for a writeback that never completes.
+    // vkms on a starved TCG host (two VMs on two cores) now and then never completes a writeback
+    // job (seen next to "vkms_vblank_simulate: vblank timer overrun", not always): the job stays
+    // queued, and the next completion signals that older job. So the fences wait in commit order: after
+    // each commit the display waits for the oldest pending one; when it does not signal, the
+    // frame is committed again (counted and reported), whose completion signals it.
+    let mut pending = std::collections::VecDeque::new();
+    let mut recommits = 0u32;
     let kmsg = super::vfio::kmsg_open();
     while let Some(f) = c.next(Some(Duration::from_secs(30)))? {
         let fb = fbs.get(f.index as usize).context("no framebuffer")?;
-        let fence = super::drm::commit_debug(&mut out, &card, fb, &wb)?;
+        pending.push_back(super::drm::commit_debug(&mut out, &card, fb, &wb)?);
         let t = Instant::now();
-        if let Err(e) = fence.wait(Duration::from_secs(10)) {
-            let log = kmsg.as_ref().map(super::vfio::kmsg_lines).unwrap_or_default();
-            anyhow::bail!(
-                "frame {} (buffer {}, {} checked before): {e} after {:?}; kernel: {}",
-                f.seq,
-                f.index,
-                checked,
-                t.elapsed(),
-                log[log.len().saturating_sub(12)..].join(" | ")
-            );
+        while let Some(front) = pending.front() {
+            match front.wait(Duration::from_secs(3)) {
+                Ok(()) => {
+                    pending.pop_front();
+                    break;
+                }
+                Err(_) if recommits < 8 => {
+                    recommits += 1;
+                    pending.push_back(super::drm::commit_debug(&mut out, &card, fb, &wb)?);
+                }
+                Err(e) => {
+                    let log = kmsg
+                        .as_ref()
+                        .map(super::vfio::kmsg_lines)
+                        .unwrap_or_default();
+                    anyhow::bail!(
+                        "frame {} (buffer {}, {checked} checked before, {recommits} re-commits): \
+                         {e} after {:?}; kernel: {}",
+                        f.seq,
+                        f.index,
+                        t.elapsed(),
+                        log[log.len().saturating_sub(12)..].join(" | ")
+                    );
+                }
+            }
         }
         lat.push(unibuf::stream::now_ns().saturating_sub(f.timestamp_ns));
         let g = wm.read()?;
@@ -681,10 +702,18 @@ fn display_process(mut ep: Endpoint) -> anyhow::Result<()> {
     ep.send_data(
         format!(
             "OK {checked} frames scanned out and checked; latency capture->writeback median {} us, \
-             p95 {} us, max {} us",
+             p95 {} us, max {} us; {recommits} frames re-committed after a lost vkms writeback \
+             completion{}",
             q(50),
             q(95),
-            q(100)
+            q(100),
+            if recommits > 0 {
+                let log = kmsg.as_ref().map(super::vfio::kmsg_lines).unwrap_or_default();
+                let overruns = log.iter().filter(|l| l.contains("vblank timer overrun")).count();
+                format!(" ({overruns} vblank timer overruns logged)")
+            } else {
+                String::new()
+            }
         )
         .as_bytes(),
     )?;
