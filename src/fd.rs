@@ -37,6 +37,7 @@
 //! `/proc/self/fdinfo`, a memfd's name) is read on demand by [`exporter_and_name`] and
 //! [`memfd_name`].
 
+use crate::attr::BackendKind;
 use crate::error::{Error, Result};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, SealFlags};
@@ -61,6 +62,19 @@ impl std::fmt::Display for FdKind {
             FdKind::Memfd => "memfd",
             FdKind::CudaVidmem => "cuda-vidmem handle",
         })
+    }
+}
+
+impl FdKind {
+    /// The fd kind that the backend `b` (`None`: a foreign dma-buf) gives: a memfd for
+    /// [`BackendKind::Memfd`], a CUDA handle for [`BackendKind::CudaVidmem`], else a dma-buf.
+    /// The wire decoder refuses an object header whose fd kind and backend disagree.
+    pub fn of_backend(b: Option<BackendKind>) -> FdKind {
+        match b {
+            Some(BackendKind::Memfd) => FdKind::Memfd,
+            Some(BackendKind::CudaVidmem) => FdKind::CudaVidmem,
+            _ => FdKind::DmaBuf,
+        }
     }
 }
 

@@ -252,11 +252,6 @@ impl Endpoint {
     /// than the allocation behind the handle.
     fn identify_peer_fd(&self, fd: OwnedFd, kind: FdKind, size: u64) -> Result<Identified> {
         let from = || format!("{} (peer pid {})", self.name(), self.peer().pid);
-        let want = match kind {
-            FdKind::DmaBuf => fdid::FdKind::DmaBuf,
-            FdKind::Memfd => fdid::FdKind::Memfd,
-            FdKind::CudaVidmem => fdid::FdKind::CudaVidmem,
-        };
         if kind == FdKind::CudaVidmem {
             let limit = self.alloc_limit();
             if size > limit {
@@ -267,7 +262,7 @@ impl Endpoint {
                 });
             }
         }
-        let id = fdid::identify(fd, Some(want)).map_err(|e| {
+        let id = fdid::identify(fd, Some(kind)).map_err(|e| {
             Error::Ipc(format!(
                 "{}: the message announces a {kind}, refused: {e}",
                 from()

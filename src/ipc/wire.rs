@@ -8,7 +8,6 @@
 //! target (`fuzz/fuzz_targets/decode.rs`) drives.
 
 use crate::attr::{BackendKind, Permission};
-use std::fmt;
 
 /// The four bytes every message starts with.
 pub const MAGIC: [u8; 4] = *b"UBUF";
@@ -274,46 +273,15 @@ pub struct ObjectHeader {
 /// Object flag: the memfd behind the dma-buf travels as the second fd.
 pub const OBJECT_WITH_MEMFD: u8 = 0x01;
 
-/// What kind of file an object's fd is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdKind {
-    /// A dma-buf (heaps, udmabuf, DRM PRIME, foreign exporters). Wire code 1.
-    DmaBuf,
-    /// A memfd (the CPU-only backend). Wire code 2.
-    Memfd,
-    /// A CUDA POSIX-fd shareable handle of GPU video memory (the `cuda-vidmem` backend): an fd
-    /// of the NVIDIA driver, with no size of its own. Wire code 3 (wire 1.2).
-    CudaVidmem,
-}
+/// What kind of file an object's fd is: [`crate::fd::FdKind`], the one enum of fd kinds.
+/// Wire codes: dma-buf 1, memfd 2, cuda-vidmem handle 3 (wire 1.2).
+pub use crate::fd::FdKind;
 
-impl fmt::Display for FdKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FdKind::DmaBuf => "dma-buf",
-            FdKind::Memfd => "memfd",
-            FdKind::CudaVidmem => "cuda-vidmem handle",
-        })
-    }
-}
-
-impl FdKind {
-    /// The fd kind that the backend `b` (`None`: a foreign dma-buf) gives: a memfd for
-    /// [`BackendKind::Memfd`], a CUDA handle for [`BackendKind::CudaVidmem`], else a dma-buf.
-    /// The decoder refuses a header whose fd kind and backend disagree.
-    pub fn of_backend(b: Option<BackendKind>) -> FdKind {
-        match b {
-            Some(BackendKind::Memfd) => FdKind::Memfd,
-            Some(BackendKind::CudaVidmem) => FdKind::CudaVidmem,
-            _ => FdKind::DmaBuf,
-        }
-    }
-
-    /// Whether an object of `backend` may travel as this fd kind: the memfd and cuda-vidmem
-    /// backends give only their own kind, and those kinds come only from them (a dma-buf may
-    /// come from any other backend, or none).
-    fn fits(self, backend: Option<BackendKind>) -> bool {
-        self == FdKind::of_backend(backend)
-    }
+/// Whether an object of `backend` may travel as fd kind `k`: the memfd and cuda-vidmem
+/// backends give only their own kind, and those kinds come only from them (a dma-buf may come
+/// from any other backend, or none).
+fn fd_kind_fits(k: FdKind, backend: Option<BackendKind>) -> bool {
+    k == FdKind::of_backend(backend)
 }
 
 /// The object header carries a permission and a backend in one byte each, by their codes
@@ -899,7 +867,7 @@ fn decode_object_header(r: &mut Reader<'_>, nfds: usize) -> Result<ObjectHeader,
             ),
         });
     }
-    if !fd_kind.fits(backend) {
+    if !fd_kind_fits(fd_kind, backend) {
         return Err(WireError::Invalid {
             field: "fd kind for the backend",
             value: k.into(),
@@ -1268,7 +1236,7 @@ impl Encoder {
         if h.with_memfd && h.fd_kind != FdKind::DmaBuf {
             return Err(WireError::Encode(format!("a memfd beside a {}", h.fd_kind)));
         }
-        if !h.fd_kind.fits(h.backend) {
+        if !fd_kind_fits(h.fd_kind, h.backend) {
             return Err(WireError::Encode(format!(
                 "a {} fd cannot come from the {:?} backend",
                 h.fd_kind, h.backend
