@@ -9,7 +9,7 @@
 use super::sysfs::{device_from, parse_uevent};
 use super::{Device, Source};
 use crate::{Error, Result};
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::PollFlags;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::net::{netlink, AddressFamily, RecvFlags, SocketFlags, SocketType};
 use std::collections::BTreeMap;
@@ -160,15 +160,8 @@ impl Monitor {
             if left.is_zero() {
                 return Ok(None);
             }
-            let ts = Timespec {
-                tv_sec: left.as_secs() as _,
-                tv_nsec: left.subsec_nanos() as _,
-            };
-            let mut fds = [PollFd::new(self, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&ts)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::sys("poll", "hotplug monitor", e)),
-            }
+            crate::sys::poll::poll_one(self.as_fd(), PollFlags::IN, Some(left))
+                .map_err(|e| Error::sys("poll", "hotplug monitor", e))?;
         }
     }
 

@@ -18,7 +18,7 @@ use drm::control::{
     Device as ControlDevice, FbCmd2Flags, Mode,
 };
 use drm::{ClientCapability, Device as DrmDevice};
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode as FileMode, OFlags};
 use std::collections::HashMap;
@@ -519,18 +519,9 @@ pub struct WritebackFence(OwnedFd);
 impl WritebackFence {
     /// Waits for the writeback to complete.
     pub fn wait(&self, timeout: Duration) -> Result<()> {
-        let mut pfd = [PollFd::new(&self.0, PollFlags::IN)];
-        let ts = rustix::event::Timespec {
-            tv_sec: timeout.as_secs() as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let n = loop {
-            match rustix::event::poll(&mut pfd, Some(&ts)) {
-                Err(rustix::io::Errno::INTR) => continue,
-                r => break r.map_err(|e| Error::sys("poll", "writeback out-fence", e))?,
-            }
-        };
-        if n == 0 {
+        let got = crate::sys::poll::poll_one(self.0.as_fd(), PollFlags::IN, Some(timeout))
+            .map_err(|e| Error::sys("poll", "writeback out-fence", e))?;
+        if got.is_empty() {
             return Err(Error::Device {
                 device: "writeback".into(),
                 what: format!("out-fence did not signal within {timeout:?}"),

@@ -12,7 +12,7 @@
 use crate::attr::{AccessorKind, AttrList, BufferType, Permission};
 use crate::error::{Error, Result};
 use crate::sys::v4l2 as v;
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
@@ -721,16 +721,9 @@ fn poll_then<T>(
     let start = Instant::now();
     let left = || timeout.saturating_sub(start.elapsed());
     loop {
-        let wait = left();
-        let ts = rustix::event::Timespec {
-            tv_sec: wait.as_secs().min(i64::MAX as u64) as _,
-            tv_nsec: wait.subsec_nanos() as _,
-        };
-        let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
-        let revents = match rustix::event::poll(&mut pfd, Some(&ts)) {
-            Ok(0) => return Ok(None),
-            Ok(_) => pfd[0].revents(),
-            Err(rustix::io::Errno::INTR) => continue,
+        let revents = match crate::sys::poll::poll_one(fd, PollFlags::IN, Some(left())) {
+            Ok(r) if r.is_empty() => return Ok(None),
+            Ok(r) => r,
             Err(e) => return Err(("poll", e)),
         };
         match attempt() {

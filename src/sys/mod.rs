@@ -23,6 +23,7 @@ pub mod dma_heap;
 pub mod drm;
 pub mod iommufd;
 pub mod mm;
+pub mod poll;
 pub mod socket;
 pub mod sync_file;
 pub mod udmabuf;
