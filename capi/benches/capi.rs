@@ -69,7 +69,7 @@ fn allocs_per_call(f: &mut dyn FnMut()) -> f64 {
     (ALLOCS.load(Relaxed) - a) as f64 / 1000.0
 }
 
-/// `UB_BENCH_ONLY=NAME` (rust-reconcile, c-reconcile, rust-ipc, c-ipc): runs that call alone
+/// `UB_BENCH_ONLY=NAME` (rust-reconcile, rust-reconcile-arc, c-reconcile, rust-ipc, c-ipc): runs that call alone
 /// `UB_BENCH_N` times (default 10^6) and exits, for `perf` or `valgrind --tool=callgrind`
 /// (instruction counts are steadier than times on a loaded machine).
 fn run_only(calls: &mut [(&str, &mut dyn FnMut())]) {
@@ -181,6 +181,7 @@ fn bench(c: &mut Criterion) {
     // reading, which the allocation does).
     run_only(&mut [
         ("rust-reconcile", &mut rust_reconcile),
+        ("rust-reconcile-arc", &mut rust_reconcile_arc),
         ("c-reconcile", &mut c_reconcile),
     ]);
 

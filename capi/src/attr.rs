@@ -5,8 +5,10 @@ use crate::adapt;
 use crate::consts::*;
 use crate::ffi;
 use crate::handle;
+use crate::handle::Pin;
 use crate::status::{guard, ub_status, Fail, R, UB_ERR_OVERFLOW};
 use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use unibuf_rs::attr::{AttrList, Key, MultiList, Value, ValueKind};
 use unibuf_rs::reconcile::{Conflict, Reconciled};
@@ -41,16 +43,80 @@ pub struct ub_attr_kv {
     pub len: usize,
 }
 
+#[derive(Clone)]
 pub(crate) struct ModuleH;
 
 pub(crate) enum ListState {
-    /// One writable list. Its contents live in the handle's registry slot (an `Arc` replaced
-    /// whole on each change: readers take a snapshot with one reference count, see `handle`);
-    /// the mutex serializes the writers of this list.
-    Unreconciled(Mutex<()>),
+    /// One writable list (see [`Unrec`]).
+    Unreconciled(Arc<Unrec>),
     Multi(Arc<MultiList>),
     Reconciled(Arc<Reconciled>),
     Conflict(Arc<Conflict>),
+}
+
+/// An unreconciled list's contents: readers (reconcile, validate, export, get) borrow them
+/// under a [`Pin`] with no lock and no reference count; a writer changes a copy, publishes it
+/// whole (so a set is all or nothing, and a reader sees one version or the other), and frees the
+/// version it replaced after a grace period. Writers of one list are serialized by `writer`.
+pub(crate) struct Unrec {
+    writer: Mutex<()>,
+    /// `Arc::into_raw` of the current contents: never NULL.
+    cur: AtomicPtr<AttrList>,
+}
+
+impl Unrec {
+    fn new(contents: Arc<AttrList>) -> Arc<Unrec> {
+        Arc::new(Unrec {
+            writer: Mutex::new(()),
+            cur: AtomicPtr::new(Arc::into_raw(contents).cast_mut()),
+        })
+    }
+
+    /// The contents, valid while `pin` is held.
+    pub(crate) fn contents<'p>(&'p self, _pin: &'p Pin) -> &'p AttrList {
+        // SAFETY: `cur` is always a live `Arc` of the contents; a writer that replaces it drops
+        // the old one only after a grace period, which waits for this pin (the load is `SeqCst`
+        // for that: see `handle::synchronize`).
+        unsafe { &*self.cur.load(SeqCst) }
+    }
+
+    /// The contents, shared (a clone of a list takes them until either list changes).
+    fn shared(&self, _pin: &Pin) -> Arc<AttrList> {
+        // The pointer as `Arc::into_raw` gave it (a reference would not reach the counts).
+        let p = self.cur.load(SeqCst);
+        // SAFETY: `p` came from `Arc::into_raw` and that `Arc` lives while `pin` is held (see
+        // `contents`): one more strong count for the `Arc` made here.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+
+    /// Changes the list: `f` works on a copy of the current contents, published only when `f`
+    /// succeeds. Must not be called pinned (it waits for a grace period).
+    pub(crate) fn modify(&self, f: impl FnOnce(&mut AttrList) -> R<()>) -> R<()> {
+        let w = lock(&self.writer);
+        // SAFETY: only writers replace `cur`, and they hold `writer`, as this one does: the
+        // contents stay.
+        let mut next = unsafe { (*self.cur.load(Acquire)).clone() };
+        f(&mut next)?;
+        let old = self
+            .cur
+            .swap(Arc::into_raw(Arc::new(next)).cast_mut(), SeqCst);
+        drop(w);
+        handle::synchronize();
+        // SAFETY: `old` came from `Arc::into_raw`; after the grace period no reader borrows it.
+        drop(unsafe { Arc::from_raw(old) });
+        Ok(())
+    }
+}
+
+impl Drop for Unrec {
+    fn drop(&mut self) {
+        // SAFETY: `cur` came from `Arc::into_raw`; the last owner of the `Unrec` drops it, when no
+        // reader can borrow it (its handle's grace period is over, or it never had a handle).
+        drop(unsafe { Arc::from_raw(*self.cur.get_mut()) });
+    }
 }
 
 /// One value's C form, made on first get.
@@ -108,6 +174,19 @@ impl ListH {
             ListState::Conflict(_) => 0,
         }
     }
+
+    /// The lists this one stands for as an input (an unreconciled list, or each slot of an
+    /// appended one); other states are refused.
+    fn inputs<'p>(&'p self, pin: &'p Pin, what: &str) -> R<&'p [AttrList]> {
+        match &self.state {
+            ListState::Unreconciled(u) => Ok(std::slice::from_ref(u.contents(pin))),
+            ListState::Multi(m) => Ok(m.slots()),
+            _ => Err(Fail::bad(format!(
+                "{what}: an input is {}; only unreconciled (or appended) lists are accepted",
+                self.kind_name()
+            ))),
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,161 +194,112 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(crate) fn new_list(state: ListState) -> R<*mut ub_attr_list> {
-    handle::insert(Arc::new(ListH::new(state)))
+    handle::insert(ListH::new(state))
 }
 
 /// A new unreconciled list handle with these contents.
 fn new_unreconciled(contents: Arc<AttrList>) -> R<*mut ub_attr_list> {
-    handle::insert_with(
-        Arc::new(ListH::new(ListState::Unreconciled(Mutex::new(())))),
-        Some(contents),
-    )
+    new_list(ListState::Unreconciled(Unrec::new(contents)))
 }
 
-/// An unreconciled list's contents (they are in its slot whenever the handle is live).
-fn contents(c: Option<&Arc<AttrList>>, what: &str) -> R<Arc<AttrList>> {
-    c.cloned().ok_or_else(|| {
-        Fail::new(
-            crate::status::UB_ERR_UNKNOWN,
-            format!("{what}: an unreconciled list without contents (internal error)"),
-        )
-    })
+/// Runs `f` on a list handle, borrowed under a pin (`f` must only compute: no I/O, no wait,
+/// no free).
+pub(crate) fn with_list<T>(
+    list: *const ub_attr_list,
+    what: &str,
+    f: impl FnOnce(&ListH, &Pin) -> R<T>,
+) -> R<T> {
+    let g = handle::pin();
+    f(handle::borrow::<ListH, _>(list, what, &g)?, &g)
+}
+
+/// A reconciled list handle's list.
+pub(crate) fn reconciled_of(list: *const ub_attr_list, what: &str) -> R<Arc<Reconciled>> {
+    with_list(list, what, |l, _| l.reconciled(what))
 }
 
 /// Changes an unreconciled list: `f` works on a copy of its current contents, published only
-/// when `f` succeeds (all or none). The writers of one list are serialized by its lock; readers
-/// never wait for it.
+/// when `f` succeeds (all or none). The writers of one list are serialized; readers never wait
+/// for them.
 pub(crate) fn modify(
     list: *const ub_attr_list,
     what: &str,
     f: impl FnOnce(&mut AttrList) -> R<()>,
 ) -> R<()> {
-    let (l, _) = handle::get_list(list, what)?;
-    let ListState::Unreconciled(w) = &l.state else {
-        return Err(Fail::bad(format!(
+    unrec_of(list, what)?.modify(f)
+}
+
+/// An unreconciled list handle's contents holder (refused for other lists).
+pub(crate) fn unrec_of(list: *const ub_attr_list, what: &str) -> R<Arc<Unrec>> {
+    with_list(list, what, |l, _| match &l.state {
+        ListState::Unreconciled(u) => Ok(u.clone()),
+        _ => Err(Fail::bad(format!(
             "{what}: the list is {}; only unreconciled lists can be changed",
             l.kind_name()
-        )));
-    };
-    let _writer = lock(w);
-    // The contents as the last writer published them (one may have come in between).
-    let (_, cur) = handle::get_list(list, what)?;
-    let mut next = (*contents(cur.as_ref(), what)?).clone();
-    f(&mut next)?;
-    handle::publish(list, what, Arc::new(next))
+        ))),
+    })
 }
 
-/// A snapshot of one input list: an unreconciled list as it was when the call took it (its
-/// `Arc`, cloned under the list's lock; a later set copies on write), or an appended list.
-pub(crate) enum Snap {
-    One(Arc<AttrList>),
-    Multi(Arc<MultiList>),
-}
-
-impl Snap {
-    fn lists(&self) -> &[AttrList] {
-        match self {
-            Snap::One(a) => std::slice::from_ref(&**a),
-            Snap::Multi(m) => m.slots(),
-        }
-    }
-}
-
-/// How many input lists [`Snaps`] holds without a heap allocation.
-const INLINE: usize = 4;
-/// How many lists (appended lists counted by their slots) [`Snaps::with_refs`] passes without a
-/// heap allocation.
+/// How many lists (appended lists counted by their slots) [`with_inputs`] passes without a heap
+/// allocation.
 const REFS: usize = 8;
 
-/// Snapshots of the input lists of one call (reconcile, validate, export), in the caller's
-/// order: the first [`INLINE`] on the stack, so the common call (a few lists) allocates nothing
-/// here.
-pub(crate) struct Snaps {
-    inline: [Option<Snap>; INLINE],
-    more: Vec<Snap>,
-}
-
-impl Snaps {
-    fn new() -> Snaps {
-        Snaps {
-            inline: [const { None }; INLINE],
-            more: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, s: Snap) {
-        match self.inline.iter_mut().find(|x| x.is_none()) {
-            Some(x) => *x = Some(s),
-            None => self.more.push(s),
-        }
-    }
-
-    /// The unreconciled lists, appended lists flattened in place.
-    pub(crate) fn lists(&self) -> impl Iterator<Item = &AttrList> + Clone {
-        self.inline
-            .iter()
-            .flatten()
-            .chain(self.more.iter())
-            .flat_map(Snap::lists)
-    }
-
-    /// Calls `f` with the lists as a slice of references: on the stack for up to [`REFS`]
-    /// lists (the common call: the library's reconcile then iterates a plain slice).
-    pub(crate) fn with_refs<T>(&self, f: impl FnOnce(&[&AttrList]) -> T) -> T {
-        static EMPTY: OnceLock<AttrList> = OnceLock::new();
-        let mut it = self.lists();
-        let mut buf: [&AttrList; REFS] = [EMPTY.get_or_init(AttrList::new); REFS];
-        let mut n = 0;
-        for (slot, l) in buf.iter_mut().zip(&mut it) {
-            *slot = l;
-            n += 1;
-        }
-        match it.next() {
-            None => f(&buf[..n]),
-            Some(next) => {
-                let v: Vec<&AttrList> = buf.iter().copied().chain([next]).chain(it).collect();
-                f(&v)
-            }
-        }
-    }
-
-    pub(crate) fn owned(&self) -> Vec<AttrList> {
-        self.lists().cloned().collect()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.inline[0].is_none()
-    }
-}
-
-/// Snapshots of the lists of a C array of handles (unreconciled or appended lists only): what
-/// reconcile, validate and export take. One read lock of the registry for all of them and one
-/// reference count each (the contents are in the registry's slots: no lock of the lists).
+/// Runs `f` on the lists of a C array of handles (unreconciled or appended lists only, appended
+/// lists flattened into their slots, in the caller's order): what reconcile, validate, append
+/// and export take. Under one pin, with no lock and no reference count; up to [`REFS`] lists
+/// are passed from the stack. `f` must only compute (no I/O, no wait, no free).
 ///
 /// # Safety
 /// `lists` points to `n` handles (or is NULL with `n == 0`).
-pub(crate) unsafe fn snapshots(
+pub(crate) unsafe fn with_inputs<T>(
     lists: *const *const ub_attr_list,
     n: usize,
     what: &str,
-) -> R<Snaps> {
+    f: impl FnOnce(&[&AttrList]) -> R<T>,
+) -> R<T> {
+    static EMPTY: AttrList = AttrList::new();
     // SAFETY: the caller's contract.
     let ps = unsafe { ffi::slice(lists, n, what, "the list array") }?;
-    let mut out = Snaps::new();
-    handle::with_each_list(ps, what, |l, c| {
-        out.push(match &l.state {
-            ListState::Unreconciled(_) => Snap::One(contents(c, what)?),
-            ListState::Multi(m) => Snap::Multi(m.clone()),
-            _ => {
-                return Err(Fail::bad(format!(
-                    "{what}: an input is {}; only unreconciled (or appended) lists are accepted",
-                    l.kind_name()
-                )))
+    let g = handle::pin();
+    let mut buf: [&AttrList; REFS] = [&EMPTY; REFS];
+    let mut len = 0;
+    let mut more: Vec<&AttrList> = Vec::new();
+    for p in ps {
+        for l in handle::borrow::<ListH, _>(*p, what, &g)?.inputs(&g, what)? {
+            if len < REFS {
+                buf[len] = l;
+                len += 1;
+            } else {
+                if more.is_empty() {
+                    more.extend_from_slice(&buf);
+                }
+                more.push(l);
             }
-        });
-        Ok(())
-    })?;
-    Ok(out)
+        }
+    }
+    if more.is_empty() {
+        f(&buf[..len])
+    } else {
+        f(&more)
+    }
+}
+
+/// Copies of the lists of a C array of handles (see [`with_inputs`]), for calls that do I/O
+/// with them (IPC export).
+///
+/// # Safety
+/// As [`with_inputs`].
+pub(crate) unsafe fn owned_inputs(
+    lists: *const *const ub_attr_list,
+    n: usize,
+    what: &str,
+) -> R<Vec<AttrList>> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_inputs(lists, n, what, |ls| {
+            Ok(ls.iter().map(|l| (*l).clone()).collect())
+        })
+    }
 }
 
 pub(crate) fn c_value_kind(k: ValueKind) -> ub_value_kind {
@@ -365,7 +395,7 @@ pub(crate) fn value_to_c(v: &Value) -> Box<[u8]> {
 pub unsafe extern "C" fn ub_module_open(module: *mut *mut ub_module) -> ub_status {
     guard(|| {
         ffi::out(module, "ub_module_open", "module")?;
-        let h = handle::insert(Arc::new(ModuleH))?;
+        let h = handle::insert(ModuleH)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(module, h) };
         Ok(())
@@ -465,15 +495,17 @@ pub unsafe extern "C" fn ub_attr_list_clone(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_clone";
-        let (l, cur) = handle::get_list(list, what)?;
+        let state = with_list(list, what, |l, g| {
+            Ok(match &l.state {
+                // The contents are shared until either list changes (a change copies).
+                ListState::Unreconciled(u) => ListState::Unreconciled(Unrec::new(u.shared(g))),
+                ListState::Multi(m) => ListState::Multi(m.clone()),
+                ListState::Reconciled(r) => ListState::Reconciled(r.clone()),
+                ListState::Conflict(c) => ListState::Conflict(c.clone()),
+            })
+        })?;
         ffi::out(clone, what, "clone")?;
-        let h = match &l.state {
-            // The contents are shared until either list changes (a change copies).
-            ListState::Unreconciled(_) => new_unreconciled(contents(cur.as_ref(), what)?)?,
-            ListState::Multi(m) => new_list(ListState::Multi(m.clone()))?,
-            ListState::Reconciled(r) => new_list(ListState::Reconciled(r.clone()))?,
-            ListState::Conflict(c) => new_list(ListState::Conflict(c.clone()))?,
-        };
+        let h = new_list(state)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(clone, h) };
         Ok(())
@@ -494,12 +526,15 @@ pub unsafe extern "C" fn ub_attr_list_append(
     guard(|| {
         let what = "ub_attr_list_append";
         // SAFETY: the caller's contract.
-        let snaps = unsafe { snapshots(lists, count, what) }?;
-        ffi::out(appended, what, "appended")?;
-        if snaps.is_empty() {
-            return Err(Fail::bad(format!("{what}: no lists")));
-        }
-        let m = AttrList::append(snaps.lists());
+        let m = unsafe {
+            with_inputs(lists, count, what, |ls| {
+                ffi::out(appended, what, "appended")?;
+                if ls.is_empty() {
+                    return Err(Fail::bad(format!("{what}: no lists")));
+                }
+                Ok(AttrList::append(ls.iter().copied()))
+            })
+        }?;
         let h = new_list(ListState::Multi(Arc::new(m)))?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(appended, h) };
@@ -536,13 +571,7 @@ pub unsafe extern "C" fn ub_attr_list_set_attrs(
     })
 }
 
-fn get_into(
-    l: &ListH,
-    snap: Option<&Arc<AttrList>>,
-    slot: usize,
-    pairs: &mut [ub_attr_kv],
-    what: &str,
-) -> R<()> {
+fn get_into(l: &ListH, pin: &Pin, slot: usize, pairs: &mut [ub_attr_kv], what: &str) -> R<()> {
     let n = l.slot_count();
     if slot >= n {
         return Err(Fail::bad(format!(
@@ -555,7 +584,7 @@ fn get_into(
         .collect::<R<Vec<Key>>>()?;
     for (p, key) in pairs.iter_mut().zip(keys) {
         let v: Option<Value> = match &l.state {
-            ListState::Unreconciled(_) => snap.and_then(|s| s.get(key).cloned()),
+            ListState::Unreconciled(u) => u.contents(pin).get(key).cloned(),
             ListState::Multi(m) => m.get(slot, key).cloned(),
             ListState::Reconciled(r) => r.get(key).cloned(),
             ListState::Conflict(_) => None,
@@ -594,17 +623,18 @@ pub unsafe extern "C" fn ub_attr_list_get_attrs(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_get_attrs";
-        let (l, snap) = handle::get_list(list, what)?;
-        if l.slot_count() != 1 {
-            return Err(Fail::bad(format!(
-                "{what}: the list is {} with {} slots; use ub_attr_list_slot_get_attrs",
-                l.kind_name(),
-                l.slot_count()
-            )));
-        }
-        // SAFETY: the caller's contract.
-        let pairs = unsafe { pairs_mut(pairs, count, what) }?;
-        get_into(&l, snap.as_ref(), 0, pairs, what)
+        with_list(list, what, |l, g| {
+            if l.slot_count() != 1 {
+                return Err(Fail::bad(format!(
+                    "{what}: the list is {} with {} slots; use ub_attr_list_slot_get_attrs",
+                    l.kind_name(),
+                    l.slot_count()
+                )));
+            }
+            // SAFETY: the caller's contract.
+            let pairs = unsafe { pairs_mut(pairs, count, what) }?;
+            get_into(l, g, 0, pairs, what)
+        })
     })
 }
 
@@ -634,10 +664,11 @@ pub unsafe extern "C" fn ub_attr_list_slot_get_attrs(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_slot_get_attrs";
-        let (l, snap) = handle::get_list(list, what)?;
-        // SAFETY: the caller's contract.
-        let pairs = unsafe { pairs_mut(pairs, count, what) }?;
-        get_into(&l, snap.as_ref(), slot, pairs, what)
+        with_list(list, what, |l, g| {
+            // SAFETY: the caller's contract.
+            let pairs = unsafe { pairs_mut(pairs, count, what) }?;
+            get_into(l, g, slot, pairs, what)
+        })
     })
 }
 
@@ -652,10 +683,11 @@ pub unsafe extern "C" fn ub_attr_list_get_slot_count(
     count: *mut usize,
 ) -> ub_status {
     guard(|| {
-        let l = handle::get::<ListH, _>(list, "ub_attr_list_get_slot_count")?;
-        ffi::out(count, "ub_attr_list_get_slot_count", "count")?;
+        let what = "ub_attr_list_get_slot_count";
+        let n = with_list(list, what, |l, _| Ok(l.slot_count()))?;
+        ffi::out(count, what, "count")?;
         // SAFETY: checked by `ffi::out`.
-        unsafe { ffi::put(count, l.slot_count()) };
+        unsafe { ffi::put(count, n) };
         Ok(())
     })
 }
@@ -670,9 +702,11 @@ pub unsafe extern "C" fn ub_attr_list_is_reconciled(
     is_reconciled: *mut bool,
 ) -> ub_status {
     guard(|| {
-        let l = handle::get::<ListH, _>(list, "ub_attr_list_is_reconciled")?;
-        ffi::out(is_reconciled, "ub_attr_list_is_reconciled", "is_reconciled")?;
-        let r = matches!(l.state, ListState::Reconciled(_));
+        let what = "ub_attr_list_is_reconciled";
+        let r = with_list(list, what, |l, _| {
+            Ok(matches!(l.state, ListState::Reconciled(_)))
+        })?;
+        ffi::out(is_reconciled, what, "is_reconciled")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(is_reconciled, r) };
         Ok(())
@@ -700,16 +734,17 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
     guard(|| {
         let what = "ub_attr_list_reconcile";
         // SAFETY: the caller's contract.
-        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(reconciled, what, "reconciled")?;
         if !conflict.is_null() {
             ffi::out(conflict, what, "conflict")?;
             // SAFETY: checked by `ffi::out`.
             unsafe { ffi::put(conflict, std::ptr::null_mut()) };
         }
-        match snaps.with_refs(|ls| adapt::reconcile(ls.iter().copied())) {
+        // SAFETY: the caller's contract.
+        let r = unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?;
+        match r {
             Ok(r) => {
-                let h = new_list(ListState::Reconciled(Arc::new(r)))?;
+                let h = new_list(ListState::Reconciled(r))?;
                 // SAFETY: checked by `ffi::out`.
                 unsafe { ffi::put(reconciled, h) };
                 Ok(())
@@ -747,20 +782,23 @@ pub unsafe extern "C" fn ub_attr_list_validate_reconciled(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_validate_reconciled";
-        let r = handle::get::<ListH, _>(reconciled, what)?.reconciled(what)?;
+        let r = reconciled_of(reconciled, what)?;
         // SAFETY: the caller's contract.
-        let snaps = unsafe { snapshots(lists, count, what) }?;
-        ffi::out(is_valid, what, "is_valid")?;
-        // SAFETY: checked by `ffi::out`.
-        unsafe { ffi::put(is_valid, false) };
-        r.validate(snaps.lists())?;
+        unsafe {
+            with_inputs(lists, count, what, |ls| {
+                ffi::out(is_valid, what, "is_valid")?;
+                // SAFETY: checked by `ffi::out`.
+                ffi::put(is_valid, false);
+                Ok(r.validate(ls.iter().copied())?)
+            })
+        }?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(is_valid, true) };
         Ok(())
     })
 }
 
-fn dump(l: &ListH, snap: Option<&Arc<AttrList>>, format: u32, what: &str) -> R<String> {
+fn dump(l: &ListH, pin: &Pin, format: u32, what: &str) -> R<String> {
     use unibuf_rs::attr::file::{list_to_json, list_to_text};
     use unibuf_rs::reconcile::dump as d;
     let json = match format {
@@ -770,8 +808,8 @@ fn dump(l: &ListH, snap: Option<&Arc<AttrList>>, format: u32, what: &str) -> R<S
     };
     let pretty = |j: serde_json::Value| serde_json::to_string_pretty(&j).unwrap_or_default();
     Ok(match (&l.state, json) {
-        (ListState::Unreconciled(_), false) => list_to_text(&*contents(snap, what)?),
-        (ListState::Unreconciled(_), true) => pretty(list_to_json(&*contents(snap, what)?)),
+        (ListState::Unreconciled(u), false) => list_to_text(u.contents(pin)),
+        (ListState::Unreconciled(u), true) => pretty(list_to_json(u.contents(pin))),
         (ListState::Multi(m), false) => m
             .slots()
             .iter()
@@ -802,9 +840,8 @@ pub unsafe extern "C" fn ub_attr_list_dump(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_dump";
-        let (l, snap) = handle::get_list(list, what)?;
+        let s = with_list(list, what, |l, g| dump(l, g, format, what))?;
         ffi::out(out, what, "out")?;
-        let s = dump(&l, snap.as_ref(), format, what)?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(out, ffi::c_string(s)) };
         Ok(())
@@ -899,7 +936,6 @@ pub unsafe extern "C" fn ub_attr_list_get_value(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_get_value";
-        let (l, snap) = handle::get_list(list, what)?;
         ffi::out(len, what, "len")?;
         // SAFETY: checked by `ffi::out`.
         let cap = unsafe { *len };
@@ -908,29 +944,33 @@ pub unsafe extern "C" fn ub_attr_list_get_value(
             value: std::ptr::null(),
             len: 0,
         }];
-        get_into(&l, snap.as_ref(), 0, &mut kv, what)?;
-        // SAFETY: checked by `ffi::out`.
-        unsafe { ffi::put(len, kv[0].len) };
-        if kv[0].len > cap {
-            return Err(Fail::new(
-                UB_ERR_OVERFLOW,
-                format!(
-                    "{what}: the value has {} bytes, the buffer {cap}",
-                    kv[0].len
-                ),
-            ));
-        }
-        if kv[0].len > 0 {
-            if buf.is_null() {
-                return Err(Fail::bad(format!("{what}: buf is NULL")));
+        // The copy is made pinned: the value lives in the list, which another thread may free.
+        with_list(list, what, |l, g| {
+            get_into(l, g, 0, &mut kv, what)?;
+            // SAFETY: checked by `ffi::out`.
+            unsafe { ffi::put(len, kv[0].len) };
+            if kv[0].len > cap {
+                return Err(Fail::new(
+                    UB_ERR_OVERFLOW,
+                    format!(
+                        "{what}: the value has {} bytes, the buffer {cap}",
+                        kv[0].len
+                    ),
+                ));
             }
-            // SAFETY: `value` points to `len` bytes inside the list (alive: we hold an Arc);
-            // `buf` has `cap >= len` writable bytes by the caller's contract; they cannot
-            // overlap (the list's storage is the library's).
-            unsafe {
-                std::ptr::copy_nonoverlapping(kv[0].value.cast::<u8>(), buf.cast(), kv[0].len)
-            };
-        }
+            if kv[0].len > 0 {
+                if buf.is_null() {
+                    return Err(Fail::bad(format!("{what}: buf is NULL")));
+                }
+                // SAFETY: `value` points to `len` bytes inside the list (alive while pinned);
+                // `buf` has `cap >= len` writable bytes by the caller's contract; they cannot
+                // overlap (the list's storage is the library's).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(kv[0].value.cast::<u8>(), buf.cast(), kv[0].len)
+                };
+            }
+            Ok(())
+        })?;
         Ok(())
     })
 }

@@ -8,52 +8,70 @@
 //! second free finds a stale generation), as is any use after free, until a slot's 40-bit
 //! generation wraps (2^40 frees of one slot).
 //!
-//! The registry holds one `Arc` per handle; a call clones the `Arc` under a read lock and works
-//! on it without the lock, so freeing a handle while another thread is inside a call on it is
-//! safe: the call finishes on its clone, and the memory goes when the last clone drops.
+//! ## Lookups take no lock
 //!
-//! The registry is read-mostly: lookups take its read lock, only a new handle, a free, and the
-//! publication of an unreconciled list's new contents take the write lock. An unreconciled
-//! list's contents live in its slot (an `Arc<AttrList>` replaced whole on each set), so the
-//! readers of lists (reconcile, validate, export: the hot calls) take every input under one read
-//! lock with one reference-count increment each, and no lock of the lists themselves.
+//! An entry lives in its slot (no allocation per handle). A call *pins* its thread (one store
+//! to a word of its own: no lock, no shared cache line), reads the slot and the entry, and unpins
+//! when it is done. A free unlinks the token (one compare-and-swap, so of two racing frees one
+//! wins), then waits for a *grace period*: until every thread that was pinned when the token
+//! went has unpinned (as RCU's `synchronize_rcu` does). Only then is the entry moved out and
+//! dropped. So a call on a handle that another thread frees is safe: either it saw the token
+//! live, and the free waits for it, or it sees it gone. Frees release what an entry holds at
+//! once (`ub_obj_free` closes the object's fds before it returns), nothing is deferred.
+//!
+//! Objects, endpoints and listeners are `Arc`s in their slots: their calls can block (I/O), so
+//! they clone the `Arc` under the pin and run unpinned (a free then drops the registry's
+//! reference; the call's clone keeps the object until the call ends). Modules and lists are
+//! borrowed under the pin: their calls only compute, so the grace periods stay short.
+//!
+//! Slots sit in segments that are allocated once and never move or go away; free slots are
+//! kept per thread (a batch at a time from a global list), so creating and freeing handles
+//! takes no lock either, in the common case.
+//!
+//! A pinned thread must not free (it would wait for itself): [`synchronize`] panics instead,
+//! which the call's guard turns into `UB_ERR_UNKNOWN`. That is a bug of this crate, never of a
+//! caller, and no call does it.
 
-use crate::attr::ListH;
 use crate::status::{Fail, R};
-use std::sync::{Arc, RwLock};
-use unibuf_rs::attr::AttrList;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
 
 /// What a slot holds.
 pub(crate) enum Entry {
-    Module(Arc<crate::attr::ModuleH>),
-    List(Arc<crate::attr::ListH>),
+    Module(crate::attr::ModuleH),
+    List(crate::attr::ListH),
     Object(Arc<crate::object::ObjH>),
     Endpoint(Arc<crate::ipc::EndpointH>),
     Listener(Arc<crate::ipc::ListenerH>),
 }
 
-/// A kind of handle: how it sits in an [`Entry`], and its name for messages.
+/// A kind of handle: how it sits in an [`Entry`], its tag and its name for messages.
 pub(crate) trait Kind: Sized {
     const NAME: &'static str;
-    fn wrap(a: Arc<Self>) -> Entry;
-    fn unwrap(e: &Entry) -> Option<&Arc<Self>>;
-    fn take(e: Entry) -> Option<Arc<Self>>;
+    /// Nonzero, one per kind: lets a free check the kind without reading the entry.
+    const TAG: u8;
+    fn wrap(self) -> Entry;
+    fn unwrap(e: &Entry) -> Option<&Self>;
+    fn take(e: Entry) -> Option<Self>;
 }
 
 macro_rules! kind {
-    ($t:ty, $v:ident, $name:literal) => {
+    ($t:ty, $v:ident, $tag:literal, $name:literal) => {
         impl Kind for $t {
             const NAME: &'static str = $name;
-            fn wrap(a: Arc<Self>) -> Entry {
-                Entry::$v(a)
+            const TAG: u8 = $tag;
+            fn wrap(self) -> Entry {
+                Entry::$v(self)
             }
-            fn unwrap(e: &Entry) -> Option<&Arc<Self>> {
+            fn unwrap(e: &Entry) -> Option<&Self> {
                 match e {
                     Entry::$v(a) => Some(a),
                     _ => None,
                 }
             }
-            fn take(e: Entry) -> Option<Arc<Self>> {
+            fn take(e: Entry) -> Option<Self> {
                 match e {
                     Entry::$v(a) => Some(a),
                     _ => None,
@@ -62,179 +80,496 @@ macro_rules! kind {
         }
     };
 }
-kind!(crate::attr::ModuleH, Module, "ub_module");
-kind!(crate::attr::ListH, List, "ub_attr_list");
-kind!(crate::object::ObjH, Object, "ub_obj");
-kind!(crate::ipc::EndpointH, Endpoint, "ub_endpoint");
-kind!(crate::ipc::ListenerH, Listener, "ub_listener");
+kind!(crate::attr::ModuleH, Module, 1, "ub_module");
+kind!(crate::attr::ListH, List, 2, "ub_attr_list");
+kind!(Arc<crate::object::ObjH>, Object, 3, "ub_obj");
+kind!(Arc<crate::ipc::EndpointH>, Endpoint, 4, "ub_endpoint");
+kind!(Arc<crate::ipc::ListenerH>, Listener, 5, "ub_listener");
 
 struct Slot {
-    generation: usize,
-    entry: Option<Entry>,
-    /// An unreconciled list's current contents (see the module's documentation); `None` for
-    /// every other handle.
-    list: Option<Arc<AttrList>>,
+    /// The token of the handle that lives here; 0 while the slot is free.
+    token: AtomicUsize,
+    /// The entry's [`Kind::TAG`], written before the token is published.
+    tag: AtomicU8,
+    /// The generation of the slot's current (or next) handle; changed only by the thread that
+    /// holds the slot free.
+    generation: AtomicUsize,
+    /// Written only by the thread that holds the slot free, before it publishes the token;
+    /// read under a pin while the token is live; moved out by a free after its grace period.
+    entry: UnsafeCell<Option<Entry>>,
 }
 
-struct Registry {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-}
+// SAFETY: `entry` is shared by the protocol above: a writer holds the slot exclusively (taken
+// from the free lists, token 0, no reader can reach it), readers only read it while pinned and
+// while the token they were given is live, and a free moves it out only after the grace
+// period, once no pinned reader can see it. `Entry` itself is `Send + Sync` (checked below).
+unsafe impl Sync for Slot {}
 
-static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
-    slots: Vec::new(),
-    free: Vec::new(),
-});
+const fn _entry_is_send_sync<T: Send + Sync>() {}
+const _: () = _entry_is_send_sync::<Entry>();
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            token: AtomicUsize::new(0),
+            tag: AtomicU8::new(0),
+            generation: AtomicUsize::new(0),
+            entry: UnsafeCell::new(None),
+        }
+    }
+}
 
 const SLOT_BITS: u32 = 24;
 const SLOT_MASK: usize = (1 << SLOT_BITS) - 1;
 const GEN_MASK: usize = usize::MAX >> SLOT_BITS;
+/// Slots in the first segment; segment `k` has `SEG0 << k`.
+const SEG0: usize = 64;
+const SEGMENTS: usize = 18;
+/// Slots in all segments: fits the token's 24 slot bits (slot + 1 < 2^24).
+const CAPACITY: usize = SEG0 * ((1 << SEGMENTS) - 1);
+const _: () = assert!(CAPACITY < SLOT_MASK);
+
+static SEGMENT: [AtomicPtr<Slot>; SEGMENTS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; SEGMENTS];
+
+/// Segment and index in it of slot `i`.
+fn locate(i: usize) -> (usize, usize) {
+    let k = (usize::BITS - 1 - (i / SEG0 + 1).leading_zeros()) as usize;
+    (k, i - SEG0 * ((1 << k) - 1))
+}
+
+/// Slot `i`, if its segment exists.
+fn slot(i: usize) -> Option<&'static Slot> {
+    let (k, off) = locate(i);
+    let seg = SEGMENT.get(k)?.load(Acquire);
+    if seg.is_null() {
+        return None;
+    }
+    // SAFETY: a segment `k` is an array of `SEG0 << k` initialized slots, published with
+    // release order, never freed nor moved; `off < SEG0 << k` by `locate`.
+    Some(unsafe { &*seg.add(off) })
+}
 
 fn token(slot: usize, generation: usize) -> usize {
     (generation << SLOT_BITS) | (slot + 1)
 }
 
-fn split(t: usize) -> Option<(usize, usize)> {
-    let s = t & SLOT_MASK;
-    (s != 0).then(|| (s - 1, t >> SLOT_BITS))
+// ---- Free slots: per thread, a batch at a time from the global list. ----
+
+struct Free {
+    slots: Vec<usize>,
+    /// Slots made so far (slot numbers `0..made`).
+    made: usize,
 }
 
-fn read() -> std::sync::RwLockReadGuard<'static, Registry> {
-    // A panic never happens while the lock is held (no user code runs under it), but recover
-    // from poisoning anyway: the registry's state is always consistent between statements.
-    REGISTRY.read().unwrap_or_else(|p| p.into_inner())
+static FREE: Mutex<Free> = Mutex::new(Free {
+    slots: Vec::new(),
+    made: 0,
+});
+/// Free slots a thread takes from (or gives back to) the global list at once.
+const BATCH: usize = 32;
+
+fn free_list() -> std::sync::MutexGuard<'static, Free> {
+    // No code that can panic runs under this lock, but recover from poisoning anyway: the list
+    // is consistent between statements.
+    FREE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write() -> std::sync::RwLockWriteGuard<'static, Registry> {
-    REGISTRY.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn lookup<'r, T: Kind>(r: &'r Registry, t: usize, what: &str) -> R<&'r Arc<T>> {
-    let p = t as *const u8;
-    if t == 0 {
-        return Err(Fail::bad(format!("{what}: NULL {} handle", T::NAME)));
-    }
-    let found = split(t).and_then(|(s, g)| {
-        let slot = r.slots.get(s)?;
-        if slot.generation != g {
-            return None;
-        }
-        slot.entry.as_ref()
-    });
-    match found {
-        None => Err(Fail::bad(format!(
-            "{what}: {p:p} is not a live {} handle (never issued, or already freed)",
-            T::NAME
-        ))),
-        Some(e) => T::unwrap(e).ok_or_else(|| {
-            Fail::bad(format!(
-                "{what}: {p:p} is a live handle of another kind, not a {}",
-                T::NAME
-            ))
-        }),
-    }
-}
-
-/// The handle's object (a clone of its `Arc`).
-#[inline]
-pub(crate) fn get<T: Kind, P>(p: *const P, what: &str) -> R<Arc<T>> {
-    let r = read();
-    lookup(&r, p as usize, what).cloned()
-}
-
-/// A list handle's object and, for an unreconciled list, its current contents.
-pub(crate) fn get_list<P>(p: *const P, what: &str) -> R<(Arc<ListH>, Option<Arc<AttrList>>)> {
-    let r = read();
-    let h = lookup::<ListH>(&r, p as usize, what)?.clone();
-    Ok((h, slot_list(&r, p as usize).cloned()))
-}
-
-fn slot_list(r: &Registry, t: usize) -> Option<&Arc<AttrList>> {
-    split(t).and_then(|(s, _)| r.slots.get(s)?.list.as_ref())
-}
-
-/// Runs `f` on each list handle, in order, with its current contents (unreconciled lists),
-/// under one read lock of the registry, without cloning the handles' `Arc`s (what `f` keeps,
-/// it clones). `f` must not call into the registry, nor wait for anything.
-pub(crate) fn with_each_list<P>(
-    ps: &[*const P],
-    what: &str,
-    mut f: impl FnMut(&ListH, Option<&Arc<AttrList>>) -> R<()>,
-) -> R<()> {
-    let r = read();
-    for p in ps {
-        let t = *p as usize;
-        f(lookup::<ListH>(&r, t, what)?, slot_list(&r, t))?;
-    }
-    Ok(())
-}
-
-/// Publishes an unreconciled list's new contents (the caller holds the list's writer lock).
-pub(crate) fn publish<P>(p: *const P, what: &str, list: Arc<AttrList>) -> R<()> {
-    let mut r = write();
-    lookup::<ListH>(&r, p as usize, what)?;
-    let old = match split(p as usize).and_then(|(s, _)| r.slots.get_mut(s)) {
-        Some(sl) => sl.list.replace(list),
-        None => None,
-    };
-    drop(r);
-    drop(old);
-    Ok(())
-}
-
-/// Registers a new handle.
-pub(crate) fn insert<T: Kind, P>(a: Arc<T>) -> R<*mut P> {
-    insert_with(a, None)
-}
-
-/// Registers a new handle, with an unreconciled list's contents.
-pub(crate) fn insert_with<T: Kind, P>(a: Arc<T>, list: Option<Arc<AttrList>>) -> R<*mut P> {
-    let mut r = write();
-    let slot = match r.free.pop() {
-        Some(s) => s,
-        None => {
-            let s = r.slots.len();
-            if s >= SLOT_MASK {
+/// Moves up to `n` free slots (made new when the list has none) into `into`.
+fn refill(into: &mut Vec<usize>, n: usize) -> R<()> {
+    let mut g = free_list();
+    let from = g.slots.len().saturating_sub(n);
+    into.extend(g.slots.drain(from..));
+    while into.len() < n {
+        let s = g.made;
+        if s >= CAPACITY {
+            if into.is_empty() {
                 return Err(Fail::new(
                     crate::status::UB_ERR_INSUFFICIENT_RESOURCE,
                     format!("too many live handles ({s})"),
                 ));
             }
-            r.slots.push(Slot {
-                generation: 0,
-                entry: None,
-                list: None,
-            });
-            s
+            break;
         }
-    };
-    let sl = &mut r.slots[slot];
-    sl.entry = Some(T::wrap(a));
-    sl.list = list;
-    Ok(token(slot, sl.generation) as *mut P)
+        let (k, _) = locate(s);
+        if SEGMENT[k].load(Relaxed).is_null() {
+            let seg: Box<[Slot]> = (0..SEG0 << k).map(|_| Slot::new()).collect();
+            // Never freed: slots must outlive every reader (they are few, and reachable).
+            SEGMENT[k].store(Box::into_raw(seg).cast::<Slot>(), Release);
+        }
+        g.made += 1;
+        into.push(s);
+    }
+    Ok(())
 }
 
-/// Unregisters a handle and returns its object (the caller drops it outside the lock). The
-/// registry's `Arc` is moved out, not cloned and dropped.
-pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<Arc<T>> {
-    let mut r = write();
-    lookup::<T>(&r, p as usize, what)?;
-    let Some((s, _)) = split(p as usize) else {
-        return Err(Fail::bad(format!("{what}: {p:p} is not a handle")));
+fn take_slot() -> R<usize> {
+    let local = LOCAL.try_with(|l| -> R<usize> {
+        let mut f = l.free.borrow_mut();
+        if f.is_empty() {
+            refill(&mut f, BATCH)?;
+        }
+        f.pop()
+            .ok_or_else(|| Fail::bad("no free handle slot (internal error)".to_string()))
+    });
+    match local {
+        Ok(r) => r,
+        // This thread's locals are gone (a call from a thread-local destructor).
+        Err(_) => {
+            let mut one = Vec::new();
+            refill(&mut one, 1)?;
+            one.pop()
+                .ok_or_else(|| Fail::bad("no free handle slot (internal error)".to_string()))
+        }
+    }
+}
+
+fn put_slot(s: usize) {
+    let kept = LOCAL.try_with(|l| {
+        let mut f = l.free.borrow_mut();
+        f.push(s);
+        if f.len() >= 2 * BATCH {
+            let from = f.len() - BATCH;
+            free_list().slots.extend(f.drain(from..));
+        }
+    });
+    if kept.is_err() {
+        free_list().slots.push(s);
+    }
+}
+
+// ---- Pins and grace periods. ----
+
+/// One thread's pin state, in a list that only grows (records are reused by later threads).
+struct Rec {
+    /// Odd while its thread is pinned; each pin and each unpin adds one.
+    state: AtomicUsize,
+    /// Whether a thread holds this record.
+    taken: AtomicBool,
+    /// The record pushed before this one (set before this one is published; never changed).
+    next: AtomicPtr<Rec>,
+}
+
+static RECS: AtomicPtr<Rec> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A record for this thread: a free one from the list, or a new one pushed on it.
+fn claim() -> &'static Rec {
+    let mut p = RECS.load(Acquire);
+    // SAFETY: records are leaked boxes, never freed; `next` is set before publication.
+    while let Some(r) = unsafe { p.as_ref() } {
+        if !r.taken.load(Relaxed)
+            && r.taken
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+        {
+            return r;
+        }
+        p = r.next.load(Acquire);
+    }
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    // (Miri, which checks this module's tests, has no `fork`.)
+    #[cfg(not(miri))]
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only loads and stores atomics of leaked records,
+        // which a child of `fork` may do. A failure (ENOMEM) leaves the child as without it.
+        unsafe { libc::pthread_atfork(None, None, Some(unpin_all_in_child)) };
+    });
+    let r: &'static Rec = Box::leak(Box::new(Rec {
+        state: AtomicUsize::new(0),
+        taken: AtomicBool::new(true),
+        next: AtomicPtr::new(std::ptr::null_mut()),
+    }));
+    let mut head = RECS.load(Relaxed);
+    loop {
+        r.next.store(head, Relaxed);
+        let me = (r as *const Rec).cast_mut();
+        match RECS.compare_exchange_weak(head, me, Release, Relaxed) {
+            Ok(_) => return r,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// In the child of a `fork` only the forking thread goes on, and it is not in a call (a pin does
+/// not outlive one): the other records' threads are gone, pinned or not. Marks every record
+/// unpinned, so that a free in the child does not wait for threads that do not exist.
+extern "C" fn unpin_all_in_child() {
+    let mut p = RECS.load(Acquire);
+    // SAFETY: records are leaked boxes, never freed.
+    while let Some(r) = unsafe { p.as_ref() } {
+        let s = r.state.load(Relaxed);
+        if s & 1 == 1 {
+            r.state.store(s + 1, Release);
+        }
+        p = r.next.load(Acquire);
+    }
+}
+
+/// What a thread keeps: its pin record and its free slots (given back when it exits).
+struct Local {
+    rec: &'static Rec,
+    free: RefCell<Vec<usize>>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let f = std::mem::take(self.free.get_mut());
+        if !f.is_empty() {
+            free_list().slots.extend(f);
+        }
+        // Unpinned here (a pin does not outlive a call), so the next holder starts even.
+        self.rec.taken.store(false, Release);
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = Local { rec: claim(), free: RefCell::new(Vec::new()) };
+    /// Open pins of this thread (nested pins share the outermost one's record). No destructor:
+    /// usable while the thread's other locals are destroyed.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A pin of this thread (see the module's documentation): what is borrowed from the registry
+/// under it stays valid until it is dropped. Not `Send`; hold it only for computation, never
+/// across I/O or a wait.
+pub(crate) struct Pin {
+    /// The record this pin announced on, and whether it was claimed for this pin only (the
+    /// thread's locals are gone); `None` for a nested pin.
+    rec: Option<(&'static Rec, bool)>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Pins this thread.
+#[inline]
+pub(crate) fn pin() -> Pin {
+    let d = DEPTH.get();
+    DEPTH.set(d + 1);
+    if d > 0 {
+        return Pin {
+            rec: None,
+            _not_send: PhantomData,
+        };
+    }
+    let (rec, temp) = match LOCAL.try_with(|l| l.rec) {
+        Ok(r) => (r, false),
+        Err(_) => (claim(), true),
     };
-    let sl = &mut r.slots[s];
-    let e = sl.entry.take();
-    let list = sl.list.take();
-    sl.generation = (sl.generation + 1) & GEN_MASK;
-    r.free.push(s);
-    drop(r);
-    drop(list);
-    e.and_then(|e| T::take(e))
-        .ok_or_else(|| Fail::bad(format!("{what}: {p:p} changed kind")))
+    let s = rec.state.load(Relaxed);
+    // See [`synchronize`] for why this store and the loads it orders are `SeqCst`.
+    rec.state.store(s + 1, SeqCst);
+    Pin {
+        rec: Some((rec, temp)),
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for Pin {
+    #[inline]
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+        if let Some((rec, temp)) = self.rec {
+            let s = rec.state.load(Relaxed);
+            // Release: this thread's reads of entries happen before a free that sees it even.
+            rec.state.store(s + 1, Release);
+            if temp {
+                rec.taken.store(false, Release);
+            }
+        }
+    }
+}
+
+/// Waits until every thread pinned now has unpinned (a grace period): what was unlinked before
+/// this call is then read by no one.
+///
+/// Why that holds: the pin's store of an odd state, a reader's load of what it follows (a
+/// slot's token, a list's contents pointer), the unlink of it (the token's compare-and-swap, the
+/// contents' swap) and the loads of the states here are all `SeqCst`, so they fall in one total
+/// order. If the reader's load saw the value before the unlink, its pin came before the unlink
+/// and this loop reads its odd state (or the even one its unpin stored, with release order:
+/// then all its reads happened before). Otherwise the reader saw the unlink and never reaches
+/// the old value. No fence is needed (on x86 the pin is one locked store, the loads plain).
+pub(crate) fn synchronize() {
+    assert!(
+        DEPTH.get() == 0,
+        "internal error: a handle freed while this thread reads the registry"
+    );
+    let mut p = RECS.load(Acquire);
+    // SAFETY: records are leaked boxes, never freed.
+    while let Some(r) = unsafe { p.as_ref() } {
+        let s = r.state.load(SeqCst);
+        if s & 1 == 1 {
+            let mut spins = 0u32;
+            while r.state.load(SeqCst) == s {
+                if spins < 100 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        p = r.next.load(Acquire);
+    }
+}
+
+// ---- The registry's calls. ----
+
+/// The slot of token `t` if the token is live there (read `SeqCst`: see [`synchronize`]).
+#[inline]
+fn find(t: usize) -> Option<&'static Slot> {
+    let s = (t & SLOT_MASK).checked_sub(1)?;
+    let sl = slot(s)?;
+    (sl.token.load(SeqCst) == t).then_some(sl)
+}
+
+/// Why token `t` is refused as a `T` (it is NULL, not live, or live as another kind).
+#[cold]
+#[inline(never)]
+fn refusal<T: Kind>(t: usize, what: &str) -> Fail {
+    let p = t as *const u8;
+    if t == 0 {
+        return Fail::bad(format!("{what}: NULL {} handle", T::NAME));
+    }
+    match find(t) {
+        Some(sl) if sl.tag.load(Relaxed) != T::TAG => Fail::bad(format!(
+            "{what}: {p:p} is a live handle of another kind, not a {}",
+            T::NAME
+        )),
+        _ => Fail::bad(format!(
+            "{what}: {p:p} is not a live {} handle (never issued, or already freed)",
+            T::NAME
+        )),
+    }
+}
+
+/// The handle's entry, borrowed for as long as `pin` is held.
+#[inline]
+pub(crate) fn borrow<'p, T: Kind, P>(p: *const P, what: &str, _pin: &'p Pin) -> R<&'p T> {
+    let t = p as usize;
+    let e = find(t).and_then(|sl| {
+        // SAFETY: the token is live and this thread is pinned: the entry was written before
+        // the token was published (the load in `find` saw it), and a free moves it out only
+        // after a grace period, which waits for this pin.
+        unsafe { (*sl.entry.get()).as_ref() }.and_then(T::unwrap)
+    });
+    e.ok_or_else(|| refusal::<T>(t, what))
+}
+
+/// A clone of the handle's entry (an `Arc` for objects, endpoints and listeners).
+#[inline]
+pub(crate) fn get<T: Kind + Clone, P>(p: *const P, what: &str) -> R<T> {
+    let g = pin();
+    borrow::<T, P>(p, what, &g).cloned()
+}
+
+/// Registers a new handle.
+pub(crate) fn insert<T: Kind, P>(v: T) -> R<*mut P> {
+    let s = take_slot()?;
+    let sl =
+        slot(s).ok_or_else(|| Fail::bad(format!("slot {s} has no segment (internal error)")))?;
+    // SAFETY: the slot is this thread's (taken from the free lists, token 0): no reader reaches
+    // its entry and no other thread writes it.
+    unsafe { *sl.entry.get() = Some(v.wrap()) };
+    sl.tag.store(T::TAG, Relaxed);
+    let t = token(s, sl.generation.load(Relaxed));
+    // Release (SeqCst is stronger): the entry and the tag are written before a reader can see
+    // the token.
+    sl.token.store(t, Release);
+    Ok(t as *mut P)
+}
+
+/// Unregisters a handle and returns its entry, once no call can still be reading it (the
+/// caller drops it). Must not be called pinned.
+pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<T> {
+    let t = p as usize;
+    // The tag is the token's: it is written before the token is published, and a slot is
+    // reused only after its token went (then the compare-and-swap fails). Of two frees of one
+    // token, one wins the compare-and-swap.
+    let Some(sl) = find(t).filter(|sl| {
+        sl.tag.load(Relaxed) == T::TAG && sl.token.compare_exchange(t, 0, SeqCst, Relaxed).is_ok()
+    }) else {
+        return Err(refusal::<T>(t, what));
+    };
+    synchronize();
+    // SAFETY: this thread unlinked the token and the grace period is over: no call reads the
+    // entry now, and none can start (the token is gone); the slot is this thread's until it is
+    // back on a free list.
+    let e = unsafe { (*sl.entry.get()).take() };
+    sl.generation
+        .store(((t >> SLOT_BITS) + 1) & GEN_MASK, Relaxed);
+    put_slot((t & SLOT_MASK) - 1);
+    e.and_then(T::take).ok_or_else(|| refusal::<T>(t, what))
 }
 
 /// Number of live handles (for leak checks in tests and examples).
 #[no_mangle]
 pub extern "C" fn ub_live_handle_count() -> usize {
-    read().slots.iter().filter(|s| s.entry.is_some()).count()
+    let made = free_list().made;
+    (0..made)
+        .filter(|&s| slot(s).is_some_and(|sl| sl.token.load(Acquire) != 0))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_map_onto_segments() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(SEG0 - 1), (0, SEG0 - 1));
+        assert_eq!(locate(SEG0), (1, 0));
+        assert_eq!(locate(3 * SEG0 - 1), (1, 2 * SEG0 - 1));
+        assert_eq!(locate(3 * SEG0), (2, 0));
+        assert_eq!(
+            locate(CAPACITY - 1),
+            (SEGMENTS - 1, (SEG0 << (SEGMENTS - 1)) - 1)
+        );
+    }
+
+    #[test]
+    fn a_grace_period_waits_for_a_pinned_thread() {
+        use std::sync::atomic::AtomicBool;
+        let pinned = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let released = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let g = pin();
+                pinned.store(true, SeqCst);
+                while !released.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+                // The grace period has not ended while this pin is held.
+                assert!(!done.load(SeqCst));
+                drop(g);
+            });
+            while !pinned.load(SeqCst) {
+                std::hint::spin_loop();
+            }
+            s.spawn(|| {
+                synchronize();
+                done.store(true, SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                !done.load(SeqCst),
+                "synchronize did not wait for the pinned thread"
+            );
+            released.store(true, SeqCst);
+        });
+        assert!(done.load(SeqCst));
+    }
+
+    #[test]
+    fn nested_pins_and_a_free_while_pinned() {
+        let a = pin();
+        let b = pin();
+        drop(b);
+        // Still pinned by `a`: a free here would wait for itself, and is refused.
+        let r = std::panic::catch_unwind(synchronize);
+        assert!(r.is_err());
+        drop(a);
+        synchronize();
+    }
 }

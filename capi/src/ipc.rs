@@ -5,7 +5,7 @@
 //! threads are serialized (a receive blocks the other calls on that endpoint until it returns).
 
 use crate::adapt;
-use crate::attr::{self, snapshots, ub_attr_list, ListH, ListState};
+use crate::attr::{self, owned_inputs, ub_attr_list, ListState};
 use crate::ffi;
 use crate::handle;
 use crate::object::{new_obj, perm_arg, ub_obj, ObjH};
@@ -100,7 +100,7 @@ pub unsafe extern "C" fn ub_endpoint_pair(
         let hy = match handle::insert(Arc::new(EndpointH(Mutex::new((y, None))))) {
             Ok(h) => h,
             Err(e) => {
-                let _ = handle::remove::<EndpointH, _>(hx.cast_const(), what);
+                let _ = handle::remove::<Arc<EndpointH>, _>(hx.cast_const(), what);
                 return Err(e);
             }
         };
@@ -136,7 +136,7 @@ pub unsafe extern "C" fn ub_endpoint_from_fd(fd: i32, ep: *mut *mut ub_endpoint)
 pub unsafe extern "C" fn ub_endpoint_get_fd(ep: *const ub_endpoint, fd: *mut i32) -> ub_status {
     guard(|| {
         use rustix::fd::AsRawFd;
-        let e = handle::get::<EndpointH, _>(ep, "ub_endpoint_get_fd")?;
+        let e = handle::get::<Arc<EndpointH>, _>(ep, "ub_endpoint_get_fd")?;
         ffi::out(fd, "ub_endpoint_get_fd", "fd")?;
         let raw = attr::lock(&e.0).0.as_fd().as_raw_fd();
         // SAFETY: checked by `ffi::out`.
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn ub_endpoint_get_fd(ep: *const ub_endpoint, fd: *mut i32
 /// Closes an endpoint. Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn ub_endpoint_free(ep: *mut ub_endpoint) -> ub_status {
-    guard(|| handle::remove::<EndpointH, _>(ep, "ub_endpoint_free").map(drop))
+    guard(|| handle::remove::<Arc<EndpointH>, _>(ep, "ub_endpoint_free").map(drop))
 }
 
 /// Binds a listener to a filesystem path (the socket file is removed when the listener is
@@ -208,7 +208,7 @@ pub unsafe extern "C" fn ub_listener_accept(
     guard(|| {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let what = "ub_listener_accept";
-        let l = handle::get::<ListenerH, _>(listener, what)?;
+        let l = handle::get::<Arc<ListenerH>, _>(listener, what)?;
         ffi::out(ep, what, "ep")?;
         if let Some(t) = timeout(timeout_ms) {
             let lfd = l.0.as_fd();
@@ -237,7 +237,7 @@ pub unsafe extern "C" fn ub_listener_accept(
 /// Closes a listener. Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn ub_listener_free(listener: *mut ub_listener) -> ub_status {
-    guard(|| handle::remove::<ListenerH, _>(listener, "ub_listener_free").map(drop))
+    guard(|| handle::remove::<Arc<ListenerH>, _>(listener, "ub_listener_free").map(drop))
 }
 
 fn with_ep<T>(
@@ -246,7 +246,7 @@ fn with_ep<T>(
     what: &str,
     f: impl FnOnce(&mut Endpoint) -> R<T>,
 ) -> R<T> {
-    let e = handle::get::<EndpointH, _>(ep, what)?;
+    let e = handle::get::<Arc<EndpointH>, _>(ep, what)?;
     let mut g = attr::lock(&e.0);
     let (ep, last) = &mut *g;
     if let Some(ms) = timeout_ms {
@@ -270,7 +270,7 @@ unsafe fn own_lists(
         return Ok(None);
     }
     // SAFETY: the caller's contract.
-    Ok(Some(unsafe { snapshots(own, count, what) }?.owned()))
+    Ok(Some(unsafe { owned_inputs(own, count, what) }?))
 }
 
 /// Exports unreconciled (or appended) lists to the peer, one slot per list.
@@ -287,10 +287,9 @@ pub unsafe extern "C" fn ub_ipc_export_attr_lists(
     guard(|| {
         let what = "ub_ipc_export_attr_lists";
         // SAFETY: the caller's contract.
-        let snaps = unsafe { snapshots(lists, count, what) }?;
-        with_ep(ep, None, what, |e| {
-            Ok(adapt::export_lists(e, snaps.lists())?)
-        })
+        // Copies: the send may block, and no list is borrowed across I/O.
+        let ls = unsafe { owned_inputs(lists, count, what) }?;
+        with_ep(ep, None, what, |e| Ok(adapt::export_lists(e, &ls)?))
     })
 }
 
@@ -326,7 +325,7 @@ pub extern "C" fn ub_ipc_export_reconciled(
 ) -> ub_status {
     guard(|| {
         let what = "ub_ipc_export_reconciled";
-        let r = handle::get::<ListH, _>(reconciled, what)?.reconciled(what)?;
+        let r = attr::reconciled_of(reconciled, what)?;
         with_ep(ep, None, what, |e| Ok(adapt::export_reconciled(e, &r)?))
     })
 }
@@ -371,7 +370,7 @@ pub extern "C" fn ub_ipc_export_obj(
 ) -> ub_status {
     guard(|| {
         let what = "ub_ipc_export_obj";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         let perm = perm_arg(permission, what, false)?.unwrap_or(o.obj.permission());
         with_ep(ep, None, what, |e| {
             Ok(adapt::export_object(e, &o.obj, perm)?)

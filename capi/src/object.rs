@@ -15,7 +15,7 @@
 //! `ub_obj_flush_cpu_cache_range` to publish writes while the access stays open.
 
 use crate::adapt;
-use crate::attr::{self, conflict_out, snapshots, ListH, ListState};
+use crate::attr::{self, conflict_out, with_inputs, ListH, ListState};
 use crate::consts::*;
 use crate::ffi;
 use crate::handle;
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn ub_obj_alloc(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_alloc";
-        let r = handle::get::<ListH, _>(reconciled, what)?.reconciled(what)?;
+        let r = attr::reconciled_of(reconciled, what)?;
         ffi::out(obj, what, "obj")?;
         obj_out(obj, adapt::allocate(&r)?, what)
     })
@@ -166,18 +166,16 @@ pub unsafe extern "C" fn ub_attr_list_reconcile_and_obj_alloc(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_reconcile_and_obj_alloc";
-        // SAFETY: the caller's contract.
-        let snaps = unsafe { snapshots(lists, count, what) }?;
         ffi::out(obj, what, "obj")?;
         if !conflict.is_null() {
             ffi::out(conflict, what, "conflict")?;
             // SAFETY: checked by `ffi::out`.
             unsafe { ffi::put(conflict, std::ptr::null_mut()) };
         }
-        let r = snaps
-            .with_refs(|ls| adapt::reconcile(ls.iter().copied()))
+        // SAFETY: the caller's contract.
+        let r = unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?
             .map_err(|c| conflict_out(c, conflict))?;
-        obj_out(obj, adapt::allocate(&Arc::new(r))?, what)
+        obj_out(obj, adapt::allocate(&r)?, what)
     })
 }
 
@@ -198,7 +196,7 @@ pub unsafe extern "C" fn ub_obj_import_fd(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_import_fd";
-        let r = handle::get::<ListH, _>(reconciled, what)?.reconciled(what)?;
+        let r = attr::reconciled_of(reconciled, what)?;
         let perm = perm_arg(permission, what, false)?.unwrap_or(Permission::ReadOnly);
         ffi::out(obj, what, "obj")?;
         let owned = dup_raw_fd(fd, what)?;
@@ -231,7 +229,7 @@ pub(crate) fn dup_raw_fd(fd: i32, what: &str) -> R<rustix::fd::OwnedFd> {
 pub unsafe extern "C" fn ub_obj_dup(obj: *const ub_obj, dup: *mut *mut ub_obj) -> ub_status {
     guard(|| {
         let what = "ub_obj_dup";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(dup, what, "dup")?;
         obj_out(dup, adapt::dup(&o.obj)?, what)
     })
@@ -252,7 +250,7 @@ pub unsafe extern "C" fn ub_obj_dup_with_reduced_perm(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_dup_with_reduced_perm";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         let perm = perm_arg(permission, what, false)?.unwrap_or(Permission::ReadOnly);
         ffi::out(dup, what, "dup")?;
         obj_out(dup, adapt::dup_with(&o.obj, perm)?, what)
@@ -266,7 +264,7 @@ pub unsafe extern "C" fn ub_obj_dup_with_reduced_perm(
 #[no_mangle]
 pub extern "C" fn ub_obj_free(obj: *mut ub_obj) -> ub_status {
     guard(|| {
-        let o = handle::remove::<ObjH, _>(obj, "ub_obj_free")?;
+        let o = handle::remove::<Arc<ObjH>, _>(obj, "ub_obj_free")?;
         if let Some(t) = o.list.get() {
             let _ = handle::remove::<ListH, _>(*t as *const u8, "ub_obj_free");
         }
@@ -288,7 +286,7 @@ pub unsafe extern "C" fn ub_obj_get_attr_list(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_get_attr_list";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(list, what, "list")?;
         let mut err = None;
         let t = *o.list.get_or_init(|| {
@@ -318,7 +316,7 @@ pub unsafe extern "C" fn ub_obj_get_attr_list(
 pub unsafe extern "C" fn ub_obj_get_fd(obj: *const ub_obj, fd: *mut i32) -> ub_status {
     guard(|| {
         use rustix::fd::AsRawFd;
-        let o = handle::get::<ObjH, _>(obj, "ub_obj_get_fd")?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, "ub_obj_get_fd")?;
         ffi::out(fd, "ub_obj_get_fd", "fd")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(fd, o.obj.fd().as_raw_fd()) };
@@ -335,7 +333,7 @@ pub unsafe extern "C" fn ub_obj_get_fd(obj: *const ub_obj, fd: *mut i32) -> ub_s
 pub unsafe extern "C" fn ub_obj_dup_fd(obj: *const ub_obj, fd: *mut i32) -> ub_status {
     guard(|| {
         use rustix::fd::{AsRawFd, IntoRawFd};
-        let o = handle::get::<ObjH, _>(obj, "ub_obj_dup_fd")?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, "ub_obj_dup_fd")?;
         ffi::out(fd, "ub_obj_dup_fd", "fd")?;
         let d = dup_raw_fd(o.obj.fd().as_raw_fd(), "ub_obj_dup_fd")?;
         // SAFETY: checked by `ffi::out`.
@@ -354,7 +352,7 @@ pub unsafe extern "C" fn ub_obj_get_permission(
     permission: *mut u32,
 ) -> ub_status {
     guard(|| {
-        let o = handle::get::<ObjH, _>(obj, "ub_obj_get_permission")?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, "ub_obj_get_permission")?;
         ffi::out(permission, "ub_obj_get_permission", "permission")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(permission, o.obj.permission().code()) };
@@ -370,7 +368,7 @@ pub unsafe extern "C" fn ub_obj_get_permission(
 #[no_mangle]
 pub unsafe extern "C" fn ub_obj_get_size(obj: *const ub_obj, size: *mut u64) -> ub_status {
     guard(|| {
-        let o = handle::get::<ObjH, _>(obj, "ub_obj_get_size")?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, "ub_obj_get_size")?;
         ffi::out(size, "ub_obj_get_size", "size")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(size, o.obj.size()) };
@@ -391,7 +389,7 @@ pub unsafe extern "C" fn ub_obj_get_cpu_ptr(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_get_cpu_ptr";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(ptr, what, "ptr")?;
         if o.obj.permission() != Permission::ReadWrite {
             return Err(Fail::new(
@@ -430,7 +428,7 @@ pub unsafe extern "C" fn ub_obj_get_const_cpu_ptr(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_get_const_cpu_ptr";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(ptr, what, "ptr")?;
         let mut cpu = attr::lock(&o.cpu);
         let p = if let Some(w) = &cpu.write {
@@ -478,7 +476,7 @@ fn dir_arg(o: &ObjH, access: u32, what: &str) -> R<SyncDir> {
 pub extern "C" fn ub_obj_begin_cpu_access(obj: *const ub_obj, access: u32) -> ub_status {
     guard(|| {
         let what = "ub_obj_begin_cpu_access";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         let dir = dir_arg(&o, access, what)?;
         Ok(adapt::sync_start(&o.obj, dir)?)
     })
@@ -490,7 +488,7 @@ pub extern "C" fn ub_obj_begin_cpu_access(obj: *const ub_obj, access: u32) -> ub
 pub extern "C" fn ub_obj_end_cpu_access(obj: *const ub_obj, access: u32) -> ub_status {
     guard(|| {
         let what = "ub_obj_end_cpu_access";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         let dir = dir_arg(&o, access, what)?;
         Ok(adapt::sync_end(&o.obj, dir)?)
     })
@@ -507,7 +505,7 @@ pub extern "C" fn ub_obj_flush_cpu_cache_range(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_flush_cpu_cache_range";
-        let o = handle::get::<ObjH, _>(obj, what)?;
+        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         let size = o.obj.size();
         if offset.checked_add(len).is_none_or(|e| e > size) {
             return Err(Fail::bad(format!(

@@ -3,9 +3,8 @@
 //! unreconciled list: all the keys, or (on a refusal, e.g. a key the caller already set to
 //! another value) none.
 
-use crate::attr::{modify, ub_attr_list, ListState};
+use crate::attr::{ub_attr_list, unrec_of};
 use crate::ffi;
-use crate::handle;
 use crate::object::perm_arg;
 use crate::status::{guard, ub_status, Fail, R};
 use std::ffi::c_char;
@@ -21,14 +20,9 @@ fn fill<Q>(
     query: impl FnOnce() -> R<Q>,
     apply: impl FnOnce(&mut AttrList, Q) -> R<()>,
 ) -> R<()> {
-    let (l, _) = handle::get_list(list, what)?;
-    if !matches!(l.state, ListState::Unreconciled(_)) {
-        return Err(Fail::bad(format!(
-            "{what}: only an unreconciled list can be filled"
-        )));
-    }
+    let u = unrec_of(list, what)?;
     let q = query()?;
-    modify(list, what, |l| apply(l, q))
+    u.modify(|l| apply(l, q))
 }
 
 /// Sets every key of `from` in `to`, skipping keys `to` already has with the same value.

@@ -227,11 +227,13 @@ fn contents_are_snapshots_in_the_registry() {
 /// and the sets that succeed are seen whole by the reconciles.
 #[test]
 fn lists_under_concurrent_sets_reconciles_and_frees() {
-    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::atomic::{AtomicUsize, Ordering::*};
     const SHARED: usize = 8;
     let (m, l0) = list();
     assert_eq!(ub_attr_list_free(l0), UB_SUCCESS);
-    // Handles as integers: tokens, not addresses, and shared across threads on purpose.
+    // Handles as integers: tokens, not addresses, and shared across threads on purpose (with
+    // acquire and release, as a C program hands a handle to another thread: through a lock or
+    // a queue).
     let shared: Vec<AtomicUsize> = (0..SHARED).map(|_| AtomicUsize::new(0)).collect();
     let fresh = |m: usize| {
         let mut l = null_mut();
@@ -241,7 +243,7 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
         l as usize
     };
     for s in &shared {
-        s.store(fresh(m as usize), Relaxed);
+        s.store(fresh(m as usize), Release);
     }
     let seen = AtomicUsize::new(0);
     std::thread::scope(|sc| {
@@ -249,9 +251,11 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
             let (shared, seen) = (&shared, &seen);
             let m = m as usize;
             sc.spawn(move || {
-                for i in 0..2000usize {
+                // Fewer under Miri (which checks this test for data races and memory-order bugs).
+                let n = if cfg!(miri) { 40 } else { 2000 };
+                for i in 0..n {
                     let k = (i * 7 + t * 3) % SHARED;
-                    let h = shared[k].load(Relaxed) as *mut ub_attr_list;
+                    let h = shared[k].load(Acquire) as *mut ub_attr_list;
                     // SAFETY: every pointer handed over is a token or an out-pointer to a local.
                     unsafe {
                         match (i + t) % 4 {
@@ -265,7 +269,7 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
                             // empty or freed): a result is whole.
                             1 => {
                                 let j = (k + 1 + t) % SHARED;
-                                let ins = [h.cast_const(), shared[j].load(Relaxed) as *const _];
+                                let ins = [h.cast_const(), shared[j].load(Acquire) as *const _];
                                 let mut r = null_mut();
                                 match ub_attr_list_reconcile(ins.as_ptr(), 2, &mut r, null_mut()) {
                                     UB_SUCCESS => {
@@ -295,7 +299,7 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
                             // A shared list replaced: freed (maybe while another thread is in a
                             // call on it) and a fresh one put in its place.
                             _ => {
-                                let old = shared[k].swap(fresh(m), Relaxed);
+                                let old = shared[k].swap(fresh(m), AcqRel);
                                 let st = ub_attr_list_free(old as *mut ub_attr_list);
                                 assert_eq!(st, UB_SUCCESS);
                             }
@@ -308,7 +312,7 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
     assert!(seen.load(Relaxed) > 0, "no reconcile succeeded");
     for s in &shared {
         assert_eq!(
-            ub_attr_list_free(s.load(Relaxed) as *mut ub_attr_list),
+            ub_attr_list_free(s.load(Acquire) as *mut ub_attr_list),
             UB_SUCCESS
         );
     }

@@ -162,7 +162,7 @@ impl PartialEq for AttrList {
 
 impl AttrList {
     /// An empty list.
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         AttrList {
             pos: [0; Key::COUNT],
             values: Vec::new(),

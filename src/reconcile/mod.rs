@@ -112,7 +112,12 @@ pub fn reconcile<'a, I>(lists: I) -> Result<Reconciled, Conflict>
 where
     I: IntoIterator<Item = &'a AttrList>,
 {
-    let mut ls: Vec<(usize, &AttrList)> = lists.into_iter().enumerate().collect();
+    reconcile_indexed(lists.into_iter().enumerate().collect())
+}
+
+/// The body of [`reconcile`], not generic: every caller (a slice, an array, the C API's list of
+/// references) runs the same code, compiled once.
+fn reconcile_indexed(mut ls: Vec<(usize, &AttrList)>) -> Result<Reconciled, Conflict> {
     if ls.is_empty() {
         return Err(Conflict::one(Key::Types, ConflictKind::NoLists, vec![]));
     }
