@@ -266,14 +266,16 @@ fn claim() -> &'static Rec {
         }
         p = r.next.load(Acquire);
     }
-    static AT_FORK: std::sync::Once = std::sync::Once::new();
     // (Miri, which checks this module's tests, has no `fork`.)
     #[cfg(not(miri))]
-    AT_FORK.call_once(|| {
-        // SAFETY: registers a handler that only loads and stores atomics of leaked records,
-        // which a child of `fork` may do. A failure (ENOMEM) leaves the child as without it.
-        unsafe { libc::pthread_atfork(None, None, Some(unpin_all_in_child)) };
-    });
+    {
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| {
+            // SAFETY: registers a handler that only loads and stores atomics of leaked records,
+            // which a child of `fork` may do. A failure (ENOMEM) leaves the child as without it.
+            unsafe { libc::pthread_atfork(None, None, Some(unpin_all_in_child)) };
+        });
+    }
     let r: &'static Rec = Box::leak(Box::new(Rec {
         state: AtomicUsize::new(0),
         taken: AtomicBool::new(true),
@@ -293,6 +295,7 @@ fn claim() -> &'static Rec {
 /// In the child of a `fork` only the forking thread goes on, and it is not in a call (a pin does
 /// not outlive one): the other records' threads are gone, pinned or not. Marks every record
 /// unpinned, so that a free in the child does not wait for threads that do not exist.
+#[cfg_attr(miri, allow(dead_code))]
 extern "C" fn unpin_all_in_child() {
     let mut p = RECS.load(Acquire);
     // SAFETY: records are leaked boxes, never freed.
@@ -559,6 +562,63 @@ mod tests {
             released.store(true, SeqCst);
         });
         assert!(done.load(SeqCst));
+    }
+
+    /// A thread pinned when the process forks does not exist in the child: a free there must not
+    /// wait for it (the `pthread_atfork` handler).
+    #[test]
+    #[cfg(not(miri))]
+    fn a_free_in_a_forked_child_does_not_wait_for_the_parents_threads() {
+        use std::sync::atomic::AtomicBool;
+        let h: *mut u8 = insert(crate::attr::ModuleH).expect("a handle");
+        let pinned = AtomicBool::new(false);
+        let release = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let g = pin();
+                pinned.store(true, SeqCst);
+                while !release.load(SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                drop(g);
+            });
+            while !pinned.load(SeqCst) {
+                std::hint::spin_loop();
+            }
+            // SAFETY: the child only frees a handle (no allocation: the slot goes to this
+            // thread's cache) and leaves with `_exit`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let ok = remove::<crate::attr::ModuleH, _>(h, "child").is_ok();
+                // SAFETY: ends the child without running the parent's destructors.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            let mut done = false;
+            for _ in 0..1000 {
+                // SAFETY: waits for the child forked above, without blocking.
+                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                    done = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if !done {
+                // SAFETY: kills and reaps the child forked above.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+            }
+            release.store(true, SeqCst);
+            assert!(
+                done,
+                "the child's free waited 10 s for a thread that is not in it"
+            );
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        });
+        remove::<crate::attr::ModuleH, _>(h, "parent").expect("the parent's handle");
     }
 
     #[test]

@@ -177,7 +177,7 @@ fn out_size(r: *const ub_attr_list) -> u64 {
 }
 
 #[test]
-fn contents_are_snapshots_in_the_registry() {
+fn contents_are_copied_on_write() {
     let (m, a) = list();
     let mut b = null_mut();
     let mut r = null_mut();
