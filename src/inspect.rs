@@ -16,6 +16,9 @@
 //! name:   camera-frame-3
 //! ```
 //!
+//! (`ino:` is there from Linux 5.14; on older kernels the inode comes from `stat` of the fd's
+//! `/proc/PID/fd/N` link, which is the same number.)
+//!
 //! A dma-buf's inode number is given once per buffer by a 64-bit counter that is never reused,
 //! so it identifies the same buffer across processes and across snapshots taken at different
 //! times: [`Snapshot::buffers`] groups by it, [`diff`] compares by it.
@@ -38,7 +41,7 @@ pub struct FdInfo {
     pub exp_name: Option<String>,
     /// `name`: what DMA_BUF_SET_NAME gave it (absent when never named).
     pub name: Option<String>,
-    /// `ino`: the buffer's inode.
+    /// `ino`: the buffer's inode (Linux 5.14 and later).
     pub ino: Option<u64>,
 }
 
@@ -264,7 +267,16 @@ impl Snapshot {
                         continue;
                     };
                     let info = parse_fdinfo(&text);
-                    let Some(inode) = info.ino else { continue };
+                    // fdinfo has `ino:` from 5.14 on; before, the inode of the file the fd
+                    // link leads to is the same number.
+                    let Some(inode) = info.ino.or_else(|| {
+                        use std::os::unix::fs::MetadataExt;
+                        std::fs::metadata(dir.join("fd").join(fd.to_string()))
+                            .ok()
+                            .map(|m| m.ino())
+                    }) else {
+                        continue;
+                    };
                     let name = info
                         .name
                         .clone()
