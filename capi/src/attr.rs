@@ -95,6 +95,7 @@ impl Unrec {
     /// Changes the list: `f` works on a copy of the current contents, published only when `f`
     /// succeeds. Must not be called pinned (it waits for a grace period).
     pub(crate) fn modify(&self, f: impl FnOnce(&mut AttrList) -> R<()>) -> R<()> {
+        handle::assert_unpinned();
         let w = lock(&self.writer);
         // SAFETY: only writers replace `cur`, and they hold `writer`, as this one does: the
         // contents stay.
@@ -209,8 +210,7 @@ pub(crate) fn with_list<T>(
     what: &str,
     f: impl FnOnce(&ListH, &Pin) -> R<T>,
 ) -> R<T> {
-    let g = handle::pin();
-    f(handle::borrow::<ListH, _>(list, what, &g)?, &g)
+    handle::pinned(|g| f(handle::borrow::<ListH, _>(list, what, g)?, g))
 }
 
 /// A reconciled list handle's list.
@@ -260,28 +260,29 @@ pub(crate) unsafe fn with_inputs<T>(
     static EMPTY: AttrList = AttrList::new();
     // SAFETY: the caller's contract.
     let ps = unsafe { ffi::slice(lists, n, what, "the list array") }?;
-    let g = handle::pin();
-    let mut buf: [&AttrList; REFS] = [&EMPTY; REFS];
-    let mut len = 0;
-    let mut more: Vec<&AttrList> = Vec::new();
-    for p in ps {
-        for l in handle::borrow::<ListH, _>(*p, what, &g)?.inputs(&g, what)? {
-            if len < REFS {
-                buf[len] = l;
-                len += 1;
-            } else {
-                if more.is_empty() {
-                    more.extend_from_slice(&buf);
+    handle::pinned(|g| {
+        let mut buf: [&AttrList; REFS] = [&EMPTY; REFS];
+        let mut len = 0;
+        let mut more: Vec<&AttrList> = Vec::new();
+        for p in ps {
+            for l in handle::borrow::<ListH, _>(*p, what, g)?.inputs(g, what)? {
+                if len < REFS {
+                    buf[len] = l;
+                    len += 1;
+                } else {
+                    if more.is_empty() {
+                        more.extend_from_slice(&buf);
+                    }
+                    more.push(l);
                 }
-                more.push(l);
             }
         }
-    }
-    if more.is_empty() {
-        f(&buf[..len])
-    } else {
-        f(&more)
-    }
+        if more.is_empty() {
+            f(&buf[..len])
+        } else {
+            f(&more)
+        }
+    })
 }
 
 /// Copies of the lists of a C array of handles (see [`with_inputs`]), for calls that do I/O
@@ -596,7 +597,14 @@ fn get_into(l: &ListH, pin: &Pin, slot: usize, pairs: &mut [ub_attr_kv], what: &
             }
             Some(v) => {
                 let c = l.c_value(slot, key, &v);
-                p.value = c.as_ptr().cast();
+                // A set but empty value (an empty list) points at a real byte, not at the
+                // dangling address of an empty allocation.
+                static EMPTY: u8 = 0;
+                p.value = if c.is_empty() {
+                    std::ptr::from_ref(&EMPTY).cast()
+                } else {
+                    c.as_ptr().cast()
+                };
                 p.len = if key.value_kind() == ValueKind::Str {
                     c.len() - 1
                 } else {

@@ -16,12 +16,18 @@
 //! wins), then waits for a *grace period*: until every thread that was pinned when the token
 //! went has unpinned (as RCU's `synchronize_rcu` does). Only then is the entry moved out and
 //! dropped. So a call on a handle that another thread frees is safe: either it saw the token
-//! live, and the free waits for it, or it sees it gone. Frees release what an entry holds at
-//! once (`ub_obj_free` closes the object's fds before it returns), nothing is deferred.
+//! live, and the free waits for it, or it sees it gone. Nothing is deferred: a free drops the
+//! registry's part at once (`ub_obj_free` closes the object's fds before it returns, unless a
+//! call on the object is running in another thread: then when that call returns).
 //!
 //! Objects, endpoints and listeners are `Arc`s in their slots: their calls can block (I/O), so
 //! they clone the `Arc` under the pin and run unpinned (a free then drops the registry's
-//! reference; the call's clone keeps the object until the call ends). Modules and lists are
+//! reference; the call's clone keeps the object until the call ends). What such a call
+//! returns (a CPU pointer, a borrowed fd) dies with the object, as the C documentation says:
+//! a C program that frees a handle while another thread uses it gets results it must not use.
+//!
+//! Generations have 40 bits on 64-bit targets (8 on 32-bit ones, where a stale handle can
+//! match a new one after 256 reuses of its slot). Modules and lists are
 //! borrowed under the pin: their calls only compute, so the grace periods stay short.
 //!
 //! Slots sit in segments that are allocated once and never move or go away; free slots are
@@ -285,7 +291,8 @@ fn claim() -> &'static Rec {
     loop {
         r.next.store(head, Relaxed);
         let me = (r as *const Rec).cast_mut();
-        match RECS.compare_exchange_weak(head, me, Release, Relaxed) {
+        // SeqCst, as the head's load in `synchronize`: see there.
+        match RECS.compare_exchange_weak(head, me, SeqCst, Relaxed) {
             Ok(_) => return r,
             Err(h) => head = h,
         }
@@ -342,9 +349,18 @@ pub(crate) struct Pin {
     _not_send: PhantomData<*const ()>,
 }
 
+/// Runs `f` with this thread pinned: what `f` borrows from the registry stays valid while it
+/// runs. (The only way to pin outside this module: a pin cannot be leaked, nor dropped out of
+/// order.)
+#[inline]
+pub(crate) fn pinned<T>(f: impl FnOnce(&Pin) -> T) -> T {
+    let g = pin();
+    f(&g)
+}
+
 /// Pins this thread.
 #[inline]
-pub(crate) fn pin() -> Pin {
+fn pin() -> Pin {
     let d = DEPTH.get();
     DEPTH.set(d + 1);
     if d > 0 {
@@ -391,12 +407,15 @@ impl Drop for Pin {
 /// and this loop reads its odd state (or the even one its unpin stored, with release order:
 /// then all its reads happened before). Otherwise the reader saw the unlink and never reaches
 /// the old value. No fence is needed (on x86 the pin is one locked store, the loads plain).
+///
+/// The list of records is in that order too: a new record's push and the load of the list's
+/// head here are `SeqCst`, so a thread whose first pin comes before the unlink has its record
+/// in the list this loop walks. (With an acquire load, a CPU with RCpc loads, `ldapr` on recent
+/// Arm cores, could read the head from before the push and miss the record.) A record reused
+/// from the list was pushed before its new thread's pin, which that thread's claim orders.
 pub(crate) fn synchronize() {
-    assert!(
-        DEPTH.get() == 0,
-        "internal error: a handle freed while this thread reads the registry"
-    );
-    let mut p = RECS.load(Acquire);
+    assert_unpinned();
+    let mut p = RECS.load(SeqCst);
     // SAFETY: records are leaked boxes, never freed.
     while let Some(r) = unsafe { p.as_ref() } {
         let s = r.state.load(SeqCst);
@@ -413,6 +432,16 @@ pub(crate) fn synchronize() {
         }
         p = r.next.load(Acquire);
     }
+}
+
+/// Refuses (panics: an internal error the call's guard reports) to go on when this thread is
+/// pinned: a grace period would wait for the thread itself. Checked before anything is
+/// unlinked, so that the refusal changes nothing.
+pub(crate) fn assert_unpinned() {
+    assert!(
+        DEPTH.get() == 0,
+        "internal error: a handle freed while this thread reads the registry"
+    );
 }
 
 // ---- The registry's calls. ----
@@ -461,8 +490,7 @@ pub(crate) fn borrow<'p, T: Kind, P>(p: *const P, what: &str, _pin: &'p Pin) -> 
 /// A clone of the handle's entry (an `Arc` for objects, endpoints and listeners).
 #[inline]
 pub(crate) fn get<T: Kind + Clone, P>(p: *const P, what: &str) -> R<T> {
-    let g = pin();
-    borrow::<T, P>(p, what, &g).cloned()
+    pinned(|g| borrow::<T, P>(p, what, g).cloned())
 }
 
 /// Registers a new handle.
@@ -484,6 +512,7 @@ pub(crate) fn insert<T: Kind, P>(v: T) -> R<*mut P> {
 /// Unregisters a handle and returns its entry, once no call can still be reading it (the
 /// caller drops it). Must not be called pinned.
 pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<T> {
+    assert_unpinned();
     let t = p as usize;
     // The tag is the token's: it is written before the token is published, and a slot is
     // reused only after its token went (then the compare-and-swap fails). Of two frees of one

@@ -265,6 +265,8 @@ pub unsafe extern "C" fn ub_obj_dup_with_reduced_perm(
 pub extern "C" fn ub_obj_free(obj: *mut ub_obj) -> ub_status {
     guard(|| {
         let o = handle::remove::<Arc<ObjH>, _>(obj, "ub_obj_free")?;
+        // See `ub_obj_get_attr_list`: a list made while this free ran is freed by one side.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = o.list.get() {
             let _ = handle::remove::<ListH, _>(*t as *const u8, "ub_obj_free");
         }
@@ -288,19 +290,28 @@ pub unsafe extern "C" fn ub_obj_get_attr_list(
         let what = "ub_obj_get_attr_list";
         let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(list, what, "list")?;
-        let mut err = None;
-        let t = *o.list.get_or_init(|| {
-            match attr::new_list(ListState::Reconciled(o.obj.list().clone())) {
-                Ok(h) => h as usize,
-                Err(e) => {
-                    err = Some(e);
-                    0
+        let t = match o.list.get() {
+            Some(t) => *t,
+            None => {
+                let h = attr::new_list(ListState::Reconciled(o.obj.list().clone()))? as usize;
+                if let Err(h) = o.list.set(h) {
+                    // Another thread made it first: keep that one.
+                    let _ = handle::remove::<ListH, _>(h as *const u8, what);
                 }
+                // If the object was freed meanwhile, its free may not have seen this list
+                // (it looks after unlinking the object): free it here, or it would live on.
+                // The fences order the list's publication before the object's lookup, as
+                // `ub_obj_free` orders its unlink before its look at the list.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                if handle::get::<Arc<ObjH>, _>(obj, what).is_err() {
+                    if let Some(t) = o.list.get() {
+                        let _ = handle::remove::<ListH, _>(*t as *const u8, what);
+                    }
+                    return Err(Fail::bad(format!("{what}: the object was freed meanwhile")));
+                }
+                o.list.get().copied().unwrap_or(h)
             }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
+        };
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(list, t as *mut ub_attr_list) };
         Ok(())

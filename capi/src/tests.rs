@@ -318,3 +318,43 @@ fn lists_under_concurrent_sets_reconciles_and_frees() {
     }
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
+
+/// `ub_obj_get_attr_list` racing `ub_obj_free`: the list handle the object owns is freed with
+/// it whichever comes first (none is left live for ever), and a call that lost the race says so.
+#[test]
+#[cfg(not(miri))] // allocates memfds
+fn an_objects_list_dies_with_it_when_free_races_get() {
+    use std::sync::atomic::{AtomicUsize, Ordering::*};
+    let (m, l) = list();
+    // SAFETY: valid handles and out-pointers.
+    unsafe {
+        assert_eq!(set_raw(l, 4096), UB_SUCCESS);
+        for _ in 0..200 {
+            let mut o = null_mut();
+            let ins = [l.cast_const()];
+            let st = ub_attr_list_reconcile_and_obj_alloc(ins.as_ptr(), 1, &mut o, null_mut());
+            assert_eq!(st, UB_SUCCESS);
+            let (obj, got) = (o as usize, AtomicUsize::new(0));
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut r = null_mut();
+                    if ub_obj_get_attr_list(obj as *const ub_obj, &mut r) == UB_SUCCESS {
+                        got.store(r as usize, Release);
+                    }
+                });
+                s.spawn(|| assert_eq!(ub_obj_free(obj as *mut ub_obj), UB_SUCCESS));
+            });
+            let r = got.load(Acquire) as *const ub_attr_list;
+            if !r.is_null() {
+                let mut n = 0usize;
+                assert_eq!(
+                    ub_attr_list_get_slot_count(r, &mut n),
+                    UB_ERR_BAD_PARAMETER,
+                    "the object's list outlived the object"
+                );
+            }
+        }
+        assert_eq!(ub_attr_list_free(l), UB_SUCCESS);
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
