@@ -10,7 +10,7 @@
 //!
 //! ## Lookups take no lock
 //!
-//! An entry lives in its slot (no allocation per handle). A call *pins* its thread (one store
+//! An entry lives in its slot (no allocation per handle, but the `Arc` of the kinds below). A call *pins* its thread (one store
 //! to a word of its own: no lock, no shared cache line), reads the slot and the entry, and unpins
 //! when it is done. A free unlinks the token (one compare-and-swap, so of two racing frees one
 //! wins), then waits for a *grace period*: until every thread that was pinned when the token
@@ -25,17 +25,18 @@
 //! reference; the call's clone keeps the object until the call ends). What such a call
 //! returns (a CPU pointer, a borrowed fd) dies with the object, as the C documentation says:
 //! a C program that frees a handle while another thread uses it gets results it must not use.
+//! Modules and lists are borrowed under the pin: their calls only compute, so the grace periods
+//! stay short.
 //!
 //! Generations have 40 bits on 64-bit targets (8 on 32-bit ones, where a stale handle can
-//! match a new one after 256 reuses of its slot). Modules and lists are
-//! borrowed under the pin: their calls only compute, so the grace periods stay short.
+//! match a new one after 256 reuses of its slot).
 //!
 //! Slots sit in segments that are allocated once and never move or go away; free slots are
 //! kept per thread (a batch at a time from a global list), so creating and freeing handles
 //! takes no lock either, in the common case.
 //!
-//! A pinned thread must not free (it would wait for itself): [`synchronize`] panics instead,
-//! which the call's guard turns into `UB_ERR_UNKNOWN`. That is a bug of this crate, never of a
+//! A pinned thread must not free (it would wait for itself): [`assert_unpinned`] panics instead,
+//! before anything is unlinked, which the call's guard turns into `UB_ERR_UNKNOWN`. That is a bug of this crate, never of a
 //! caller, and no call does it.
 
 use crate::status::{Fail, R};
