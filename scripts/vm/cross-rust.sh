@@ -9,9 +9,9 @@
 #
 # How: the machine's nightly rustc (rustup's `nightly`, needed for -Zbuild-std) compiles the
 # standard library from source, taken from Debian sid's `rust-src` (rustup's own rust-src
-# component cannot be downloaded here). Cargo looks for that source in SYSROOT/lib/rustlib/src,
-# so DIR is a small sysroot of its own: hard links to the nightly's `rustc` and its libraries (its
-# sysroot is where librustc_driver lies), a link to its host std, and the `library/` tree of
+# component may not be downloadable; where it is installed, it is not used here). Cargo looks
+# for that source in SYSROOT/lib/rustlib/src, so DIR is a small sysroot of its own: hard links
+# to the nightly's `rustc` and its libraries (its sysroot is where librustc_driver lies), a link to its host std, and the `library/` tree of
 # rust-src. Nothing of rustup's is changed. Chosen over a debootstrap chroot with Debian's
 # rustc 1.85 + libstd-rust-dev:arm64 because it needs one 46 MB package instead of a chroot
 # (~300 MB, minutes to set up) and builds with the same compiler generation as the x86 binaries
@@ -62,7 +62,11 @@ if [ ! -f "$out/.ready" ]; then
             *) ln -s "$f" "$tmp/lib/" ;;
         esac
     done
-    for f in "$sysroot"/lib/rustlib/*; do ln -s "$f" "$tmp/lib/rustlib/"; done
+    # Not the nightly's own src (rustup's rust-src component, when it is installed, as
+    # scripts/capi-test does for Miri): the std source here is Debian's, unpacked above.
+    for f in "$sysroot"/lib/rustlib/*; do
+        [ "$(basename "$f")" = src ] || ln -s "$f" "$tmp/lib/rustlib/"
+    done
     [ "$("$tmp/bin/rustc" --print sysroot)" = "$tmp" ] || die "the copied rustc does not take $tmp as its sysroot"
     touch "$tmp/.ready"
     rm -rf "$out"
