@@ -10,9 +10,9 @@
 //!
 //! ## Lookups take no lock
 //!
-//! An entry lives in its slot (no allocation per handle, but the `Arc` of the kinds below). A call *pins* its thread (one store
-//! to a word of its own: no lock, no shared cache line), reads the slot and the entry, and unpins
-//! when it is done. A free unlinks the token (one compare-and-swap, so of two racing frees one
+//! An entry lives in its slot (no allocation per handle, but the `Arc` of the kinds below). A
+//! call *pins* its thread (one store to a word of its own: no lock, no shared cache line),
+//! reads the slot and the entry, and unpins when it is done. A free unlinks the token (one compare-and-swap, so of two racing frees one
 //! wins), then waits for a *grace period*: until every thread that was pinned when the token
 //! went has unpinned (as RCU's `synchronize_rcu` does). Only then is the entry moved out and
 //! dropped. So a call on a handle that another thread frees is safe: either it saw the token
@@ -36,8 +36,8 @@
 //! takes no lock either, in the common case.
 //!
 //! A pinned thread must not free (it would wait for itself): [`assert_unpinned`] panics instead,
-//! before anything is unlinked, which the call's guard turns into `UB_ERR_UNKNOWN`. That is a bug of this crate, never of a
-//! caller, and no call does it.
+//! before anything is unlinked, which the call's guard turns into `UB_ERR_UNKNOWN`. That is a
+//! bug of this crate, never of a caller, and no call does it.
 
 use crate::status::{Fail, R};
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -211,24 +211,18 @@ fn refill(into: &mut Vec<usize>, n: usize) -> R<()> {
 }
 
 fn take_slot() -> R<usize> {
-    let local = LOCAL.try_with(|l| -> R<usize> {
-        let mut f = l.free.borrow_mut();
-        if f.is_empty() {
-            refill(&mut f, BATCH)?;
+    /// A slot from `free`, refilled with up to `n` when it is empty.
+    fn pop(free: &mut Vec<usize>, n: usize) -> R<usize> {
+        if free.is_empty() {
+            refill(free, n)?;
         }
-        f.pop()
+        free.pop()
             .ok_or_else(|| Fail::bad("no free handle slot (internal error)".to_string()))
-    });
-    match local {
-        Ok(r) => r,
-        // This thread's locals are gone (a call from a thread-local destructor).
-        Err(_) => {
-            let mut one = Vec::new();
-            refill(&mut one, 1)?;
-            one.pop()
-                .ok_or_else(|| Fail::bad("no free handle slot (internal error)".to_string()))
-        }
     }
+    LOCAL
+        .try_with(|l| pop(&mut l.free.borrow_mut(), BATCH))
+        // This thread's locals are gone (a call from a thread-local destructor).
+        .unwrap_or_else(|_| pop(&mut Vec::new(), 1))
 }
 
 fn put_slot(s: usize) {
@@ -259,19 +253,27 @@ struct Rec {
 
 static RECS: AtomicPtr<Rec> = AtomicPtr::new(std::ptr::null_mut());
 
+/// The records, newest first, the list's head loaded with `head` order.
+fn records(head: std::sync::atomic::Ordering) -> impl Iterator<Item = &'static Rec> {
+    let mut p = RECS.load(head);
+    std::iter::from_fn(move || {
+        // SAFETY: records are leaked boxes, never freed; `next` is set before publication.
+        let r = unsafe { p.as_ref() }?;
+        p = r.next.load(Acquire);
+        Some(r)
+    })
+}
+
 /// A record for this thread: a free one from the list, or a new one pushed on it.
 fn claim() -> &'static Rec {
-    let mut p = RECS.load(Acquire);
-    // SAFETY: records are leaked boxes, never freed; `next` is set before publication.
-    while let Some(r) = unsafe { p.as_ref() } {
-        if !r.taken.load(Relaxed)
+    let free = records(Acquire).find(|r| {
+        !r.taken.load(Relaxed)
             && r.taken
                 .compare_exchange(false, true, Acquire, Relaxed)
                 .is_ok()
-        {
-            return r;
-        }
-        p = r.next.load(Acquire);
+    });
+    if let Some(r) = free {
+        return r;
     }
     // (Miri, which checks this module's tests, has no `fork`.)
     #[cfg(not(miri))]
@@ -305,14 +307,11 @@ fn claim() -> &'static Rec {
 /// unpinned, so that a free in the child does not wait for threads that do not exist.
 #[cfg_attr(miri, allow(dead_code))]
 extern "C" fn unpin_all_in_child() {
-    let mut p = RECS.load(Acquire);
-    // SAFETY: records are leaked boxes, never freed.
-    while let Some(r) = unsafe { p.as_ref() } {
+    for r in records(Acquire) {
         let s = r.state.load(Relaxed);
         if s & 1 == 1 {
             r.state.store(s + 1, Release);
         }
-        p = r.next.load(Acquire);
     }
 }
 
@@ -416,9 +415,7 @@ impl Drop for Pin {
 /// from the list was pushed before its new thread's pin, which that thread's claim orders.
 pub(crate) fn synchronize() {
     assert_unpinned();
-    let mut p = RECS.load(SeqCst);
-    // SAFETY: records are leaked boxes, never freed.
-    while let Some(r) = unsafe { p.as_ref() } {
+    for r in records(SeqCst) {
         let s = r.state.load(SeqCst);
         if s & 1 == 1 {
             let mut spins = 0u32;
@@ -431,7 +428,6 @@ pub(crate) fn synchronize() {
                 }
             }
         }
-        p = r.next.load(Acquire);
     }
 }
 
@@ -560,36 +556,48 @@ mod tests {
         );
     }
 
+    use std::sync::atomic::AtomicBool;
+
+    /// Spawns a thread that pins, holds the pin until `release`, runs `before_unpin` and
+    /// unpins; returns once that thread is pinned.
+    fn hold_pin<'scope>(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        release: &'scope AtomicBool,
+        before_unpin: impl FnOnce() + Send + 'scope,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let g = pin();
+            tx.send(()).expect("the test waits");
+            while !release.load(SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            before_unpin();
+            drop(g);
+        });
+        rx.recv().expect("the pinning thread started");
+    }
+
     #[test]
     fn a_grace_period_waits_for_a_pinned_thread() {
-        use std::sync::atomic::AtomicBool;
-        let pinned = AtomicBool::new(false);
         let done = AtomicBool::new(false);
         let released = AtomicBool::new(false);
         std::thread::scope(|s| {
-            s.spawn(|| {
-                let g = pin();
-                pinned.store(true, SeqCst);
-                while !released.load(SeqCst) {
-                    std::hint::spin_loop();
-                }
-                // The grace period has not ended while this pin is held.
-                assert!(!done.load(SeqCst));
-                drop(g);
-            });
-            while !pinned.load(SeqCst) {
-                std::hint::spin_loop();
-            }
+            // The grace period has not ended while the pin is held.
+            hold_pin(s, &released, || assert!(!done.load(SeqCst)));
             s.spawn(|| {
                 synchronize();
                 done.store(true, SeqCst);
             });
             std::thread::sleep(std::time::Duration::from_millis(50));
+            let ended_early = done.load(SeqCst);
+            // Released before the assertion: a failure must not leave the pinned thread
+            // waiting (the scope would never end).
+            released.store(true, SeqCst);
             assert!(
-                !done.load(SeqCst),
+                !ended_early,
                 "synchronize did not wait for the pinned thread"
             );
-            released.store(true, SeqCst);
         });
         assert!(done.load(SeqCst));
     }
@@ -599,22 +607,10 @@ mod tests {
     #[test]
     #[cfg(not(miri))]
     fn a_free_in_a_forked_child_does_not_wait_for_the_parents_threads() {
-        use std::sync::atomic::AtomicBool;
         let h: *mut u8 = insert(crate::attr::ModuleH).expect("a handle");
-        let pinned = AtomicBool::new(false);
         let release = AtomicBool::new(false);
         std::thread::scope(|s| {
-            s.spawn(|| {
-                let g = pin();
-                pinned.store(true, SeqCst);
-                while !release.load(SeqCst) {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                drop(g);
-            });
-            while !pinned.load(SeqCst) {
-                std::hint::spin_loop();
-            }
+            hold_pin(s, &release, || {});
             // SAFETY: the child only frees a handle (no allocation: the slot goes to this
             // thread's cache) and leaves with `_exit`.
             let pid = unsafe { libc::fork() };
