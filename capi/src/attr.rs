@@ -741,29 +741,40 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_reconcile";
-        // SAFETY: the caller's contract.
         ffi::out(reconciled, what, "reconciled")?;
-        if !conflict.is_null() {
-            ffi::out(conflict, what, "conflict")?;
-            // SAFETY: checked by `ffi::out`.
-            unsafe { ffi::put(conflict, std::ptr::null_mut()) };
-        }
         // SAFETY: the caller's contract.
-        let r = unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?;
-        match r {
-            Ok(r) => {
-                let h = new_list(ListState::Reconciled(r))?;
-                // SAFETY: checked by `ffi::out`.
-                unsafe { ffi::put(reconciled, h) };
-                Ok(())
-            }
-            Err(c) => Err(conflict_out(c, conflict)),
-        }
+        let r = unsafe { reconcile_handles(lists, count, conflict, what) }?;
+        let h = new_list(ListState::Reconciled(r))?;
+        // SAFETY: checked by `ffi::out`.
+        unsafe { ffi::put(reconciled, h) };
+        Ok(())
     })
 }
 
+/// Reconciles the lists of a C array of handles (see [`with_inputs`]) into a shared result:
+/// what `ub_attr_list_reconcile` and `ub_attr_list_reconcile_and_obj_alloc` do. `conflict`,
+/// unless NULL, is checked and cleared first, and gets a conflict list when the lists conflict.
+///
+/// # Safety
+/// As [`with_inputs`].
+pub(crate) unsafe fn reconcile_handles(
+    lists: *const *const ub_attr_list,
+    count: usize,
+    conflict: *mut *mut ub_attr_list,
+    what: &str,
+) -> R<Arc<Reconciled>> {
+    if !conflict.is_null() {
+        ffi::out(conflict, what, "conflict")?;
+        // SAFETY: checked by `ffi::out`.
+        unsafe { ffi::put(conflict, std::ptr::null_mut()) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?
+        .map_err(|c| conflict_out(c, conflict))
+}
+
 /// The failure for a conflict; stores a conflict list in `conflict` when it is not NULL.
-pub(crate) fn conflict_out(c: Conflict, conflict: *mut *mut ub_attr_list) -> Fail {
+fn conflict_out(c: Conflict, conflict: *mut *mut ub_attr_list) -> Fail {
     let f = Fail::from(c.clone());
     if !conflict.is_null() {
         if let Ok(h) = new_list(ListState::Conflict(Arc::new(c))) {

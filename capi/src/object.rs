@@ -15,7 +15,7 @@
 //! `ub_obj_flush_cpu_cache_range` to publish writes while the access stays open.
 
 use crate::adapt;
-use crate::attr::{self, conflict_out, with_inputs, ListH, ListState};
+use crate::attr::{self, reconcile_handles, ListH, ListState};
 use crate::consts::*;
 use crate::ffi;
 use crate::handle;
@@ -167,14 +167,8 @@ pub unsafe extern "C" fn ub_attr_list_reconcile_and_obj_alloc(
     guard(|| {
         let what = "ub_attr_list_reconcile_and_obj_alloc";
         ffi::out(obj, what, "obj")?;
-        if !conflict.is_null() {
-            ffi::out(conflict, what, "conflict")?;
-            // SAFETY: checked by `ffi::out`.
-            unsafe { ffi::put(conflict, std::ptr::null_mut()) };
-        }
         // SAFETY: the caller's contract.
-        let r = unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?
-            .map_err(|c| conflict_out(c, conflict))?;
+        let r = unsafe { reconcile_handles(lists, count, conflict, what) }?;
         obj_out(obj, adapt::allocate(&r)?, what)
     })
 }
