@@ -539,8 +539,9 @@ enum ub_status ub_attr_list_create(struct ub_module *module, struct ub_attr_list
 // Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`; values handed out by get die with it.
 enum ub_status ub_attr_list_free(struct ub_attr_list *list);
 
-// A copy of a list: an unreconciled copy stays writable (and independent), appended,
-// reconciled and conflict lists are shared read-only. (`NvSciBufAttrListClone`.) Thread-safe.
+// A copy of a list: an unreconciled copy stays writable (and independent); copies of
+// appended, reconciled and conflict lists are read-only, as the originals.
+// (`NvSciBufAttrListClone`.) Thread-safe.
 //
 // # Safety
 // `clone` points to writable storage for a handle.

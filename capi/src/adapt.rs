@@ -11,11 +11,10 @@ use unibuf_rs::object::Object;
 use unibuf_rs::reconcile::{Conflict, Reconciled};
 use unibuf_rs::Result;
 
-/// Reconciles lists, into a shared result (a C handle's list is shared with the objects made
-/// from it). Put in its `Arc` here, so the large result is moved once.
+/// Reconciles lists.
 #[inline]
-pub(crate) fn reconcile(lists: &[&AttrList]) -> std::result::Result<Arc<Reconciled>, Conflict> {
-    unibuf_rs::reconcile::reconcile(lists.iter().copied()).map(Arc::new)
+pub(crate) fn reconcile(lists: &[&AttrList]) -> std::result::Result<Reconciled, Conflict> {
+    unibuf_rs::reconcile::reconcile(lists.iter().copied())
 }
 
 /// Allocates one object for a reconciled list (the allocator holds the list's permission).

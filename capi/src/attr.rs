@@ -46,11 +46,15 @@ pub struct ub_attr_kv {
 #[derive(Clone)]
 pub(crate) struct ModuleH;
 
+// Large by design: a reconciled list lives in its handle's slot, so a reconcile allocates
+// nothing for its handle (slots are reused; the other states are pointers).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ListState {
     /// One writable list (see [`Unrec`]).
     Unreconciled(Arc<Unrec>),
     Multi(Arc<MultiList>),
-    Reconciled(Arc<Reconciled>),
+    /// In the handle's slot (no allocation of its own): objects made from it take a copy.
+    Reconciled(Reconciled),
     Conflict(Arc<Conflict>),
 }
 
@@ -132,6 +136,7 @@ pub(crate) struct ListH {
 }
 
 impl ListH {
+    #[inline]
     pub(crate) fn new(state: ListState) -> ListH {
         ListH {
             state,
@@ -158,9 +163,9 @@ impl ListH {
         }
     }
 
-    pub(crate) fn reconciled(&self, what: &str) -> R<Arc<Reconciled>> {
+    pub(crate) fn reconciled(&self, what: &str) -> R<&Reconciled> {
         match &self.state {
-            ListState::Reconciled(r) => Ok(r.clone()),
+            ListState::Reconciled(r) => Ok(r),
             _ => Err(Fail::bad(format!(
                 "{what}: the list is {}, not a reconciled list",
                 self.kind_name()
@@ -194,6 +199,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+#[inline]
 pub(crate) fn new_list(state: ListState) -> R<*mut ub_attr_list> {
     handle::insert(ListH::new(state))
 }
@@ -213,9 +219,10 @@ pub(crate) fn with_list<T>(
     handle::pinned(|g| f(handle::borrow::<ListH, _>(list, what, g)?, g))
 }
 
-/// A reconciled list handle's list.
+/// A copy of a reconciled list handle's list, for calls that keep it (an object holds its
+/// list) or do I/O with it.
 pub(crate) fn reconciled_of(list: *const ub_attr_list, what: &str) -> R<Arc<Reconciled>> {
-    with_list(list, what, |l, _| l.reconciled(what))
+    with_list(list, what, |l, _| Ok(Arc::new(l.reconciled(what)?.clone())))
 }
 
 /// Changes an unreconciled list: `f` works on a copy of its current contents, published only
@@ -407,7 +414,7 @@ pub unsafe extern "C" fn ub_module_open(module: *mut *mut ub_module) -> ub_statu
 /// it needs). (`NvSciBufModuleClose`.) Thread-safe; a second close is `UB_ERR_BAD_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn ub_module_close(module: *mut ub_module) -> ub_status {
-    guard(|| handle::remove::<ModuleH, _>(module, "ub_module_close").map(drop))
+    guard(|| handle::free::<ModuleH, _>(module, "ub_module_close"))
 }
 
 /// The major version of the C API this header describes: a library of another major version
@@ -481,11 +488,12 @@ pub unsafe extern "C" fn ub_attr_list_create(
 /// Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`; values handed out by get die with it.
 #[no_mangle]
 pub extern "C" fn ub_attr_list_free(list: *mut ub_attr_list) -> ub_status {
-    guard(|| handle::remove::<ListH, _>(list, "ub_attr_list_free").map(drop))
+    guard(|| handle::free::<ListH, _>(list, "ub_attr_list_free"))
 }
 
-/// A copy of a list: an unreconciled copy stays writable (and independent), appended,
-/// reconciled and conflict lists are shared read-only. (`NvSciBufAttrListClone`.) Thread-safe.
+/// A copy of a list: an unreconciled copy stays writable (and independent); copies of
+/// appended, reconciled and conflict lists are read-only, as the originals.
+/// (`NvSciBufAttrListClone`.) Thread-safe.
 ///
 /// # Safety
 /// `clone` points to writable storage for a handle.
@@ -743,34 +751,44 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
         let what = "ub_attr_list_reconcile";
         ffi::out(reconciled, what, "reconciled")?;
         // SAFETY: the caller's contract.
-        let r = unsafe { reconcile_handles(lists, count, conflict, what) }?;
-        let h = new_list(ListState::Reconciled(r))?;
+        let h = unsafe {
+            reconcile_handles(lists, count, conflict, what, |r| {
+                new_list(ListState::Reconciled(r))
+            })
+        }?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(reconciled, h) };
         Ok(())
     })
 }
 
-/// Reconciles the lists of a C array of handles (see [`with_inputs`]) into a shared result:
-/// what `ub_attr_list_reconcile` and `ub_attr_list_reconcile_and_obj_alloc` do. `conflict`,
-/// unless NULL, is checked and cleared first, and gets a conflict list when the lists conflict.
+/// Reconciles the lists of a C array of handles (see [`with_inputs`]) and passes the result to
+/// `then` (run pinned, as the reconcile: it must only compute), which takes it where it goes
+/// (the result is large: it is moved once). What `ub_attr_list_reconcile` and
+/// `ub_attr_list_reconcile_and_obj_alloc` do. `conflict`, unless NULL, is checked and cleared
+/// first, and gets a conflict list when the lists conflict.
 ///
 /// # Safety
 /// As [`with_inputs`].
-pub(crate) unsafe fn reconcile_handles(
+pub(crate) unsafe fn reconcile_handles<X>(
     lists: *const *const ub_attr_list,
     count: usize,
     conflict: *mut *mut ub_attr_list,
     what: &str,
-) -> R<Arc<Reconciled>> {
+    then: impl FnOnce(Reconciled) -> R<X>,
+) -> R<X> {
     if !conflict.is_null() {
         ffi::out(conflict, what, "conflict")?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(conflict, std::ptr::null_mut()) };
     }
     // SAFETY: the caller's contract.
-    unsafe { with_inputs(lists, count, what, |ls| Ok(adapt::reconcile(ls))) }?
-        .map_err(|c| conflict_out(c, conflict))
+    unsafe {
+        with_inputs(lists, count, what, |ls| match adapt::reconcile(ls) {
+            Ok(r) => then(r),
+            Err(c) => Err(conflict_out(c, conflict)),
+        })
+    }
 }
 
 /// The failure for a conflict; stores a conflict list in `conflict` when it is not NULL.
@@ -801,16 +819,18 @@ pub unsafe extern "C" fn ub_attr_list_validate_reconciled(
 ) -> ub_status {
     guard(|| {
         let what = "ub_attr_list_validate_reconciled";
-        let r = reconciled_of(reconciled, what)?;
-        // SAFETY: the caller's contract.
-        unsafe {
-            with_inputs(lists, count, what, |ls| {
-                ffi::out(is_valid, what, "is_valid")?;
-                // SAFETY: checked by `ffi::out`.
-                ffi::put(is_valid, false);
-                Ok(r.validate(ls.iter().copied())?)
-            })
-        }?;
+        with_list(reconciled, what, |l, _| {
+            let r = l.reconciled(what)?;
+            // SAFETY: the caller's contract.
+            unsafe {
+                with_inputs(lists, count, what, |ls| {
+                    ffi::out(is_valid, what, "is_valid")?;
+                    // SAFETY: checked by `ffi::out`.
+                    ffi::put(is_valid, false);
+                    Ok(r.validate(ls.iter().copied())?)
+                })
+            }
+        })?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(is_valid, true) };
         Ok(())

@@ -7,14 +7,23 @@ use std::ffi::{c_char, CStr};
 pub(crate) const MAX_ARRAY: usize = 1 << 16;
 
 /// Checks an out-pointer: non-NULL and aligned for `T`.
+#[inline(always)]
 pub(crate) fn out<T>(p: *mut T, what: &str, name: &str) -> R<()> {
-    if p.is_null() {
-        return Err(Fail::bad(format!("{what}: {name} is NULL")));
-    }
-    if !p.is_aligned() {
-        return Err(Fail::bad(format!("{what}: {name} ({p:p}) is misaligned")));
+    if p.is_null() || !p.is_aligned() {
+        return Err(bad_pointer(p.cast_const().cast(), what, name));
     }
     Ok(())
+}
+
+/// Why a pointer argument was refused (NULL or misaligned). Out of line: the checks stay small.
+#[cold]
+#[inline(never)]
+fn bad_pointer(p: *const u8, what: &str, name: &str) -> Fail {
+    if p.is_null() {
+        Fail::bad(format!("{what}: {name} is NULL"))
+    } else {
+        Fail::bad(format!("{what}: {name} ({p:p}) is misaligned"))
+    }
 }
 
 /// Writes a checked out-pointer.
@@ -31,26 +40,32 @@ pub(crate) unsafe fn put<T>(p: *mut T, v: T) {
 ///
 /// # Safety
 /// When `n > 0`, `p` points to `n` readable `T`s that stay unchanged during the call.
+#[inline(always)]
 pub(crate) unsafe fn slice<'a, T>(p: *const T, n: usize, what: &str, name: &str) -> R<&'a [T]> {
     if n == 0 {
         return Ok(&[]);
     }
-    if n > MAX_ARRAY {
-        return Err(Fail::bad(format!(
-            "{what}: {name} has {n} elements, at most {MAX_ARRAY} are accepted"
-        )));
-    }
-    if p.is_null() {
-        return Err(Fail::bad(format!(
-            "{what}: {name} is NULL with a count of {n}"
-        )));
-    }
-    if !p.is_aligned() {
-        return Err(Fail::bad(format!("{what}: {name} ({p:p}) is misaligned")));
+    if n > MAX_ARRAY || p.is_null() || !p.is_aligned() {
+        return Err(bad_array(p.cast(), n, what, name));
     }
     // SAFETY: non-NULL, aligned, `n` elements by the caller's contract; `n * size_of::<T>()` is
     // at most 2^16 * a small struct, far below isize::MAX.
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// Why an array argument was refused. Out of line: the checks stay small.
+#[cold]
+#[inline(never)]
+fn bad_array(p: *const u8, n: usize, what: &str, name: &str) -> Fail {
+    if n > MAX_ARRAY {
+        Fail::bad(format!(
+            "{what}: {name} has {n} elements, at most {MAX_ARRAY} are accepted"
+        ))
+    } else if p.is_null() {
+        Fail::bad(format!("{what}: {name} is NULL with a count of {n}"))
+    } else {
+        bad_pointer(p, what, name)
+    }
 }
 
 /// A byte buffer argument (a value): NULL only with `len == 0`; at most 1 MiB.

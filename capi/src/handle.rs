@@ -45,7 +45,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 
-/// What a slot holds.
+/// What a slot holds. (Large: a list's state holds a reconciled list; see `ListState`.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Entry {
     Module(crate::attr::ModuleH),
     List(crate::attr::ListH),
@@ -140,12 +141,14 @@ static SEGMENT: [AtomicPtr<Slot>; SEGMENTS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; SEGMENTS];
 
 /// Segment and index in it of slot `i`.
+#[inline(always)]
 fn locate(i: usize) -> (usize, usize) {
     let k = (usize::BITS - 1 - (i / SEG0 + 1).leading_zeros()) as usize;
     (k, i - SEG0 * ((1 << k) - 1))
 }
 
 /// Slot `i`, if its segment exists.
+#[inline(always)]
 fn slot(i: usize) -> Option<&'static Slot> {
     let (k, off) = locate(i);
     let seg = SEGMENT.get(k)?.load(Acquire);
@@ -210,12 +213,21 @@ fn refill(into: &mut Vec<usize>, n: usize) -> R<()> {
     Ok(())
 }
 
+#[inline(always)]
 fn take_slot() -> R<usize> {
     /// A slot from `free`, refilled with up to `n` when it is empty.
+    #[inline(always)]
     fn pop(free: &mut Vec<usize>, n: usize) -> R<usize> {
-        if free.is_empty() {
-            refill(free, n)?;
+        match free.pop() {
+            Some(s) => Ok(s),
+            None => refill_pop(free, n),
         }
+    }
+    /// Refills `free` (with up to `n`) and pops one. Out of line: it is rare.
+    #[cold]
+    #[inline(never)]
+    fn refill_pop(free: &mut Vec<usize>, n: usize) -> R<usize> {
+        refill(free, n)?;
         free.pop()
             .ok_or_else(|| Fail::bad("no free handle slot (internal error)".to_string()))
     }
@@ -225,6 +237,7 @@ fn take_slot() -> R<usize> {
         .unwrap_or_else(|_| pop(&mut Vec::new(), 1))
 }
 
+#[inline(always)]
 fn put_slot(s: usize) {
     let kept = LOCAL.try_with(|l| {
         let mut f = l.free.borrow_mut();
@@ -491,13 +504,15 @@ pub(crate) fn get<T: Kind + Clone, P>(p: *const P, what: &str) -> R<T> {
 }
 
 /// Registers a new handle.
+#[inline(always)]
 pub(crate) fn insert<T: Kind, P>(v: T) -> R<*mut P> {
     let s = take_slot()?;
     let sl =
         slot(s).ok_or_else(|| Fail::bad(format!("slot {s} has no segment (internal error)")))?;
     // SAFETY: the slot is this thread's (taken from the free lists, token 0): no reader reaches
-    // its entry and no other thread writes it.
-    unsafe { *sl.entry.get() = Some(v.wrap()) };
+    // its entry and no other thread writes it. Its entry is `None` (never set, or taken by the
+    // free that gave the slot back): nothing to drop.
+    unsafe { sl.entry.get().write(Some(v.wrap())) };
     sl.tag.store(T::TAG, Relaxed);
     let t = token(s, sl.generation.load(Relaxed));
     // Release (SeqCst is stronger): the entry and the tag are written before a reader can see
@@ -509,6 +524,20 @@ pub(crate) fn insert<T: Kind, P>(v: T) -> R<*mut P> {
 /// Unregisters a handle and returns its entry, once no call can still be reading it (the
 /// caller drops it). Must not be called pinned.
 pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<T> {
+    unlink::<T, P, _>(p, what, |e| e.take().and_then(T::take))?
+        .ok_or_else(|| refusal::<T>(p as usize, what))
+}
+
+/// Unregisters a handle and drops its entry where it lies (a list's is large: not moved),
+/// once no call can still be reading it. Must not be called pinned.
+#[inline]
+pub(crate) fn free<T: Kind, P>(p: *const P, what: &str) -> R<()> {
+    unlink::<T, P, _>(p, what, |e| *e = None)
+}
+
+/// Unlinks the token, waits for the grace period, hands the entry to `f` and frees the slot.
+#[inline]
+fn unlink<T: Kind, P, X>(p: *const P, what: &str, f: impl FnOnce(&mut Option<Entry>) -> X) -> R<X> {
     assert_unpinned();
     let t = p as usize;
     // The tag is the token's: it is written before the token is published, and a slot is
@@ -523,11 +552,11 @@ pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<T> {
     // SAFETY: this thread unlinked the token and the grace period is over: no call reads the
     // entry now, and none can start (the token is gone); the slot is this thread's until it is
     // back on a free list.
-    let e = unsafe { (*sl.entry.get()).take() };
+    let x = f(unsafe { &mut *sl.entry.get() });
     sl.generation
         .store(((t >> SLOT_BITS) + 1) & GEN_MASK, Relaxed);
     put_slot((t & SLOT_MASK) - 1);
-    e.and_then(T::take).ok_or_else(|| refusal::<T>(t, what))
+    Ok(x)
 }
 
 /// Number of live handles (for leak checks in tests and examples).

@@ -100,7 +100,7 @@ pub unsafe extern "C" fn ub_endpoint_pair(
         let hy = match handle::insert(Arc::new(EndpointH(Mutex::new((y, None))))) {
             Ok(h) => h,
             Err(e) => {
-                let _ = handle::remove::<Arc<EndpointH>, _>(hx.cast_const(), what);
+                let _ = handle::free::<Arc<EndpointH>, _>(hx.cast_const(), what);
                 return Err(e);
             }
         };
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn ub_endpoint_get_fd(ep: *const ub_endpoint, fd: *mut i32
 /// Closes an endpoint. Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn ub_endpoint_free(ep: *mut ub_endpoint) -> ub_status {
-    guard(|| handle::remove::<Arc<EndpointH>, _>(ep, "ub_endpoint_free").map(drop))
+    guard(|| handle::free::<Arc<EndpointH>, _>(ep, "ub_endpoint_free"))
 }
 
 /// Binds a listener to a filesystem path (the socket file is removed when the listener is
@@ -237,7 +237,7 @@ pub unsafe extern "C" fn ub_listener_accept(
 /// Closes a listener. Thread-safe; a second free is `UB_ERR_BAD_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn ub_listener_free(listener: *mut ub_listener) -> ub_status {
-    guard(|| handle::remove::<Arc<ListenerH>, _>(listener, "ub_listener_free").map(drop))
+    guard(|| handle::free::<Arc<ListenerH>, _>(listener, "ub_listener_free"))
 }
 
 fn with_ep<T>(
@@ -353,7 +353,7 @@ pub unsafe extern "C" fn ub_ipc_import_reconciled(
         let r = with_ep(ep, Some(timeout_ms), what, |e| {
             Ok(adapt::import_reconciled(e, own.as_deref())?)
         })?;
-        let h = attr::new_list(ListState::Reconciled(Arc::new(r)))?;
+        let h = attr::new_list(ListState::Reconciled(r))?;
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(reconciled, h) };
         Ok(())

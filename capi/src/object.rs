@@ -22,7 +22,8 @@ use crate::handle;
 use crate::status::{guard, ub_status, Fail, R, UB_ERR_ACCESS_DENIED};
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use unibuf_rs::attr::Permission;
 use unibuf_rs::map::{ReadMap, SyncDir, WriteMap};
 use unibuf_rs::object::Object;
@@ -94,7 +95,9 @@ pub(crate) struct ObjH {
     // Declared first: mappings go before the object.
     cpu: Mutex<Cpu>,
     pub obj: Object,
-    list: OnceLock<usize>,
+    /// The handle of the object's list from `ub_obj_get_attr_list` (0: none yet). `SeqCst`, as
+    /// the registry's tokens: see `ub_obj_get_attr_list`.
+    list: AtomicUsize,
 }
 
 impl ObjH {
@@ -102,7 +105,7 @@ impl ObjH {
         ObjH {
             cpu: Mutex::new(Cpu::default()),
             obj,
-            list: OnceLock::new(),
+            list: AtomicUsize::new(0),
         }
     }
 }
@@ -168,7 +171,7 @@ pub unsafe extern "C" fn ub_attr_list_reconcile_and_obj_alloc(
         let what = "ub_attr_list_reconcile_and_obj_alloc";
         ffi::out(obj, what, "obj")?;
         // SAFETY: the caller's contract.
-        let r = unsafe { reconcile_handles(lists, count, conflict, what) }?;
+        let r = unsafe { reconcile_handles(lists, count, conflict, what, |r| Ok(Arc::new(r))) }?;
         obj_out(obj, adapt::allocate(&r)?, what)
     })
 }
@@ -260,9 +263,9 @@ pub extern "C" fn ub_obj_free(obj: *mut ub_obj) -> ub_status {
     guard(|| {
         let o = handle::remove::<Arc<ObjH>, _>(obj, "ub_obj_free")?;
         // See `ub_obj_get_attr_list`: a list made while this free ran is freed by one side.
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = o.list.get() {
-            let _ = handle::remove::<ListH, _>(*t as *const u8, "ub_obj_free");
+        let t = o.list.load(SeqCst);
+        if t != 0 {
+            let _ = handle::free::<ListH, _>(t as *const u8, "ub_obj_free");
         }
         drop(o);
         Ok(())
@@ -284,28 +287,27 @@ pub unsafe extern "C" fn ub_obj_get_attr_list(
         let what = "ub_obj_get_attr_list";
         let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
         ffi::out(list, what, "list")?;
-        let t = match o.list.get() {
-            Some(t) => *t,
-            None => {
-                let h = attr::new_list(ListState::Reconciled(o.obj.list().clone()))? as usize;
-                if let Err(h) = o.list.set(h) {
+        let mut t = o.list.load(SeqCst);
+        if t == 0 {
+            let h = attr::new_list(ListState::Reconciled((**o.obj.list()).clone()))? as usize;
+            t = match o.list.compare_exchange(0, h, SeqCst, SeqCst) {
+                Ok(_) => h,
+                Err(first) => {
                     // Another thread made it first: keep that one.
-                    let _ = handle::remove::<ListH, _>(h as *const u8, what);
+                    let _ = handle::free::<ListH, _>(h as *const u8, what);
+                    first
                 }
-                // If the object was freed meanwhile, its free may not have seen this list
-                // (it looks after unlinking the object): free it here, or it would live on.
-                // The fences order the list's publication before the object's lookup, as
-                // `ub_obj_free` orders its unlink before its look at the list.
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-                if handle::get::<Arc<ObjH>, _>(obj, what).is_err() {
-                    if let Some(t) = o.list.get() {
-                        let _ = handle::remove::<ListH, _>(*t as *const u8, what);
-                    }
-                    return Err(Fail::bad(format!("{what}: the object was freed meanwhile")));
-                }
-                o.list.get().copied().unwrap_or(h)
+            };
+            // If the object was freed meanwhile, its free may not have seen this list (it
+            // looks after unlinking the object): free it here, or it would live on. The list's
+            // store, the object's unlink and both sides' loads are `SeqCst`, in one total
+            // order: the free sees the list, or this lookup sees the object gone (or both, and
+            // one of the two frees of the list wins).
+            if handle::pinned(|g| handle::borrow::<Arc<ObjH>, _>(obj, what, g).is_err()) {
+                let _ = handle::free::<ListH, _>(t as *const u8, what);
+                return Err(Fail::bad(format!("{what}: the object was freed meanwhile")));
             }
-        };
+        }
         // SAFETY: checked by `ffi::out`.
         unsafe { ffi::put(list, t as *mut ub_attr_list) };
         Ok(())
