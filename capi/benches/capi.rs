@@ -157,7 +157,8 @@ fn bench(c: &mut Criterion) {
         black_box(reconcile(black_box(&two)).expect("reconciles"));
     };
     // What the Rust flow to an object does with the result (`Object::allocate` takes an
-    // `Arc<Reconciled>`): a second, secondary baseline, since a C handle is shared too.
+    // `Arc<Reconciled>`): a second baseline, and what a result on the heap costs (as a C handle
+    // that is a plain pointer would hold it; the C handle's result lives in its slot).
     let mut rust_reconcile_arc = || {
         black_box(Arc::new(reconcile(black_box(&two)).expect("reconciles")));
     };
