@@ -763,8 +763,9 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
 }
 
 /// Reconciles the lists of a C array of handles (see [`with_inputs`]) and passes the result to
-/// `then` (run pinned, as the reconcile: it must only compute), which takes it where it goes
-/// (the result is large: it is moved once). What `ub_attr_list_reconcile` and
+/// `then` (run pinned, as the reconcile: it must only compute, or take a short lock), which
+/// takes it where it goes: the result is large, and is not passed back through the frames in
+/// between. What `ub_attr_list_reconcile` and
 /// `ub_attr_list_reconcile_and_obj_alloc` do. `conflict`, unless NULL, is checked and cleared
 /// first, and gets a conflict list when the lists conflict.
 ///
