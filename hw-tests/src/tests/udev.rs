@@ -364,6 +364,13 @@ fn vivid_device() -> Option<String> {
     v.into_iter().next()
 }
 
+/// The kernel's last uevent sequence number (`/sys/kernel/uevent_seqnum`).
+fn uevent_seqnum() -> anyhow::Result<u64> {
+    let p = "/sys/kernel/uevent_seqnum";
+    let s = std::fs::read_to_string(p).with_context(|| format!("read {p}"))?;
+    s.trim().parse().with_context(|| format!("{p}: {s:?}"))
+}
+
 fn replug_vivid(dev: &str, what: &str) -> anyhow::Result<()> {
     let p = format!("/sys/bus/platform/drivers/vivid/{what}");
     std::fs::write(&p, dev).with_context(|| format!("write {dev} to {p}"))
@@ -449,6 +456,10 @@ fn hotplug_udev_monitor() -> anyhow::Result<Outcome> {
         let first = rx.recv_timeout(Duration::from_secs(10))?;
         let v: serde_json::Value = serde_json::from_str(&first)?;
         ensure!(v["monitoring"] == "udev", "monitor is not udev's: {first}");
+        // udevd may still be working through the events of an earlier replug (the previous
+        // test's, on a slow VM): they reach this monitor too. Only events the kernel numbered
+        // after this point belong to this replug.
+        let since = uevent_seqnum()?;
         replug_vivid(&dev, "unbind")?;
         std::thread::sleep(Duration::from_millis(300));
         replug_vivid(&dev, "bind")?;
@@ -461,6 +472,12 @@ fn hotplug_udev_monitor() -> anyhow::Result<Outcome> {
             };
             let v: serde_json::Value = serde_json::from_str(&line)?;
             if v["device"]["kind"] != "video" {
+                continue;
+            }
+            let seq = v["device"]["properties"]["SEQNUM"]
+                .as_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            if seq.is_some_and(|n| n <= since) {
                 continue;
             }
             if v["action"] == "remove" {
