@@ -221,8 +221,8 @@ pub(crate) fn with_list<T>(
 
 /// A copy of a reconciled list handle's list, for calls that keep it (an object holds its
 /// list) or do I/O with it.
-pub(crate) fn reconciled_of(list: *const ub_attr_list, what: &str) -> R<Arc<Reconciled>> {
-    with_list(list, what, |l, _| Ok(Arc::new(l.reconciled(what)?.clone())))
+pub(crate) fn reconciled_of(list: *const ub_attr_list, what: &str) -> R<Reconciled> {
+    with_list(list, what, |l, _| Ok(l.reconciled(what)?.clone()))
 }
 
 /// Changes an unreconciled list: `f` works on a copy of its current contents, published only
@@ -765,9 +765,9 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
 /// Reconciles the lists of a C array of handles (see [`with_inputs`]) and passes the result to
 /// `then` (run pinned, as the reconcile: it must only compute, or take a short lock), which
 /// takes it where it goes: the result is large, and is not passed back through the frames in
-/// between. What `ub_attr_list_reconcile` and
-/// `ub_attr_list_reconcile_and_obj_alloc` do. `conflict`, unless NULL, is checked and cleared
-/// first, and gets a conflict list when the lists conflict.
+/// between. What `ub_attr_list_reconcile` and `ub_attr_list_reconcile_and_obj_alloc` do.
+/// `conflict`, unless NULL, is checked and cleared first, and gets a conflict list when the
+/// lists conflict.
 ///
 /// # Safety
 /// As [`with_inputs`].

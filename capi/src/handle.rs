@@ -12,8 +12,8 @@
 //!
 //! An entry lives in its slot (no allocation per handle, but the `Arc` of the kinds below). A
 //! call *pins* its thread (one store to a word of its own: no lock, no shared cache line),
-//! reads the slot and the entry, and unpins when it is done. A free unlinks the token (one compare-and-swap, so of two racing frees one
-//! wins), then waits for a *grace period*: until every thread that was pinned when the token
+//! reads the slot and the entry, and unpins when it is done. A free unlinks the token (one
+//! compare-and-swap, so of two racing frees one wins), then waits for a *grace period*: until every thread that was pinned when the token
 //! went has unpinned (as RCU's `synchronize_rcu` does). Only then is the entry moved out and
 //! dropped. So a call on a handle that another thread frees is safe: either it saw the token
 //! live, and the free waits for it, or it sees it gone. Nothing is deferred: a free drops the

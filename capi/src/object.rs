@@ -147,7 +147,7 @@ pub unsafe extern "C" fn ub_obj_alloc(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_alloc";
-        let r = attr::reconciled_of(reconciled, what)?;
+        let r = Arc::new(attr::reconciled_of(reconciled, what)?);
         ffi::out(obj, what, "obj")?;
         obj_out(obj, adapt::allocate(&r)?, what)
     })
@@ -193,7 +193,7 @@ pub unsafe extern "C" fn ub_obj_import_fd(
 ) -> ub_status {
     guard(|| {
         let what = "ub_obj_import_fd";
-        let r = attr::reconciled_of(reconciled, what)?;
+        let r = Arc::new(attr::reconciled_of(reconciled, what)?);
         let perm = perm_arg(permission, what, false)?.unwrap_or(Permission::ReadOnly);
         ffi::out(obj, what, "obj")?;
         let owned = dup_raw_fd(fd, what)?;
