@@ -31,9 +31,9 @@
 //! Generations have 40 bits on 64-bit targets (8 on 32-bit ones, where a stale handle can
 //! match a new one after 256 reuses of its slot).
 //!
-//! Slots sit in segments that are allocated once and never move or go away; free slots are
-//! kept per thread (a batch at a time from a global list), so creating and freeing handles
-//! takes no lock either, in the common case.
+//! Slots sit in segments of 64 that are allocated once and never move or go away (up to 2^20
+//! live handles); free slots are kept per thread (a batch at a time from a global list), so
+//! creating and freeing handles takes no lock either, in the common case.
 //!
 //! A pinned thread must not free (it would wait for itself): [`assert_unpinned`] panics instead,
 //! before anything is unlinked, which the call's guard turns into `UB_ERR_UNKNOWN`. That is a
@@ -42,57 +42,51 @@
 use crate::status::{Fail, R};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 
-/// What a slot holds. (Large: a list's state holds a reconciled list; see `ListState`.)
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Entry {
-    Module(crate::attr::ModuleH),
-    List(crate::attr::ListH),
-    Object(Arc<crate::object::ObjH>),
-    Endpoint(Arc<crate::ipc::EndpointH>),
-    Listener(Arc<crate::ipc::ListenerH>),
+/// What a slot holds: a value of the kind its tag names (the tag says which field is live).
+/// Not an enum: a value is written where it will stay (a reconciled list is large, and is not
+/// moved in), and a lookup or a free checks the tag, which it reads anyway, not a second
+/// discriminant.
+pub(crate) union Payload {
+    module: ManuallyDrop<crate::attr::ModuleH>,
+    list: ManuallyDrop<crate::attr::ListH>,
+    object: ManuallyDrop<Arc<crate::object::ObjH>>,
+    endpoint: ManuallyDrop<Arc<crate::ipc::EndpointH>>,
+    listener: ManuallyDrop<Arc<crate::ipc::ListenerH>>,
 }
 
-/// A kind of handle: how it sits in an [`Entry`], its tag and its name for messages.
-pub(crate) trait Kind: Sized {
+/// A kind of handle: where it sits in a [`Payload`], its tag and its name for messages. (Shared
+/// between threads through the registry: `Send + Sync`.)
+pub(crate) trait Kind: Sized + Send + Sync {
     const NAME: &'static str;
-    /// Nonzero, one per kind: lets a free check the kind without reading the entry.
+    /// Nonzero, one per kind: what a slot's tag holds while a value of this kind lives there.
     const TAG: u8;
-    fn wrap(self) -> Entry;
-    fn unwrap(e: &Entry) -> Option<&Self>;
-    fn take(e: Entry) -> Option<Self>;
+    /// The address of this kind's field in `p` (computed, nothing read).
+    fn place(p: *mut Payload) -> *mut Self;
 }
 
 macro_rules! kind {
-    ($t:ty, $v:ident, $tag:literal, $name:literal) => {
+    ($t:ty, $field:ident, $tag:literal, $name:literal) => {
         impl Kind for $t {
             const NAME: &'static str = $name;
             const TAG: u8 = $tag;
-            fn wrap(self) -> Entry {
-                Entry::$v(self)
-            }
-            fn unwrap(e: &Entry) -> Option<&Self> {
-                match e {
-                    Entry::$v(a) => Some(a),
-                    _ => None,
-                }
-            }
-            fn take(e: Entry) -> Option<Self> {
-                match e {
-                    Entry::$v(a) => Some(a),
-                    _ => None,
-                }
+            #[inline(always)]
+            fn place(p: *mut Payload) -> *mut Self {
+                // SAFETY: a field's address, projected without a read (`ManuallyDrop` is
+                // `repr(transparent)`); whoever uses it knows the field is (or is made) live.
+                unsafe { (&raw mut (*p).$field).cast() }
             }
         }
     };
 }
-kind!(crate::attr::ModuleH, Module, 1, "ub_module");
-kind!(crate::attr::ListH, List, 2, "ub_attr_list");
-kind!(Arc<crate::object::ObjH>, Object, 3, "ub_obj");
-kind!(Arc<crate::ipc::EndpointH>, Endpoint, 4, "ub_endpoint");
-kind!(Arc<crate::ipc::ListenerH>, Listener, 5, "ub_listener");
+kind!(crate::attr::ModuleH, module, 1, "ub_module");
+kind!(crate::attr::ListH, list, 2, "ub_attr_list");
+kind!(Arc<crate::object::ObjH>, object, 3, "ub_obj");
+kind!(Arc<crate::ipc::EndpointH>, endpoint, 4, "ub_endpoint");
+kind!(Arc<crate::ipc::ListenerH>, listener, 5, "ub_listener");
 
 struct Slot {
     /// The token of the handle that lives here; 0 while the slot is free.
@@ -102,19 +96,18 @@ struct Slot {
     /// The generation of the slot's current (or next) handle; changed only by the thread that
     /// holds the slot free.
     generation: AtomicUsize,
-    /// Written only by the thread that holds the slot free, before it publishes the token;
-    /// read under a pin while the token is live; moved out by a free after its grace period.
-    entry: UnsafeCell<Option<Entry>>,
+    /// A value of the tag's kind from the write before the token is published until the free
+    /// that unlinked the token drops (or moves) it; uninitialized otherwise. Written only by the
+    /// thread that holds the slot free; read under a pin while the token is live; dropped by a
+    /// free after its grace period.
+    entry: UnsafeCell<MaybeUninit<Payload>>,
 }
 
 // SAFETY: `entry` is shared by the protocol above: a writer holds the slot exclusively (taken
 // from the free lists, token 0, no reader can reach it), readers only read it while pinned and
-// while the token they were given is live, and a free moves it out only after the grace
-// period, once no pinned reader can see it. `Entry` itself is `Send + Sync` (checked below).
+// while the token they were given is live, and a free drops it only after the grace period,
+// once no pinned reader can see it. Every kind stored is `Send + Sync` (`Kind`'s bound).
 unsafe impl Sync for Slot {}
-
-const fn _entry_is_send_sync<T: Send + Sync>() {}
-const _: () = _entry_is_send_sync::<Entry>();
 
 impl Slot {
     fn new() -> Slot {
@@ -122,7 +115,7 @@ impl Slot {
             token: AtomicUsize::new(0),
             tag: AtomicU8::new(0),
             generation: AtomicUsize::new(0),
-            entry: UnsafeCell::new(None),
+            entry: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 }
@@ -130,21 +123,23 @@ impl Slot {
 const SLOT_BITS: u32 = 24;
 const SLOT_MASK: usize = (1 << SLOT_BITS) - 1;
 const GEN_MASK: usize = usize::MAX >> SLOT_BITS;
-/// Slots in the first segment; segment `k` has `SEG0 << k`.
-const SEG0: usize = 64;
-const SEGMENTS: usize = 18;
-/// Slots in all segments: fits the token's 24 slot bits (slot + 1 < 2^24).
-const CAPACITY: usize = SEG0 * ((1 << SEGMENTS) - 1);
+/// Slots per segment (about 40 KiB of slots).
+const SEG: usize = 64;
+/// Segments: room for 2^20 live handles.
+const SEGMENTS: usize = 1 << 14;
+const CAPACITY: usize = SEG * SEGMENTS;
+// Slot + 1 fits the token's slot bits.
 const _: () = assert!(CAPACITY < SLOT_MASK);
 
+/// The segments made so far (null: not yet). 128 KiB of zeroes, of which only the pages of the
+/// segments in use are ever touched.
 static SEGMENT: [AtomicPtr<Slot>; SEGMENTS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; SEGMENTS];
 
 /// Segment and index in it of slot `i`.
 #[inline(always)]
 fn locate(i: usize) -> (usize, usize) {
-    let k = (usize::BITS - 1 - (i / SEG0 + 1).leading_zeros()) as usize;
-    (k, i - SEG0 * ((1 << k) - 1))
+    (i / SEG, i % SEG)
 }
 
 /// Slot `i`, if its segment exists.
@@ -155,9 +150,17 @@ fn slot(i: usize) -> Option<&'static Slot> {
     if seg.is_null() {
         return None;
     }
-    // SAFETY: a segment `k` is an array of `SEG0 << k` initialized slots, published with
-    // release order, never freed nor moved; `off < SEG0 << k` by `locate`.
+    // SAFETY: a segment is an array of `SEG` initialized slots, published with release order,
+    // never freed nor moved; `off < SEG` by `locate`.
     Some(unsafe { &*seg.add(off) })
+}
+
+impl Slot {
+    /// Where a `T` lives in this slot (see `entry` for when it is live).
+    #[inline(always)]
+    fn place<T: Kind>(&self) -> *mut T {
+        T::place(self.entry.get().cast())
+    }
 }
 
 fn token(slot: usize, generation: usize) -> usize {
@@ -203,7 +206,7 @@ fn refill(into: &mut Vec<usize>, n: usize) -> R<()> {
         }
         let (k, _) = locate(s);
         if SEGMENT[k].load(Relaxed).is_null() {
-            let seg: Box<[Slot]> = (0..SEG0 << k).map(|_| Slot::new()).collect();
+            let seg: Box<[Slot]> = (0..SEG).map(|_| Slot::new()).collect();
             // Never freed: slots must outlive every reader (they are few, and reachable).
             SEGMENT[k].store(Box::into_raw(seg).cast::<Slot>(), Release);
         }
@@ -239,12 +242,18 @@ fn take_slot() -> R<usize> {
 
 #[inline(always)]
 fn put_slot(s: usize) {
+    /// Gives a batch of this thread's free slots back to the global list. Out of line: rare.
+    #[cold]
+    #[inline(never)]
+    fn spill(f: &mut Vec<usize>) {
+        let from = f.len() - BATCH;
+        free_list().slots.extend(f.drain(from..));
+    }
     let kept = LOCAL.try_with(|l| {
         let mut f = l.free.borrow_mut();
         f.push(s);
         if f.len() >= 2 * BATCH {
-            let from = f.len() - BATCH;
-            free_list().slots.extend(f.drain(from..));
+            spill(&mut f);
         }
     });
     if kept.is_err() {
@@ -428,6 +437,11 @@ impl Drop for Pin {
 /// from the list was pushed before its new thread's pin, which that thread's claim orders.
 pub(crate) fn synchronize() {
     assert_unpinned();
+    grace_period();
+}
+
+/// The wait of [`synchronize`], for a caller that checked [`assert_unpinned`] itself.
+fn grace_period() {
     for r in records(SeqCst) {
         let s = r.state.load(SeqCst);
         if s & 1 == 1 {
@@ -488,13 +502,18 @@ fn refusal<T: Kind>(t: usize, what: &str) -> Fail {
 #[inline]
 pub(crate) fn borrow<'p, T: Kind, P>(p: *const P, what: &str, _pin: &'p Pin) -> R<&'p T> {
     let t = p as usize;
-    let e = find(t).and_then(|sl| {
-        // SAFETY: the token is live and this thread is pinned: the entry was written before
-        // the token was published (the load in `find` saw it), and a free moves it out only
-        // after a grace period, which waits for this pin.
-        unsafe { (*sl.entry.get()).as_ref() }.and_then(T::unwrap)
-    });
-    e.ok_or_else(|| refusal::<T>(t, what))
+    match find(t) {
+        // The tag is the token's: written before the token was published (the load in `find`
+        // saw it), and not rewritten while this thread is pinned (the slot is reused only after
+        // a free's grace period).
+        Some(sl) if sl.tag.load(Relaxed) == T::TAG => {
+            // SAFETY: the token is live and this thread is pinned: the entry was written as a
+            // `T` (the tag) before the token was published, and a free drops it only after a
+            // grace period, which waits for this pin.
+            Ok(unsafe { &*sl.place::<T>() })
+        }
+        _ => Err(refusal::<T>(t, what)),
+    }
 }
 
 /// A clone of the handle's entry (an `Arc` for objects, endpoints and listeners).
@@ -506,38 +525,93 @@ pub(crate) fn get<T: Kind + Clone, P>(p: *const P, what: &str) -> R<T> {
 /// Registers a new handle.
 #[inline(always)]
 pub(crate) fn insert<T: Kind, P>(v: T) -> R<*mut P> {
+    let r = reserve::<T>()?;
+    // SAFETY: a whole `T` is written at the reserved place.
+    unsafe {
+        r.place().write(v);
+        Ok(r.publish())
+    }
+}
+
+/// A slot taken for a new handle of kind `T`, not yet published: its value is written in
+/// place (a reconciled list is large: written once, where it stays, not built beside and moved
+/// in), then [`Reserved::publish`] makes the handle. Dropped unpublished, it gives the slot
+/// back.
+pub(crate) struct Reserved<T: Kind> {
+    slot: usize,
+    sl: &'static Slot,
+    _kind: PhantomData<T>,
+}
+
+/// Takes a free slot for a new handle of kind `T`.
+#[inline(always)]
+pub(crate) fn reserve<T: Kind>() -> R<Reserved<T>> {
     let s = take_slot()?;
-    let sl =
-        slot(s).ok_or_else(|| Fail::bad(format!("slot {s} has no segment (internal error)")))?;
-    // SAFETY: the slot is this thread's (taken from the free lists, token 0): no reader reaches
-    // its entry and no other thread writes it. Its entry is `None` (never set, or taken by the
-    // free that gave the slot back): nothing to drop.
-    unsafe { sl.entry.get().write(Some(v.wrap())) };
-    sl.tag.store(T::TAG, Relaxed);
-    let t = token(s, sl.generation.load(Relaxed));
-    // Release (SeqCst is stronger): the entry and the tag are written before a reader can see
-    // the token.
-    sl.token.store(t, Release);
-    Ok(t as *mut P)
+    match slot(s) {
+        Some(sl) => Ok(Reserved {
+            slot: s,
+            sl,
+            _kind: PhantomData,
+        }),
+        None => Err(Fail::bad(format!(
+            "slot {s} has no segment (internal error)"
+        ))),
+    }
+}
+
+impl<T: Kind> Reserved<T> {
+    /// Where the value is to be written (uninitialized: the slot is this thread's, taken from
+    /// the free lists with token 0, so no reader reaches it and no other thread writes it; its
+    /// last value was dropped or moved out by the free that gave it back).
+    #[inline(always)]
+    pub(crate) fn place(&self) -> *mut T {
+        self.sl.place::<T>()
+    }
+
+    /// Publishes the handle.
+    ///
+    /// # Safety
+    /// A whole `T` was written at [`Reserved::place`].
+    #[inline(always)]
+    pub(crate) unsafe fn publish<P>(self) -> *mut P {
+        let me = ManuallyDrop::new(self);
+        me.sl.tag.store(T::TAG, Relaxed);
+        let t = token(me.slot, me.sl.generation.load(Relaxed));
+        // Release (SeqCst is stronger): the entry and the tag are written before a reader can
+        // see the token.
+        me.sl.token.store(t, Release);
+        t as *mut P
+    }
+}
+
+impl<T: Kind> Drop for Reserved<T> {
+    fn drop(&mut self) {
+        // Unpublished: nothing was made visible; the slot goes back as it came (what was
+        // written in it, if anything, is the caller's to have dropped).
+        put_slot(self.slot);
+    }
 }
 
 /// Unregisters a handle and returns its entry, once no call can still be reading it (the
 /// caller drops it). Must not be called pinned.
 pub(crate) fn remove<T: Kind, P>(p: *const P, what: &str) -> R<T> {
-    unlink::<T, P, _>(p, what, |e| e.take().and_then(T::take))?
-        .ok_or_else(|| refusal::<T>(p as usize, what))
+    // SAFETY: `unlink` hands over the live `T`, to be dropped or moved out once: moved here.
+    unlink::<T, P, _>(p, what, |v| unsafe { v.read() })
 }
 
 /// Unregisters a handle and drops its entry where it lies (a list's is large: not moved),
 /// once no call can still be reading it. Must not be called pinned.
 #[inline]
 pub(crate) fn free<T: Kind, P>(p: *const P, what: &str) -> R<()> {
-    unlink::<T, P, _>(p, what, |e| *e = None)
+    // SAFETY: `unlink` hands over the live `T`, to be dropped or moved out once: dropped here.
+    unlink::<T, P, _>(p, what, |v| unsafe { v.drop_in_place() })
 }
 
 /// Unlinks the token, waits for the grace period, hands the entry to `f` and frees the slot.
+/// `f` must drop the `T` it is given or move it out, once: the slot's entry is uninitialized
+/// after.
 #[inline]
-fn unlink<T: Kind, P, X>(p: *const P, what: &str, f: impl FnOnce(&mut Option<Entry>) -> X) -> R<X> {
+fn unlink<T: Kind, P, X>(p: *const P, what: &str, f: impl FnOnce(*mut T) -> X) -> R<X> {
     assert_unpinned();
     let t = p as usize;
     // The tag is the token's: it is written before the token is published, and a slot is
@@ -548,11 +622,12 @@ fn unlink<T: Kind, P, X>(p: *const P, what: &str, f: impl FnOnce(&mut Option<Ent
     }) else {
         return Err(refusal::<T>(t, what));
     };
-    synchronize();
-    // SAFETY: this thread unlinked the token and the grace period is over: no call reads the
-    // entry now, and none can start (the token is gone); the slot is this thread's until it is
-    // back on a free list.
-    let x = f(unsafe { &mut *sl.entry.get() });
+    grace_period();
+    // This thread unlinked the token and the grace period is over: no call reads the entry
+    // now, and none can start (the token is gone); the entry is a live `T` (the tag), and the
+    // slot is this thread's until it is back on a free list. (Should `f` unwind, the slot is
+    // never reused: its entry is not dropped twice.)
+    let x = f(sl.place::<T>());
     sl.generation
         .store(((t >> SLOT_BITS) + 1) & GEN_MASK, Relaxed);
     put_slot((t & SLOT_MASK) - 1);
@@ -575,14 +650,10 @@ mod tests {
     #[test]
     fn slots_map_onto_segments() {
         assert_eq!(locate(0), (0, 0));
-        assert_eq!(locate(SEG0 - 1), (0, SEG0 - 1));
-        assert_eq!(locate(SEG0), (1, 0));
-        assert_eq!(locate(3 * SEG0 - 1), (1, 2 * SEG0 - 1));
-        assert_eq!(locate(3 * SEG0), (2, 0));
-        assert_eq!(
-            locate(CAPACITY - 1),
-            (SEGMENTS - 1, (SEG0 << (SEGMENTS - 1)) - 1)
-        );
+        assert_eq!(locate(SEG - 1), (0, SEG - 1));
+        assert_eq!(locate(SEG), (1, 0));
+        assert_eq!(locate(3 * SEG + 5), (3, 5));
+        assert_eq!(locate(CAPACITY - 1), (SEGMENTS - 1, SEG - 1));
     }
 
     use std::sync::atomic::AtomicBool;
