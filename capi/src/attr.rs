@@ -8,6 +8,7 @@ use crate::handle;
 use crate::handle::Pin;
 use crate::status::{guard, ub_status, Fail, R, UB_ERR_OVERFLOW};
 use std::ffi::{c_char, c_void};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use unibuf_rs::attr::{AttrList, Key, MultiList, Value, ValueKind};
@@ -132,15 +133,33 @@ type CValue = OnceLock<Box<[u8]>>;
 pub(crate) struct ListH {
     pub state: ListState,
     /// Made on the first get, so lists that are only reconciled or exported never pay for it.
-    cache: OnceLock<Box<[CValue]>>,
+    /// (Dropped by `ListH`'s drop, only when made: an unset `OnceLock` holds nothing, and its
+    /// own drop is a call, on every free of a list.)
+    cache: ManuallyDrop<OnceLock<Box<[CValue]>>>,
+}
+
+impl Drop for ListH {
+    #[inline]
+    fn drop(&mut self) {
+        if self.cache.get().is_some() {
+            // SAFETY: dropped once, here; not used after.
+            unsafe { ManuallyDrop::drop(&mut self.cache) }
+        }
+    }
 }
 
 impl ListH {
-    #[inline]
-    pub(crate) fn new(state: ListState) -> ListH {
-        ListH {
-            state,
-            cache: OnceLock::new(),
+    /// Writes a new list handle's value at `dst`, a field at a time: a reconciled state is
+    /// large, and is written once, where it stays (not built beside and moved in).
+    ///
+    /// # Safety
+    /// `dst` is valid for a write of a `ListH` (its old contents are not dropped).
+    #[inline(always)]
+    unsafe fn init(dst: *mut ListH, state: ListState) {
+        // SAFETY: the caller's contract; fields' addresses projected without a read.
+        unsafe {
+            (&raw mut (*dst).state).write(state);
+            (&raw mut (*dst).cache).write(ManuallyDrop::new(OnceLock::new()));
         }
     }
 
@@ -201,7 +220,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[inline]
 pub(crate) fn new_list(state: ListState) -> R<*mut ub_attr_list> {
-    handle::insert(ListH::new(state))
+    let r = handle::reserve::<ListH>()?;
+    // SAFETY: `init` writes a whole `ListH` at the reserved place.
+    unsafe {
+        ListH::init(r.place(), state);
+        Ok(r.publish())
+    }
 }
 
 /// A new unreconciled list handle with these contents.
@@ -750,10 +774,13 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
     guard(|| {
         let what = "ub_attr_list_reconcile";
         ffi::out(reconciled, what, "reconciled")?;
-        // SAFETY: the caller's contract.
+        // The result's slot is taken first: the result is then written there as it comes.
+        let slot = handle::reserve::<ListH>()?;
+        // SAFETY: the caller's contract; `init` writes a whole `ListH` at the reserved place.
         let h = unsafe {
             reconcile_handles(lists, count, conflict, what, |r| {
-                new_list(ListState::Reconciled(r))
+                ListH::init(slot.place(), ListState::Reconciled(r));
+                Ok(slot.publish())
             })
         }?;
         // SAFETY: checked by `ffi::out`.

@@ -51,23 +51,48 @@ pub enum ub_status {
 
 pub use ub_status::*;
 
-/// A failure on its way to C: a status and the message for the thread's last error.
+/// A failure on its way to C: a status and the message for the thread's last error. Boxed, so
+/// that a call's `R<T>` is a word or two, not the failure's size, on every success path.
 #[derive(Debug)]
-pub(crate) struct Fail {
+pub(crate) struct Fail(Box<Failure>);
+
+/// What a [`Fail`] holds.
+#[derive(Debug)]
+pub(crate) struct Failure {
     pub status: ub_status,
     pub msg: String,
     pub errno: i32,
     pub key: u32,
 }
 
+impl std::ops::Deref for Fail {
+    type Target = Failure;
+    fn deref(&self) -> &Failure {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fail {
+    fn deref_mut(&mut self) -> &mut Failure {
+        &mut self.0
+    }
+}
+
+impl From<Failure> for Fail {
+    #[cold]
+    fn from(f: Failure) -> Fail {
+        Fail(Box::new(f))
+    }
+}
+
 impl Fail {
     pub(crate) fn new(status: ub_status, msg: impl Into<String>) -> Fail {
-        Fail {
+        Fail::from(Failure {
             status,
             msg: msg.into(),
             errno: 0,
             key: 0,
-        }
+        })
     }
     pub(crate) fn bad(msg: impl Into<String>) -> Fail {
         Fail::new(UB_ERR_BAD_PARAMETER, msg)
@@ -103,23 +128,23 @@ pub(crate) fn conflict_status(c: &Conflict) -> ub_status {
 
 impl From<Conflict> for Fail {
     fn from(c: Conflict) -> Fail {
-        Fail {
+        Fail::from(Failure {
             status: conflict_status(&c),
             key: c.keys().next().map_or(0, |k| u32::from(k.code())),
             msg: c.to_string(),
             errno: 0,
-        }
+        })
     }
 }
 
 impl From<AttrError> for Fail {
     fn from(e: AttrError) -> Fail {
-        Fail {
+        Fail::from(Failure {
             status: UB_ERR_BAD_PARAMETER,
             key: attr_key(&e),
             msg: e.to_string(),
             errno: 0,
-        }
+        })
     }
 }
 
@@ -159,12 +184,12 @@ impl From<Error> for Fail {
             Error::Device { .. } => UB_ERR_RESOURCE_ERROR,
             _ => UB_ERR_UNKNOWN,
         };
-        Fail {
+        Fail::from(Failure {
             status,
             msg: e.to_string(),
             errno,
             key,
-        }
+        })
     }
 }
 
@@ -185,6 +210,7 @@ thread_local! {
 }
 
 fn record(f: Fail) -> ub_status {
+    let f = *f.0;
     let status = f.status;
     // A message with a NUL inside is cut there (messages never hold one, but be safe).
     let bytes: Vec<u8> = f
