@@ -13,9 +13,16 @@ MODPARAMS="vivid.n_devs=2 vivid.multiplanar=1,2"
 kernel=$1 initrd=$2 console=$3 results=$4 timeout=$5 accel=${6:-tcg} arch=${7:-x86_64}
 cpu=max
 [ "$accel" = kvm ] && cpu=host
+# vCPUs: 1 under TCG (default). scripts/hw-test boots two VMs at once on CI's 2 cores; with two
+# vCPUs each, a guest's vCPU thread that holds a lock (or is due a timer) waits for a host core
+# behind the other VM's threads, and under that load the guest's clocksource watchdog and
+# vblank timers misfire. Once, a 6.12 guest froze in a vkms writeback commit until the VM's
+# hard timeout. UNIBUF_VM_SMP overrides.
+smp=${UNIBUF_VM_SMP:-1}
+[ "$accel" = kvm ] && smp=${UNIBUF_VM_SMP:-2}
 : >"$console"
 : >"$results"
-common=(-smp 2 -m 2G -kernel "$kernel" -initrd "$initrd" -device edu -nic none
+common=(-smp "$smp" -m 2G -kernel "$kernel" -initrd "$initrd" -device edu -nic none
     -display none -monitor none -no-reboot -serial "file:$console")
 case "$arch" in
     x86_64)
