@@ -240,6 +240,7 @@ pub extern "C" fn ub_listener_free(listener: *mut ub_listener) -> ub_status {
     guard(|| handle::free::<Arc<ListenerH>, _>(listener, "ub_listener_free"))
 }
 
+/// Runs `f` on the endpoint handle `ep` (see [`on_ep`]).
 fn with_ep<T>(
     ep: *const ub_endpoint,
     timeout_ms: Option<i64>,
@@ -247,6 +248,12 @@ fn with_ep<T>(
     f: impl FnOnce(&mut Endpoint) -> R<T>,
 ) -> R<T> {
     let e = handle::get::<Arc<EndpointH>, _>(ep, what)?;
+    on_ep(&e, timeout_ms, f)
+}
+
+/// Runs `f` on an endpoint, serialized with the other calls on it, with its receive timeout set
+/// to `timeout_ms` (`None`: left as it is).
+fn on_ep<T>(e: &EndpointH, timeout_ms: Option<i64>, f: impl FnOnce(&mut Endpoint) -> R<T>) -> R<T> {
     let mut g = attr::lock(&e.0);
     let (ep, last) = &mut *g;
     if let Some(ms) = timeout_ms {
@@ -370,11 +377,13 @@ pub extern "C" fn ub_ipc_export_obj(
 ) -> ub_status {
     guard(|| {
         let what = "ub_ipc_export_obj";
-        let o = handle::get::<Arc<ObjH>, _>(obj, what)?;
+        // Both handles under one pin.
+        let (o, e) = handle::pinned(|g| {
+            let o = handle::borrow::<Arc<ObjH>, _>(obj, what, g)?.clone();
+            Ok::<_, Fail>((o, handle::borrow::<Arc<EndpointH>, _>(ep, what, g)?.clone()))
+        })?;
         let perm = perm_arg(permission, what, false)?.unwrap_or(o.obj.permission());
-        with_ep(ep, None, what, |e| {
-            Ok(adapt::export_object(e, &o.obj, perm)?)
-        })
+        on_ep(&e, None, |e| Ok(adapt::export_object(e, &o.obj, perm)?))
     })
 }
 
