@@ -220,11 +220,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[inline]
 pub(crate) fn new_list(state: ListState) -> R<*mut ub_attr_list> {
-    let r = handle::reserve::<ListH>()?;
+    Ok(publish_list(handle::reserve::<ListH>()?, state))
+}
+
+/// Writes a list handle's value with `state` into a reserved slot and publishes the handle.
+#[inline(always)]
+fn publish_list(slot: handle::Reserved<ListH>, state: ListState) -> *mut ub_attr_list {
     // SAFETY: `init` writes a whole `ListH` at the reserved place.
     unsafe {
-        ListH::init(r.place(), state);
-        Ok(r.publish())
+        ListH::init(slot.place(), state);
+        slot.publish()
     }
 }
 
@@ -776,11 +781,10 @@ pub unsafe extern "C" fn ub_attr_list_reconcile(
         ffi::out(reconciled, what, "reconciled")?;
         // The result's slot is taken first: the result is then written there as it comes.
         let slot = handle::reserve::<ListH>()?;
-        // SAFETY: the caller's contract; `init` writes a whole `ListH` at the reserved place.
+        // SAFETY: the caller's contract.
         let h = unsafe {
             reconcile_handles(lists, count, conflict, what, |r| {
-                ListH::init(slot.place(), ListState::Reconciled(r));
-                Ok(slot.publish())
+                Ok(publish_list(slot, ListState::Reconciled(r)))
             })
         }?;
         // SAFETY: checked by `ffi::out`.

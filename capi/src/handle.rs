@@ -118,6 +118,12 @@ impl Slot {
             entry: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
+
+    /// Where a `T` lives in this slot (see `entry` for when it is live).
+    #[inline(always)]
+    fn place<T: Kind>(&self) -> *mut T {
+        T::place(self.entry.get().cast())
+    }
 }
 
 const SLOT_BITS: u32 = 24;
@@ -153,14 +159,6 @@ fn slot(i: usize) -> Option<&'static Slot> {
     // SAFETY: a segment is an array of `SEG` initialized slots, published with release order,
     // never freed nor moved; `off < SEG` by `locate`.
     Some(unsafe { &*seg.add(off) })
-}
-
-impl Slot {
-    /// Where a `T` lives in this slot (see `entry` for when it is live).
-    #[inline(always)]
-    fn place<T: Kind>(&self) -> *mut T {
-        T::place(self.entry.get().cast())
-    }
 }
 
 fn token(slot: usize, generation: usize) -> usize {

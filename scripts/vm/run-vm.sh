@@ -16,8 +16,8 @@ cpu=max
 # vCPUs: 1 under TCG (default). scripts/hw-test boots two VMs at once on CI's 2 cores; with two
 # vCPUs each, a guest's vCPU thread that holds a lock (or is due a timer) waits for a host core
 # behind the other VM's threads, and under that load the guest's clocksource watchdog and
-# vblank timers misfire. Once, a 6.12 guest froze in a vkms writeback commit until the VM's
-# hard timeout. UNIBUF_VM_SMP overrides.
+# vblank timers misfire. Twice, a 6.12 guest (x86, then arm64) froze in a vkms writeback
+# commit until the VM's hard timeout. UNIBUF_VM_SMP overrides.
 smp=${UNIBUF_VM_SMP:-1}
 [ "$accel" = kvm ] && smp=${UNIBUF_VM_SMP:-2}
 : >"$console"
