@@ -8,7 +8,7 @@ use crate::handle;
 use crate::handle::Pin;
 use crate::status::{guard, ub_status, Fail, R, UB_ERR_OVERFLOW};
 use std::ffi::{c_char, c_void};
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use unibuf_rs::attr::{AttrList, Key, MultiList, Value, ValueKind};
@@ -293,28 +293,29 @@ pub(crate) unsafe fn with_inputs<T>(
     what: &str,
     f: impl FnOnce(&[&AttrList]) -> R<T>,
 ) -> R<T> {
-    static EMPTY: AttrList = AttrList::new();
     // SAFETY: the caller's contract.
     let ps = unsafe { ffi::slice(lists, n, what, "the list array") }?;
     handle::pinned(|g| {
-        let mut buf: [&AttrList; REFS] = [&EMPTY; REFS];
+        let mut buf = [MaybeUninit::<&AttrList>::uninit(); REFS];
         let mut len = 0;
         let mut more: Vec<&AttrList> = Vec::new();
         for p in ps {
             for l in handle::borrow::<ListH, _>(*p, what, g)?.inputs(g, what)? {
                 if len < REFS {
-                    buf[len] = l;
+                    buf[len].write(l);
                     len += 1;
                 } else {
                     if more.is_empty() {
-                        more.extend_from_slice(&buf);
+                        // SAFETY: all `REFS` of `buf` were written before `len` reached it.
+                        more.extend(buf.iter().map(|b| unsafe { b.assume_init() }));
                     }
                     more.push(l);
                 }
             }
         }
         if more.is_empty() {
-            f(&buf[..len])
+            // SAFETY: `buf[..len]` was written.
+            f(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<&AttrList>(), len) })
         } else {
             f(&more)
         }

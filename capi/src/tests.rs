@@ -161,17 +161,16 @@ unsafe fn set_raw(l: *mut ub_attr_list, size: u64) -> ub_status {
 }
 
 fn out_size(r: *const ub_attr_list) -> u64 {
+    out_u64(r, ub_key::UB_KEY_OUT_SIZE)
+}
+
+/// A 64-bit value of a reconciled list.
+fn out_u64(r: *const ub_attr_list, key: ub_key) -> u64 {
     let mut v = 0u64;
     let mut len = 8usize;
     // SAFETY: `v` has `len` bytes.
-    let st = unsafe {
-        ub_attr_list_get_value(
-            r,
-            ub_key::UB_KEY_OUT_SIZE as u32,
-            (&mut v as *mut u64).cast(),
-            &mut len,
-        )
-    };
+    let st =
+        unsafe { ub_attr_list_get_value(r, key as u32, (&mut v as *mut u64).cast(), &mut len) };
     assert_eq!((st, len), (UB_SUCCESS, 8));
     v
 }
@@ -216,6 +215,75 @@ fn contents_are_copied_on_write() {
         // A reconciled list cannot be changed.
         assert_eq!(set_raw(r, 4096), UB_ERR_BAD_PARAMETER);
         for h in [r, a, b] {
+            assert_eq!(ub_attr_list_free(h), UB_SUCCESS);
+        }
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
+
+/// More inputs than `with_inputs` keeps on the stack (8), given as plain lists and as an
+/// appended list: every one reaches the reconcile (the largest alignment wins wherever it
+/// stands).
+#[test]
+fn more_inputs_than_the_stack_buffer_all_count() {
+    let (m, first) = list();
+    assert_eq!(ub_attr_list_free(first), UB_SUCCESS);
+    let lists: Vec<*mut ub_attr_list> = (0..11u32)
+        .map(|i| {
+            let mut l = null_mut();
+            // SAFETY: a live module, a valid out-pointer.
+            assert_eq!(unsafe { ub_attr_list_create(m, &mut l) }, UB_SUCCESS);
+            // The 10th list asks for the most.
+            let align: u64 = if i == 9 { 1 << 20 } else { 16 << i };
+            let kv = ub_attr_kv {
+                key: ub_key::UB_KEY_RAW_ALIGN as u32,
+                value: (&align as *const u64).cast(),
+                len: 8,
+            };
+            // SAFETY: a live list; the pair points to a live value.
+            unsafe {
+                assert_eq!(set_raw(l, 4096), UB_SUCCESS);
+                assert_eq!(ub_attr_list_set_attrs(l, &kv, 1), UB_SUCCESS);
+            }
+            l
+        })
+        .collect();
+    let ins: Vec<*const ub_attr_list> = lists.iter().map(|l| l.cast_const()).collect();
+    let align = |r| out_u64(r, ub_key::UB_KEY_OUT_ALIGN);
+    let mut r = null_mut();
+    let mut appended = null_mut();
+    let mut n = 0usize;
+    // SAFETY: valid handles and out-pointers.
+    unsafe {
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), ins.len(), &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert_eq!(align(r), 1 << 20);
+        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+        // Without the 10th, the 11th (16 KiB) is the largest: the one past the buffer counts.
+        let mut without = ins.clone();
+        without.remove(9);
+        assert_eq!(
+            ub_attr_list_reconcile(without.as_ptr(), without.len(), &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert_eq!(align(r), 16 << 10);
+        assert_eq!(ub_attr_list_free(r), UB_SUCCESS);
+        // One appended list of 11 slots counts as its 11 lists.
+        assert_eq!(
+            ub_attr_list_append(ins.as_ptr(), ins.len(), &mut appended),
+            UB_SUCCESS
+        );
+        assert_eq!(ub_attr_list_get_slot_count(appended, &mut n), UB_SUCCESS);
+        assert_eq!(n, 11);
+        let one = [appended.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(one.as_ptr(), 1, &mut r, null_mut()),
+            UB_SUCCESS
+        );
+        assert_eq!(align(r), 1 << 20);
+        for h in [r, appended].into_iter().chain(lists) {
             assert_eq!(ub_attr_list_free(h), UB_SUCCESS);
         }
     }
