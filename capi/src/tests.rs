@@ -226,8 +226,9 @@ fn contents_are_copied_on_write() {
 /// stands).
 #[test]
 fn more_inputs_than_the_stack_buffer_all_count() {
-    let (m, first) = list();
-    assert_eq!(ub_attr_list_free(first), UB_SUCCESS);
+    let mut m = null_mut();
+    // SAFETY: a valid out-pointer.
+    assert_eq!(unsafe { ub_module_open(&mut m) }, UB_SUCCESS);
     let lists: Vec<*mut ub_attr_list> = (0..11u32)
         .map(|i| {
             let mut l = null_mut();
