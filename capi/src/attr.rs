@@ -201,15 +201,12 @@ impl ListH {
     }
 
     /// The lists this one stands for as an input (an unreconciled list, or each slot of an
-    /// appended one); other states are refused.
-    fn inputs<'p>(&'p self, pin: &'p Pin, what: &str) -> R<&'p [AttrList]> {
+    /// appended one); `None` for the other states, which are no input.
+    fn inputs<'p>(&'p self, pin: &'p Pin) -> Option<&'p [AttrList]> {
         match &self.state {
-            ListState::Unreconciled(u) => Ok(std::slice::from_ref(u.contents(pin))),
-            ListState::Multi(m) => Ok(m.slots()),
-            _ => Err(Fail::bad(format!(
-                "{what}: an input is {}; only unreconciled (or appended) lists are accepted",
-                self.kind_name()
-            ))),
+            ListState::Unreconciled(u) => Some(std::slice::from_ref(u.contents(pin))),
+            ListState::Multi(m) => Some(m.slots()),
+            _ => None,
         }
     }
 }
@@ -300,7 +297,10 @@ pub(crate) unsafe fn with_inputs<T>(
         let mut len = 0;
         let mut more: Vec<&AttrList> = Vec::new();
         for p in ps {
-            for l in handle::borrow::<ListH, _>(*p, what, g)?.inputs(g, what)? {
+            let Some(ins) = handle::lookup::<ListH, _>(*p, g).and_then(|l| l.inputs(g)) else {
+                return Err(not_an_input(*p, what, g));
+            };
+            for l in ins {
                 if len < REFS {
                     buf[len].write(l);
                     len += 1;
@@ -320,6 +320,19 @@ pub(crate) unsafe fn with_inputs<T>(
             f(&more)
         }
     })
+}
+
+/// Why `p` was refused as an input of [`with_inputs`]. Out of line: the loop stays small.
+#[cold]
+#[inline(never)]
+fn not_an_input(p: *const ub_attr_list, what: &str, g: &Pin) -> Fail {
+    match handle::borrow::<ListH, _>(p, what, g) {
+        Err(f) => f,
+        Ok(l) => Fail::bad(format!(
+            "{what}: an input is {}; only unreconciled (or appended) lists are accepted",
+            l.kind_name()
+        )),
+    }
 }
 
 /// Copies of the lists of a C array of handles (see [`with_inputs`]), for calls that do I/O

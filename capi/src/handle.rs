@@ -459,6 +459,7 @@ fn grace_period() {
 /// Refuses (panics: an internal error the call's guard reports) to go on when this thread is
 /// pinned: a grace period would wait for the thread itself. Checked before anything is
 /// unlinked, so that the refusal changes nothing.
+#[inline]
 pub(crate) fn assert_unpinned() {
     assert!(
         DEPTH.get() == 0,
@@ -498,20 +499,23 @@ fn refusal<T: Kind>(t: usize, what: &str) -> Fail {
 
 /// The handle's entry, borrowed for as long as `pin` is held.
 #[inline]
-pub(crate) fn borrow<'p, T: Kind, P>(p: *const P, what: &str, _pin: &'p Pin) -> R<&'p T> {
-    let t = p as usize;
-    match find(t) {
-        // The tag is the token's: written before the token was published (the load in `find`
-        // saw it), and not rewritten while this thread is pinned (the slot is reused only after
-        // a free's grace period).
-        Some(sl) if sl.tag.load(Relaxed) == T::TAG => {
-            // SAFETY: the token is live and this thread is pinned: the entry was written as a
-            // `T` (the tag) before the token was published, and a free drops it only after a
-            // grace period, which waits for this pin.
-            Ok(unsafe { &*sl.place::<T>() })
-        }
-        _ => Err(refusal::<T>(t, what)),
-    }
+pub(crate) fn borrow<'p, T: Kind, P>(p: *const P, what: &str, pin: &'p Pin) -> R<&'p T> {
+    lookup::<T, P>(p, pin).ok_or_else(|| refusal::<T>(p as usize, what))
+}
+
+/// [`borrow`] without the reason of a refusal (for loops that make it only when one comes).
+#[inline]
+pub(crate) fn lookup<T: Kind, P>(p: *const P, _pin: &Pin) -> Option<&T> {
+    let sl = find(p as usize)?;
+    // The tag is the token's: written before the token was published (the load in `find` saw
+    // it), and not rewritten while this thread is pinned (the slot is reused only after a
+    // free's grace period).
+    (sl.tag.load(Relaxed) == T::TAG).then(|| {
+        // SAFETY: the token is live and this thread is pinned: the entry was written as a `T`
+        // (the tag) before the token was published, and a free drops it only after a grace
+        // period, which waits for this pin.
+        unsafe { &*sl.place::<T>() }
+    })
 }
 
 /// A clone of the handle's entry (an `Arc` for objects, endpoints and listeners).

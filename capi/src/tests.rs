@@ -59,6 +59,58 @@ fn stale_null_and_wrong_kind_handles_are_refused() {
     assert_eq!(ub_module_close(m), UB_SUCCESS);
 }
 
+/// The message of the last failed call on this thread.
+fn last_message() -> String {
+    // SAFETY: the library's message is a valid C string until the next failing call.
+    unsafe { std::ffi::CStr::from_ptr(ub_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn reconcile_refuses_each_input_that_is_no_unreconciled_list() {
+    let (m, good) = list();
+    // SAFETY: valid handles and out-pointers.
+    unsafe {
+        assert_eq!(set_raw(good, 4096), UB_SUCCESS);
+        let mut rec = null_mut();
+        let ins = [good.cast_const()];
+        assert_eq!(
+            ub_attr_list_reconcile(ins.as_ptr(), 1, &mut rec, null_mut()),
+            UB_SUCCESS
+        );
+        let (_, freed) = list();
+        assert_eq!(ub_attr_list_free(freed), UB_SUCCESS);
+        let cases: [(*const ub_attr_list, &str); 4] = [
+            (std::ptr::null(), "NULL ub_attr_list handle"),
+            (freed, "already freed"),
+            (m.cast_const().cast(), "live handle of another kind"),
+            (rec, "an input is a reconciled list"),
+        ];
+        for (bad, why) in cases {
+            // The bad input second: the good one before it was borrowed, and is let go.
+            let ins = [good.cast_const(), bad];
+            let mut out = std::ptr::dangling_mut::<ub_attr_list>();
+            assert_eq!(
+                ub_attr_list_reconcile(ins.as_ptr(), 2, &mut out, null_mut()),
+                UB_ERR_BAD_PARAMETER,
+                "{why}"
+            );
+            let msg = last_message();
+            assert!(msg.starts_with("ub_attr_list_reconcile: "), "{msg}");
+            assert!(msg.contains(why), "{why}: {msg}");
+            assert_eq!(
+                out,
+                std::ptr::dangling_mut(),
+                "{why}: the out-pointer was written"
+            );
+        }
+        assert_eq!(ub_attr_list_free(rec), UB_SUCCESS);
+        assert_eq!(ub_attr_list_free(good), UB_SUCCESS);
+    }
+    assert_eq!(ub_module_close(m), UB_SUCCESS);
+}
+
 #[test]
 fn set_once_and_value_forms() {
     let (m, l) = list();
