@@ -1,10 +1,13 @@
 //! What the C calls add to the Rust calls they wrap: reconcile of two NV12 1920x1080 lists, and
 //! an object export + import over a socketpair (memfd).
 //!
-//! Run: `cargo bench -p unibuf-capi`. It prints first, for each pair, the medians of interleaved
-//! batches of the Rust and the C call (the machine's load weighs on both alike), their ratio
-//! C / Rust, and the heap allocations per call of each (counted by this binary's allocator);
-//! then criterion's own measurements (short: the machines are shared). The C functions are
+//! Run: `cargo bench -p unibuf-capi`. It prints first, for each pair, the median per-call times
+//! of the Rust and the C call, timed in paired batches (each round one batch of each, in
+//! alternating order, so that the machine's load and drift weigh on both alike), the median of
+//! the rounds' C / Rust ratios with a 95 % interval of that median (within the run: a second
+//! run on a shared machine can land outside it), and the heap allocations per call of each
+//! (counted by this binary's allocator); then criterion's own measurements (short: the
+//! machines are shared). The C functions are
 //! compiled into this binary from the crate's sources and called as C would.
 
 #![allow(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -32,7 +35,7 @@ use consts::*;
 use keys::ub_key::*;
 use status::UB_SUCCESS;
 
-include!("../../benches/support/interleaved.rs");
+include!("../../benches/support/paired.rs");
 
 /// The system allocator, counting allocations (and reallocations) for the report.
 struct Counting;
@@ -88,15 +91,14 @@ fn run_only(calls: &mut [(&str, &mut dyn FnMut())]) {
     }
 }
 
-/// Prints the Rust and C medians of interleaved batches, the ratio and the allocations.
+/// Prints the Rust and C medians, the median of the paired C / Rust ratios with its 95 %
+/// interval, and the allocations per call.
 fn report(name: &str, rounds: usize, batch: usize, rust: &mut dyn FnMut(), c: &mut dyn FnMut()) {
     let (ar, ac) = (allocs_per_call(rust), allocs_per_call(c));
-    let m = interleaved(rounds, batch, &mut [rust, c]);
+    let p = paired(rounds, batch, rust, c);
     println!(
-        "{name}: rust {:.3} us, c {:.3} us, C/Rust {:.3} (medians of {rounds} interleaved batches of {batch}); allocations per call: rust {ar}, c {ac}",
-        m[0],
-        m[1],
-        m[1] / m[0]
+        "{name}: rust {:.3} us, c {:.3} us, C/Rust {:.3} (95 % interval {:.3}-{:.3}; medians of {rounds} paired batches of {batch}); allocations per call: rust {ar}, c {ac}",
+        p.a, p.b, p.ratio, p.lo, p.hi
     );
 }
 
